@@ -1,0 +1,160 @@
+"""Every setting, read once from the environment into a frozen object.
+
+`load_settings(environ)` builds and validates a `Settings`; `get_settings()` caches the one built
+from `os.environ`. Settings that only some functions need (provider keys, the polling URL, ...) are
+optional at load time and checked where they are used with `Settings.require(field)`, which fails
+with a message naming the environment variable. Secrets are `SecretStr`, so they never appear in a
+repr, a log line or an error.
+
+The README's configuration table lists every variable; `ENV_VARS` below is the single source of
+the names (a test keeps the two in sync).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or invalid; the message names the environment variable."""
+
+
+DEFAULT_RUNWAYML_CREDITS_PER_SECOND = {"gen4.5": 12, "gen4_turbo": 5, "veo3.1": 40, "veo3.1_fast": 15}
+
+# field name -> environment variable(s); the first name wins, later ones are accepted aliases.
+ENV_VARS: dict[str, tuple[str, ...]] = {
+    "project_id": ("GOOGLE_CLOUD_PROJECT", "GCP_PROJECT"),
+    "region": ("FUNCTION_REGION",),
+    "firebase_project_id": ("FIREBASE_PROJECT_ID",),
+    "jobs_collection": ("JOBS_COLLECTION",),
+    "runwayml_tasks_collection": ("RUNWAYML_TASKS_COLLECTION",),
+    "heygen_tasks_collection": ("HEYGEN_TASKS_COLLECTION",),
+    "support_collection_prefix": ("SUPPORT_COLLECTION_PREFIX",),
+    "retention_days": ("RETENTION_DAYS",),
+    "job_deadline_s": ("JOB_DEADLINE_SECONDS",),
+    "runwayml_api_key": ("RUNWAYML_API_KEY", "RUNWAYML_API_SECRET"),
+    "runwayml_base_url": ("RUNWAYML_BASE_URL",),
+    "runwayml_api_version": ("RUNWAYML_API_VERSION",),
+    "runwayml_credits_per_second": ("RUNWAYML_CREDITS_PER_SECOND",),
+    "runwayml_usd_per_credit": ("RUNWAYML_USD_PER_CREDIT",),
+    "runwayml_webhook_secrets": ("RUNWAYML_WEBHOOK_SECRET",),
+    "heygen_api_key": ("HEYGEN_API_KEY",),
+    "heygen_base_url": ("HEYGEN_BASE_URL",),
+    "heygen_avatar_id": ("HEYGEN_AVATAR_ID",),
+    "heygen_voice_id": ("HEYGEN_VOICE_ID",),
+    "heygen_usd_per_second": ("HEYGEN_USD_PER_SECOND",),
+    "heygen_webhook_secrets": ("HEYGEN_WEBHOOK_SECRET",),
+    "http_connect_timeout_s": ("HTTP_CONNECT_TIMEOUT_SECONDS",),
+    "http_read_timeout_s": ("HTTP_READ_TIMEOUT_SECONDS",),
+    "http_max_attempts": ("HTTP_MAX_ATTEMPTS",),
+    "retry_after_cap_s": ("RETRY_AFTER_CAP_SECONDS",),
+    "webhook_tolerance_s": ("WEBHOOK_TOLERANCE_SECONDS",),
+}
+
+
+class Settings(BaseModel):
+    """The validated configuration of one process. Immutable."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    project_id: str = Field(min_length=1)
+    region: str = "us-central1"
+    firebase_project_id: str | None = None
+
+    jobs_collection: str = "enhanced_video_jobs"
+    runwayml_tasks_collection: str = "runwayml_jobs"
+    heygen_tasks_collection: str = "heygen_jobs"
+    support_collection_prefix: str = "video_"
+    retention_days: int = Field(default=30, ge=1, le=3650)
+    job_deadline_s: int = Field(default=1800, ge=60, le=86400)
+
+    runwayml_api_key: SecretStr | None = None
+    runwayml_base_url: str = "https://api.dev.runwayml.com"
+    runwayml_api_version: str = "2024-11-06"
+    runwayml_credits_per_second: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_RUNWAYML_CREDITS_PER_SECOND)
+    )
+    runwayml_usd_per_credit: float = Field(default=0.01, ge=0)
+    runwayml_webhook_secrets: tuple[SecretStr, ...] = ()
+
+    heygen_api_key: SecretStr | None = None
+    heygen_base_url: str = "https://api.heygen.com"
+    heygen_avatar_id: str | None = None
+    heygen_voice_id: str | None = None
+    heygen_usd_per_second: float = Field(default=0.0667, ge=0)
+    heygen_webhook_secrets: tuple[SecretStr, ...] = ()
+
+    http_connect_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    http_read_timeout_s: float = Field(default=30.0, gt=0, le=300)
+    http_max_attempts: int = Field(default=3, ge=1, le=10)
+    retry_after_cap_s: float = Field(default=30.0, ge=0, le=600)
+    webhook_tolerance_s: int = Field(default=300, ge=1, le=3600)
+
+    @field_validator("runwayml_base_url", "heygen_base_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @property
+    def firebase_project(self) -> str:
+        """The project whose Firebase ID tokens are accepted (defaults to the GCP project)."""
+        return self.firebase_project_id if self.firebase_project_id is not None else self.project_id
+
+    def collection(self, name: str) -> str:
+        """Name of a small supporting collection (health, quota, webhook events, ...)."""
+        return f"{self.support_collection_prefix}{name}"
+
+    def require(self, field: str) -> Any:
+        """Return a setting that this code path cannot do without, or fail naming its variable."""
+        value = getattr(self, field)
+        if value is None or value == ():
+            names = " (or ".join(ENV_VARS[field]) + ")" * (len(ENV_VARS[field]) - 1)
+            raise ConfigError(f"{names} is not set; it is required for this function")
+        return value
+
+
+def _parse(field: str, raw: str) -> Any:
+    if field.endswith("_secrets"):
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    if field == "runwayml_credits_per_second":
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"RUNWAYML_CREDITS_PER_SECOND is not valid JSON: {exc.msg}") from None
+    return raw
+
+
+def load_settings(environ: Mapping[str, str]) -> Settings:
+    """Build `Settings` from an environment mapping; raise `ConfigError` naming the variable."""
+    values: dict[str, Any] = {}
+    source: dict[str, str] = {}
+    for field, names in ENV_VARS.items():
+        for name in names:
+            raw = environ.get(name)
+            if raw is not None and raw.strip() != "":
+                values[field] = _parse(field, raw.strip())
+                source[field] = name
+                break
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else ""
+        name = source.get(field) or ENV_VARS.get(field, (field,))[0]
+        if first["type"] == "missing":
+            raise ConfigError(f"{name} is not set; it is required") from None
+        raise ConfigError(f"{name} is invalid: {first['msg']}") from None
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, built once from `os.environ`."""
+    return load_settings(os.environ)
