@@ -1,0 +1,209 @@
+"""Shared machinery of the provider simulators: a loopback HTTP server, seeded faults, a clock.
+
+A simulator is a `SimServer` subclass's handler plus its own state; this module gives it:
+
+- `FaultPlan`: rates per fault kind, drawn from one seeded `random.Random`, so a run repeats.
+  Kinds: `http_429` (with Retry-After), `http_5xx`, `read_timeout` (holds the request past the
+  client's timeout, then drops it), `reset` (closes the connection without an answer),
+  `malformed` (a 200 whose body is not JSON), `stuck` (a task that never finishes) and
+  `moderation` (a task that fails with a content code). The first five apply to requests, the
+  last two to tasks at creation. Every fault injected is counted in `FaultPlan.injected`.
+- `SimClock`: real time scaled by a factor, so "30 s renders" take 0.3 s in tests.
+- `Durations`: a seeded log-normal-ish spread of render times between a low and a high bound.
+- `SimServer`: a threading HTTP server on 127.0.0.1 and a free port, started in a thread, with a
+  request log (method, path, status) that tests use to count what the provider really sent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import random
+import socket
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+SAMPLE_MP4 = Path(__file__).resolve().parent / "assets" / "sample.mp4"
+
+REQUEST_FAULTS = ("http_429", "http_5xx", "read_timeout", "reset", "malformed")
+TASK_FAULTS = ("stuck", "moderation")
+
+
+@dataclass
+class FaultPlan:
+    """Seeded fault injection: `rates` maps a fault kind to its probability (0-1)."""
+
+    rates: dict[str, float] = field(default_factory=dict)
+    seed: int = 0
+    retry_after_s: int = 1
+    hold_s: float = 2.0  # how long a `read_timeout` holds the request before dropping it
+
+    def __post_init__(self) -> None:
+        unknown = set(self.rates) - set(REQUEST_FAULTS) - set(TASK_FAULTS)
+        if unknown:
+            raise ValueError(f"unknown fault kinds: {sorted(unknown)}")
+        self._rng = random.Random(self.seed)
+        self._lock = threading.Lock()
+        self.injected: Counter[str] = Counter()
+
+    @classmethod
+    def parse(cls, spec: str, seed: int = 0) -> FaultPlan:
+        """From `"http_5xx=0.1,http_429=0.05"` (the command-line form)."""
+        rates = {}
+        for part in filter(None, (p.strip() for p in spec.split(","))):
+            kind, _, rate = part.partition("=")
+            rates[kind.strip()] = float(rate)
+        return cls(rates=rates, seed=seed)
+
+    def draw(self, kinds: tuple[str, ...]) -> str | None:
+        """At most one fault among `kinds`, or None; counted when injected."""
+        with self._lock:
+            roll = self._rng.random()
+            edge = 0.0
+            for kind in kinds:
+                edge += self.rates.get(kind, 0.0)
+                if roll < edge:
+                    self.injected[kind] += 1
+                    return kind
+        return None
+
+    def random(self) -> float:
+        with self._lock:
+            return self._rng.random()
+
+
+class SimClock:
+    """Simulated seconds: real monotonic time multiplied by `speed` (100 => 1 real s = 100 s)."""
+
+    def __init__(self, speed: float = 1.0) -> None:
+        self.speed = speed
+        self._start = time.monotonic()
+
+    def now(self) -> float:
+        return (time.monotonic() - self._start) * self.speed
+
+
+@dataclass(frozen=True)
+class Durations:
+    """Render durations (simulated seconds) between `low` and `high`, skewed towards the middle."""
+
+    low: float
+    high: float
+
+    def draw(self, rand: float) -> float:
+        mid = math.log(self.low * self.high) / 2
+        spread = (math.log(self.high) - math.log(self.low)) / 4
+        # inverse of a logistic CDF: smooth, seeded, clipped to the bounds
+        rand = min(max(rand, 1e-6), 1 - 1e-6)
+        value = math.exp(mid + spread * math.log(rand / (1 - rand)) / 1.8)
+        return min(self.high, max(self.low, value))
+
+
+class SimHandler(BaseHTTPRequestHandler):
+    """Base handler: JSON helpers, request log, and request-level fault injection."""
+
+    server: SimServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+    def read_body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def send_json(self, status: int, payload: object, headers: dict[str, str] | None = None) -> None:
+        self.send_raw(status, json.dumps(payload).encode(), "application/json", headers)
+
+    def send_raw(
+        self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
+    ) -> None:
+        self.server.record(self.command, self.path, status)
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def send_empty(self, status: int) -> None:
+        self.server.record(self.command, self.path, status)
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def inject_request_fault(self, error_body: object) -> bool:
+        """Apply a drawn request fault; True when the request has been answered (or dropped)."""
+        fault = self.server.faults.draw(REQUEST_FAULTS)
+        if fault is None:
+            return False
+        if fault == "http_429":
+            retry = str(self.server.faults.retry_after_s)
+            self.send_json(429, error_body, {"Retry-After": retry})
+        elif fault == "http_5xx":
+            self.send_json(self.server.faults_rng_choice((500, 502, 503, 504)), error_body)
+        elif fault == "malformed":
+            self.send_raw(200, b'{"id": "trunc', "application/json")
+        else:  # read_timeout or reset: no answer at all
+            self.server.record(self.command, self.path, 0)
+            if fault == "read_timeout":
+                time.sleep(self.server.faults.hold_s)
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+        return True
+
+    def send_sample_video(self) -> None:
+        self.send_raw(200, SAMPLE_MP4.read_bytes(), "video/mp4")
+
+
+class SimServer(ThreadingHTTPServer):
+    """A simulator on 127.0.0.1; `start()` serves in a daemon thread, `stop()` shuts down."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, handler: type[SimHandler], *, port: int = 0, faults: FaultPlan | None = None):
+        super().__init__(("127.0.0.1", port), handler)
+        self.faults = faults or FaultPlan()
+        self.requests: list[tuple[str, str, int]] = []
+        self._log_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def record(self, method: str, path: str, status: int) -> None:
+        with self._log_lock:
+            self.requests.append((method, path.split("?")[0], status))
+
+    def count(self, method: str, path_prefix: str) -> int:
+        """How many requests with this method reached a path starting with `path_prefix`."""
+        with self._log_lock:
+            return sum(1 for m, p, _ in self.requests if m == method and p.startswith(path_prefix))
+
+    def faults_rng_choice(self, options: tuple[int, ...]) -> int:
+        return options[int(self.faults.random() * len(options)) % len(options)]
+
+    def start(self) -> SimServer:
+        self._thread = threading.Thread(target=self.serve_forever, name=type(self).__name__, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
