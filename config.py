@@ -50,6 +50,13 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "heygen_voice_id": ("HEYGEN_VOICE_ID",),
     "heygen_usd_per_second": ("HEYGEN_USD_PER_SECOND",),
     "heygen_webhook_secrets": ("HEYGEN_WEBHOOK_SECRET",),
+    "functions_base_url": ("FUNCTIONS_BASE_URL",),
+    "tasks_queue": ("TASKS_QUEUE",),
+    "tasks_location": ("TASKS_LOCATION",),
+    "tasks_service_account": ("TASKS_SERVICE_ACCOUNT",),
+    "tasks_emulator_host": ("CLOUD_TASKS_EMULATOR_HOST",),
+    "ops_service_accounts": ("OPS_SERVICE_ACCOUNTS",),
+    "storage_bucket": ("STORAGE_BUCKET",),
     "http_connect_timeout_s": ("HTTP_CONNECT_TIMEOUT_SECONDS",),
     "http_read_timeout_s": ("HTTP_READ_TIMEOUT_SECONDS",),
     "http_max_attempts": ("HTTP_MAX_ATTEMPTS",),
@@ -90,11 +97,24 @@ class Settings(BaseModel):
     heygen_usd_per_second: float = Field(default=0.0667, ge=0)
     heygen_webhook_secrets: tuple[SecretStr, ...] = ()
 
+    functions_base_url: str | None = None
+    tasks_queue: str = "video-polling"
+    tasks_location: str | None = None
+    tasks_service_account: str | None = None
+    tasks_emulator_host: str | None = None
+    ops_service_accounts: tuple[str, ...] = ()
+    storage_bucket: str | None = None
+
     http_connect_timeout_s: float = Field(default=5.0, gt=0, le=60)
     http_read_timeout_s: float = Field(default=30.0, gt=0, le=300)
     http_max_attempts: int = Field(default=3, ge=1, le=10)
     retry_after_cap_s: float = Field(default=30.0, ge=0, le=600)
     webhook_tolerance_s: int = Field(default=300, ge=1, le=3600)
+
+    @field_validator("functions_base_url")
+    @classmethod
+    def _optional_url(cls, value: str | None) -> str | None:
+        return None if value is None else cls._no_trailing_slash(value)
 
     @field_validator("runwayml_base_url", "heygen_base_url")
     @classmethod
@@ -102,6 +122,16 @@ class Settings(BaseModel):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
+
+    @property
+    def queue_location(self) -> str:
+        """Cloud Tasks location (defaults to the functions' region)."""
+        return self.tasks_location if self.tasks_location is not None else self.region
+
+    def function_url(self, name: str) -> str:
+        """URL of a deployed (or locally served) function; also the OIDC audience of its tasks."""
+        base = self.require("functions_base_url")
+        return f"{base}/{name}"
 
     @property
     def firebase_project(self) -> str:
@@ -122,7 +152,7 @@ class Settings(BaseModel):
 
 
 def _parse(field: str, raw: str) -> Any:
-    if field.endswith("_secrets"):
+    if field.endswith(("_secrets", "_accounts")):
         return tuple(part.strip() for part in raw.split(",") if part.strip())
     if field == "runwayml_credits_per_second":
         try:
