@@ -144,11 +144,17 @@ class SimHandler(BaseHTTPRequestHandler):
         fault = self.server.faults.draw(REQUEST_FAULTS)
         if fault is None:
             return False
+        self.apply_request_fault(fault, error_body)
+        return True
+
+    def apply_request_fault(self, fault: str, error_body: object, status: int | None = None) -> None:
+        """Answer (or drop) this request as `fault` says; `status` pins the code of an `http_5xx`."""
         if fault == "http_429":
             retry = str(self.server.faults.retry_after_s)
             self.send_json(429, error_body, {"Retry-After": retry})
         elif fault == "http_5xx":
-            self.send_json(self.server.faults_rng_choice((500, 502, 503, 504)), error_body)
+            code = status if status is not None else self.server.faults_rng_choice((500, 502, 503, 504))
+            self.send_json(code, error_body)
         elif fault == "malformed":
             self.send_raw(200, b'{"id": "trunc', "application/json")
         else:  # read_timeout or reset: no answer at all
@@ -158,7 +164,6 @@ class SimHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
-        return True
 
     def send_sample_video(self) -> None:
         self.send_raw(200, SAMPLE_MP4.read_bytes(), "video/mp4")
