@@ -1,0 +1,231 @@
+"""The polling schedule: how long to wait before looking at a provider task again (pure).
+
+    next_delay(envelope, *, elapsed_s, poll_count, progress=None, status=None,
+               typical_duration_s=None, rand=None) -> seconds, or None = stop polling
+
+`elapsed_s` is the time since the provider task was created, `poll_count` the polls already made,
+`progress` the last reported progress (0-100), `status` the project's status of the last snapshot
+("queued" means the provider has not started it). `rand` (0 <= rand < 1) is the only randomness.
+
+Envelope rules (every policy)::
+
+    None   exactly when poll_count >= max_polls or elapsed_s >= max_elapsed_s (the caller times out)
+    else   min_delay_s <= delay <= max_delay_s, and a delay that would overshoot max_elapsed_s is
+           cut to land on it (never below min_delay_s), so the last look happens at the limit
+
+Policies (`Envelope.policy`)::
+
+    seed_backoff   first_delay_s * factor**poll_count, capped at max_delay_s (the seed's 2 -> 15 s)
+    sdk_fixed      6 s +- 1.5 s, as the official runwayml SDK's wait_for_task_output
+    stepped        the provider's own advice: (from elapsed_s, delay_s) steps
+    adaptive       aims just after the estimated completion, never faster than the provider updates
+                   (`update_interval_s`); without an estimate it falls back to the envelope's steps or
+                   backoff, floored at the update interval
+
+The adaptive estimate of the remaining time: from progress p (0 < p < 100) as elapsed * (100 - p) / p,
+which over-estimates while the task sat in a queue, so it errs late by less as p grows; p = 100
+without a terminal status means "any moment"; with no progress, half of what remains of the typical
+duration (durations spread, so approach it rather than bet on it); once overdue, back off with how
+late the task is.
+
+Default envelopes::
+
+    provider  first  min  max  factor  max polls  max elapsed  policy    notes
+    runwayml  2 s    2 s  15 s  1.5     180        6 min        adaptive  updates at most every 5 s
+    heygen    10 s   10 s 60 s  1.5     60         20 min       stepped   10 s to 2 min, 30 s to 5 min,
+                                                                          then 60 s (HeyGen's advice)
+
+With the seed's backoff the 6-minute limit always comes first: `RUNWAYML_SEED_POLL_BUDGET` (28)
+polls, far from the 180 the seed names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+POLICIES = ("seed_backoff", "sdk_fixed", "stepped", "adaptive")
+SDK_POLL_S = 6.0  # runwayml SDK: POLL_TIME
+SDK_JITTER_S = 3.0  # runwayml SDK: POLL_JITTER, spread evenly around POLL_TIME
+QUEUED = "queued"
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """The limits of polling one provider's tasks, and the policy used inside them."""
+
+    first_delay_s: float
+    min_delay_s: float
+    max_delay_s: float
+    factor: float
+    max_polls: int
+    max_elapsed_s: float
+    update_interval_s: float = 0.0  # the provider refreshes a task at most this often
+    steps: tuple[tuple[float, float], ...] = ()  # (from elapsed_s, delay_s), ascending
+    typical_duration_s: float | None = None
+    completion_margin_s: float = 1.0  # aim this long after the estimated completion
+    policy: str = "adaptive"
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_delay_s <= self.first_delay_s <= self.max_delay_s:
+            raise ValueError("need 0 < min_delay_s <= first_delay_s <= max_delay_s")
+        if self.factor < 1 or self.max_polls < 1 or self.max_elapsed_s <= 0:
+            raise ValueError("need factor >= 1, max_polls >= 1 and max_elapsed_s > 0")
+        if not 0 <= self.update_interval_s <= self.max_delay_s or self.completion_margin_s < 0:
+            raise ValueError("need 0 <= update_interval_s <= max_delay_s and completion_margin_s >= 0")
+        starts = [start for start, _ in self.steps]
+        if starts != sorted(starts) or any(d <= 0 for _, d in self.steps):
+            raise ValueError("steps must be (from elapsed_s, delay_s > 0) in ascending order")
+        if self.policy not in POLICIES:
+            raise ValueError(f"unknown policy {self.policy!r}; one of {POLICIES}")
+
+
+@dataclass(frozen=True)
+class PollState:
+    """What is known when the next delay is chosen."""
+
+    elapsed_s: float
+    poll_count: int
+    progress: float | None = None
+    status: str | None = None
+    typical_duration_s: float | None = None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Policies: (envelope, state, rand) -> raw delay; `next_delay` applies the envelope afterwards
+
+
+def seed_backoff(env: Envelope, state: PollState, rand: float | None) -> float:
+    exponent = min(state.poll_count, 64)  # beyond that the cap has long applied
+    return min(env.max_delay_s, env.first_delay_s * env.factor**exponent)
+
+
+def sdk_fixed(env: Envelope, state: PollState, rand: float | None) -> float:
+    spread = 0.5 if rand is None else rand
+    return SDK_POLL_S + (spread - 0.5) * SDK_JITTER_S
+
+
+def stepped(env: Envelope, state: PollState, rand: float | None) -> float:
+    if not env.steps:
+        return seed_backoff(env, state, rand)
+    delay = env.steps[0][1]
+    for start, step_delay in env.steps:
+        if state.elapsed_s >= start:
+            delay = step_delay
+    return delay if state.poll_count > 0 else max(delay, env.first_delay_s)
+
+
+def remaining_estimate(env: Envelope, state: PollState) -> float | None:
+    """Seconds until the task is likely done (negative: overdue), or None when nothing is known."""
+    if state.status == QUEUED:
+        return None
+    progress = state.progress
+    if progress is not None and progress >= 100:
+        return 0.0
+    if progress is not None and progress > 0 and state.elapsed_s > 0:
+        return state.elapsed_s * (100.0 - progress) / progress
+    typical = state.typical_duration_s if state.typical_duration_s is not None else env.typical_duration_s
+    if typical is None:
+        return None
+    left = typical - state.elapsed_s
+    return left / 2 if left > 0 else left
+
+
+def adaptive(env: Envelope, state: PollState, rand: float | None) -> float:
+    floor = max(env.min_delay_s, env.update_interval_s)
+    remaining = remaining_estimate(env, state)
+    if remaining is None:
+        return max(floor, stepped(env, state, rand))
+    if remaining <= 0:
+        return max(floor, -remaining / 2)
+    return max(floor, remaining + env.completion_margin_s)
+
+
+POLICY_FUNCTIONS: Mapping[str, Callable[[Envelope, PollState, float | None], float]] = MappingProxyType(
+    {"seed_backoff": seed_backoff, "sdk_fixed": sdk_fixed, "stepped": stepped, "adaptive": adaptive}
+)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The envelope
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else value
+
+
+def next_delay(
+    envelope: Envelope,
+    *,
+    elapsed_s: float,
+    poll_count: int,
+    progress: float | None = None,
+    status: str | None = None,
+    typical_duration_s: float | None = None,
+    rand: float | None = None,
+) -> float | None:
+    """Seconds until the next poll, or None when the envelope is exhausted (see module docstring)."""
+    if poll_count < 0 or math.isnan(elapsed_s):
+        raise ValueError("poll_count must be >= 0 and elapsed_s a number")
+    elapsed_s = max(elapsed_s, 0.0)  # a clock slightly behind the provider's
+    if poll_count >= envelope.max_polls or elapsed_s >= envelope.max_elapsed_s:
+        return None
+    progress = _finite_or_none(progress)
+    state = PollState(
+        elapsed_s=elapsed_s,
+        poll_count=poll_count,
+        progress=None if progress is None else min(max(progress, 0.0), 100.0),
+        status=status,
+        typical_duration_s=_finite_or_none(typical_duration_s),
+    )
+    raw = POLICY_FUNCTIONS[envelope.policy](envelope, state, rand)
+    delay = min(max(raw, envelope.min_delay_s), envelope.max_delay_s)
+    left = envelope.max_elapsed_s - elapsed_s
+    return min(delay, max(left, envelope.min_delay_s))
+
+
+def poll_budget(envelope: Envelope) -> int:
+    """How many polls a task that never finishes (and reports nothing) gets under `envelope`."""
+    elapsed, polls = 0.0, 0
+    while (delay := next_delay(envelope, elapsed_s=elapsed, poll_count=polls)) is not None:
+        elapsed += delay
+        polls += 1
+    return polls
+
+
+RUNWAYML = Envelope(
+    first_delay_s=2.0,
+    min_delay_s=2.0,
+    max_delay_s=15.0,
+    factor=1.5,
+    max_polls=180,
+    max_elapsed_s=360.0,
+    update_interval_s=5.0,
+)
+HEYGEN = Envelope(
+    first_delay_s=10.0,
+    min_delay_s=10.0,
+    max_delay_s=60.0,
+    factor=1.5,
+    max_polls=60,
+    max_elapsed_s=1200.0,
+    update_interval_s=10.0,
+    steps=((0.0, 10.0), (120.0, 30.0), (300.0, 60.0)),
+    policy="stepped",
+)
+RUNWAYML_SEED = dataclasses.replace(RUNWAYML, policy="seed_backoff")
+RUNWAYML_SDK = dataclasses.replace(RUNWAYML, policy="sdk_fixed")
+RUNWAYML_SEED_POLL_BUDGET = poll_budget(RUNWAYML_SEED)
+
+ENVELOPES: Mapping[str, Envelope] = MappingProxyType({"runwayml": RUNWAYML, "heygen": HEYGEN})
+
+
+def envelope_for(provider: str) -> Envelope:
+    """The default envelope of a provider; a `KeyError` names the known ones."""
+    try:
+        return ENVELOPES[provider]
+    except KeyError:
+        raise KeyError(f"no polling envelope for provider {provider!r}; known: {sorted(ENVELOPES)}") from None
