@@ -318,6 +318,13 @@ class CloudTasksQueue(TaskQueue):
         log.info(f"task {short} for {function} created", extra={"event": "task_created"})
         return True
 
+    def close(self) -> None:
+        """Close the cached client's channel (tests, local tools); a later enqueue opens a new one."""
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.transport.close()
+
 
 @functools.lru_cache(maxsize=1)
 def get_queue() -> CloudTasksQueue:
