@@ -1,0 +1,1 @@
+"""The job life cycle: pure model and transitions (`model`), Firestore persistence (`store`)."""

@@ -1,0 +1,303 @@
+"""The job store against Google's Firestore emulator: idempotency, transactions, forward-only state."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from google.cloud import firestore
+
+from jobs.model import AttemptStatus, Verdict
+from jobs.store import IdempotencyConflict, JobStore, NewJob
+from providers.base import CreateResult, ProviderSnapshot, Status
+from tests.conftest import TEST_PROJECT
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self, now: datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def new_job(owner="user-1", key="key-1", **request) -> NewJob:
+    return NewJob(
+        owner_uid=owner,
+        idempotency_key=key,
+        request={"style": "professional", **request},
+        candidates=("heygen", "runwayml"),
+    )
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def store(firestore_client, settings, clock):
+    return JobStore(firestore_client, settings, clock)
+
+
+def run_in_threads(count, target):
+    """Run `target(i)` in `count` threads released together; return their results in order."""
+    results: list = [None] * count
+    errors: list = []
+    barrier = threading.Barrier(count)
+
+    def worker(i):
+        barrier.wait()
+        try:
+            results[i] = target(i)
+        except Exception as exc:  # surfaced by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors
+    return results
+
+
+def submitted_job(store, provider="runwayml", task_id="task-1"):
+    job, _ = store.create_job(new_job())
+    attempt = store.begin_attempt(job.job_id, provider)
+    store.record_submission(job.job_id, attempt.attempt_id, CreateResult(task_id=task_id, model="gen4.5"))
+    return job.job_id, attempt
+
+
+def snap(status, progress=0.0, task_id="task-1", **kw):
+    return ProviderSnapshot(
+        task_id=task_id, status=status, provider_status=str(status).upper(), progress=progress, **kw
+    )
+
+
+# -- idempotent create ----------------------------------------------------------------------------
+
+
+def test_same_owner_and_key_return_the_same_job(store):
+    first, created_first = store.create_job(new_job())
+    again, created_again = store.create_job(new_job())
+    assert (created_first, created_again) == (True, False)
+    assert again.job_id == first.job_id
+
+
+def test_the_same_key_from_another_owner_is_another_job(store):
+    mine, _ = store.create_job(new_job(owner="user-1"))
+    theirs, created = store.create_job(new_job(owner="user-2"))
+    assert created
+    assert theirs.job_id != mine.job_id
+
+
+def test_reusing_a_key_for_a_different_request_is_a_conflict(store):
+    store.create_job(new_job(style="professional"))
+    with pytest.raises(IdempotencyConflict):
+        store.create_job(new_job(style="energetic"))
+
+
+def test_concurrent_duplicate_creates_make_one_job(firestore_client, settings):
+    def create(_):
+        client = firestore.Client(project=TEST_PROJECT)
+        return JobStore(client, settings).create_job(new_job())
+
+    results = run_in_threads(8, create)
+    assert sum(created for _, created in results) == 1
+    assert len({job.job_id for job, _ in results}) == 1
+    assert len(list(firestore_client.collection(settings.jobs_collection).stream())) == 1
+
+
+def test_writes_set_updated_at_and_expire_at(store, firestore_client, settings):
+    job, _ = store.create_job(new_job())
+    doc = firestore_client.collection(settings.jobs_collection).document(job.job_id).get().to_dict()
+    assert isinstance(doc["updatedAt"], datetime)
+    assert doc["expireAt"] == T0 + timedelta(seconds=settings.job_deadline_s, days=settings.retention_days)
+
+
+# -- attempts -------------------------------------------------------------------------------------
+
+
+def test_only_one_concurrent_caller_may_begin_an_attempt(store, firestore_client, settings):
+    job, _ = store.create_job(new_job())
+
+    def begin(_):
+        client = firestore.Client(project=TEST_PROJECT)
+        return JobStore(client, settings).begin_attempt(job.job_id, "heygen")
+
+    results = run_in_threads(6, begin)
+    assert len([a for a in results if a is not None]) == 1
+    assert len(store.get_job(job.job_id).attempts) == 1
+
+
+def test_submission_writes_the_task_record_and_activates_the_attempt(store):
+    job_id, attempt = submitted_job(store)
+    task = store.get_task("runwayml", "task-1")
+    assert (task.job_id, task.attempt_id, task.status) == (job_id, attempt.attempt_id, Status.QUEUED)
+    assert store.get_job(job_id).current_attempt.status is AttemptStatus.ACTIVE
+
+
+def test_a_fallback_worthy_failure_names_the_next_provider_and_keeps_the_job_alive(store):
+    job, _ = store.create_job(new_job())
+    attempt = store.begin_attempt(job.job_id, "heygen")
+    error = {"code": "insufficient_credits", "message": "wallet empty"}
+    assert (
+        store.record_attempt_failure(job.job_id, attempt.attempt_id, error, fallback_allowed=True)
+        == "runwayml"
+    )
+    assert store.get_job(job.job_id).status is Status.QUEUED
+
+
+def test_a_failure_without_fallback_fails_the_job(store):
+    job, _ = store.create_job(new_job())
+    attempt = store.begin_attempt(job.job_id, "heygen")
+    error = {"code": "content_rejected", "message": "moderation"}
+    assert store.record_attempt_failure(job.job_id, attempt.attempt_id, error, fallback_allowed=False) is None
+    stored = store.get_job(job.job_id)
+    assert stored.status is Status.FAILED
+    assert stored.doc["error"]["code"] == "content_rejected"
+
+
+# -- snapshots ------------------------------------------------------------------------------------
+
+
+def test_snapshots_drive_the_job_to_completion(store):
+    job_id, _ = submitted_job(store)
+    assert (
+        store.apply_snapshot("runwayml", "task-1", snap(Status.PROCESSING, 40), 1).job_status
+        is Status.PROCESSING
+    )
+    done = snap(Status.COMPLETED, output_urls=("https://x/video.mp4",), cost_usd=0.6)
+    outcome = store.apply_snapshot("runwayml", "task-1", done, 2)
+    assert (outcome.verdict, outcome.job_status) == (Verdict.APPLY, Status.COMPLETED)
+    job = store.get_job(job_id)
+    assert job.progress == 100
+    assert job.doc["output"]["videoUrls"] == ["https://x/video.mp4"]
+    assert job.doc["actualCostUsd"] == 0.6
+    assert job.current_attempt.status is AttemptStatus.SUCCEEDED
+
+
+def test_a_stale_snapshot_after_a_terminal_one_changes_nothing(store):
+    job_id, _ = submitted_job(store)
+    store.apply_snapshot("runwayml", "task-1", snap(Status.COMPLETED), 1)
+    outcome = store.apply_snapshot("runwayml", "task-1", snap(Status.PROCESSING, 10), 2)
+    assert outcome.verdict is Verdict.FINAL
+    assert store.get_job(job_id).status is Status.COMPLETED
+    assert store.get_task("runwayml", "task-1").status is Status.COMPLETED
+
+
+def test_progress_regression_is_refused(store):
+    job_id, _ = submitted_job(store)
+    store.apply_snapshot("runwayml", "task-1", snap(Status.PROCESSING, 50), 1)
+    outcome = store.apply_snapshot("runwayml", "task-1", snap(Status.PROCESSING, 30), 2)
+    assert outcome.verdict is Verdict.STALE
+    assert store.get_task("runwayml", "task-1").progress == 50
+    assert store.get_job(job_id).progress == 50
+
+
+def test_a_backward_move_is_refused(store):
+    submitted_job(store)
+    store.apply_snapshot("runwayml", "task-1", snap(Status.PROCESSING, 20), 1)
+    outcome = store.apply_snapshot("runwayml", "task-1", snap(Status.QUEUED), 2)
+    assert outcome.verdict is Verdict.BACKWARD
+    assert store.get_task("runwayml", "task-1").status is Status.PROCESSING
+
+
+def test_a_duplicate_or_older_poll_is_a_no_op(store):
+    submitted_job(store)
+    store.apply_snapshot("runwayml", "task-1", snap(Status.PROCESSING, 20), 3)
+    assert store.apply_snapshot("runwayml", "task-1", snap(Status.PROCESSING, 90), 3).verdict is Verdict.STALE
+    assert store.apply_snapshot("runwayml", "task-1", snap(Status.PROCESSING, 90), 2).verdict is Verdict.STALE
+    assert store.get_task("runwayml", "task-1").progress == 20
+
+
+def test_a_failed_task_with_fallback_allowed_hands_over_to_the_next_provider(store):
+    job_id, _ = submitted_job(store, provider="heygen")
+    failed = snap(Status.FAILED, failure_code="RENDER_ERROR", fallback_allowed=True)
+    outcome = store.apply_snapshot("heygen", "task-1", failed, 1)
+    assert outcome.fallback_to == "runwayml"
+    assert store.get_job(job_id).status is Status.QUEUED
+    assert store.begin_attempt(job_id, "runwayml") is not None
+
+
+def test_concurrent_conflicting_snapshots_have_exactly_one_winner(firestore_client, settings, store):
+    job_id, _ = submitted_job(store)
+    readings = [snap(Status.COMPLETED), snap(Status.FAILED, failure_code="INTERNAL")] * 2
+
+    def apply(i):
+        client = firestore.Client(project=TEST_PROJECT)
+        return JobStore(client, settings).apply_snapshot("runwayml", "task-1", readings[i])
+
+    outcomes = run_in_threads(len(readings), apply)
+    winners = [o for o in outcomes if o.verdict is Verdict.APPLY]
+    assert len(winners) == 1
+    task = store.get_task("runwayml", "task-1")
+    assert task.status == winners[0].task_status
+    assert task.poll_count == len(readings)  # no lost update: every reading was counted
+    assert store.get_job(job_id).status == winners[0].job_status
+
+
+def test_cancel_and_completion_racing_leave_one_consistent_end(firestore_client, settings, store):
+    job_id, _ = submitted_job(store)
+
+    def act(i):
+        local = JobStore(firestore.Client(project=TEST_PROJECT), settings)
+        if i == 0:
+            return local.finish_job(job_id, Status.CANCELLED)[1]
+        return (
+            local.apply_snapshot("runwayml", "task-1", snap(Status.COMPLETED)).job_status is Status.COMPLETED
+        )
+
+    cancelled, completed = run_in_threads(2, act)
+    assert cancelled != completed
+    assert store.get_job(job_id).status is (Status.CANCELLED if cancelled else Status.COMPLETED)
+
+
+def test_finishing_a_terminal_job_changes_nothing(store):
+    job, _ = store.create_job(new_job())
+    store.finish_job(job.job_id, Status.CANCELLED)
+    after, changed = store.finish_job(job.job_id, Status.TIMED_OUT)
+    assert not changed
+    assert after.status is Status.CANCELLED
+
+
+# -- queries --------------------------------------------------------------------------------------
+
+
+def test_jobs_for_owner_lists_only_that_owner_newest_first(store, clock):
+    for i in range(3):
+        clock.now = T0 + timedelta(minutes=i)
+        store.create_job(new_job(owner="user-1", key=f"k{i}"))
+    store.create_job(new_job(owner="user-2", key="k0"))
+    jobs = store.jobs_for_owner("user-1")
+    assert [j.owner_uid for j in jobs] == ["user-1"] * 3
+    assert [j.doc["request"]["style"] for j in jobs] == ["professional"] * 3
+    assert [j.doc["createdAt"] for j in jobs] == sorted((j.doc["createdAt"] for j in jobs), reverse=True)
+
+
+def test_jobs_past_deadline_finds_only_active_overdue_jobs(store, clock, settings):
+    overdue, _ = store.create_job(new_job(key="old"))
+    done, _ = store.create_job(new_job(key="done"))
+    store.finish_job(done.job_id, Status.CANCELLED)
+    clock.now = T0 + timedelta(minutes=1)
+    store.create_job(new_job(key="fresh"))
+    later = T0 + timedelta(seconds=settings.job_deadline_s + 30)
+    assert [j.job_id for j in store.jobs_past_deadline(later)] == [overdue.job_id]
+
+
+def test_jobs_by_status_filters_on_status(store):
+    a, _ = store.create_job(new_job(key="a"))
+    b, _ = store.create_job(new_job(key="b"))
+    store.finish_job(b.job_id, Status.FAILED, {"code": "x", "message": "y"})
+    assert [j.job_id for j in store.jobs_by_status([Status.FAILED])] == [b.job_id]
+    assert [j.job_id for j in store.jobs_by_status([Status.QUEUED])] == [a.job_id]
+
+
+def test_get_jobs_reads_many_at_once_and_omits_missing(store):
+    ids = [store.create_job(new_job(key=f"k{i}"))[0].job_id for i in range(5)]
+    found = store.get_jobs([*ids, "missing"])
+    assert set(found) == set(ids)
