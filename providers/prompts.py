@@ -3,7 +3,7 @@
 `build_prompt` returns a `PromptResult`: the RunwayML `promptText` (≤ 1000 UTF-16 code units), the
 HeyGen spoken script (≤ 5000 characters), what was extracted and why, and a quality score with the
 rubric items behind it. Any Unicode is accepted: lone surrogates become U+FFFD, control characters
-become spaces, text is NFC-normalised, and nothing is ever cut inside a word or an emoji.
+become spaces, text is NFC-normalised; cuts fall between words, never inside a surrogate pair or emoji.
 
 What it extracts (keyword tables below; each `Finding` keeps the words that matched)::
 
@@ -30,12 +30,14 @@ Quality rubric: 70 plus the items that apply, clamped to 70-100; `score_reasons`
     +8 role found               +3 seniority found           +5 industry found
     +2 per skill (at most +6)   +5 a quantified achievement  +2 two or more achievements
     +3 a setting named          +5 script of 40-400 words
-    -5 under 15 words           -5 over 750 words            -5 nothing extractable
+    -5 under 15 words           -5 over 750 words            -5 nothing extractable (no content item)
     -5 spoken script trimmed    -2 per prompt fragment dropped    -1 prompt fragment shortened
 
 RunwayML prompt fragments, most important first (and in that order in the prompt): subject, setting,
 style look, camera, skills, achievement visuals, highlights (quoted achievements). Over the limit the
 least important fragments are dropped first; one that still does not fit is shortened at a word boundary.
+The HeyGen script has its whitespace collapsed; over the limit it ends at the last sentence end that keeps
+at least half of it, else at the last space, else (unbroken text such as CJK) between two graphemes.
 """
 
 from __future__ import annotations
