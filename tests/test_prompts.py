@@ -69,9 +69,16 @@ MOTION_WORDS = [
     ("static", 0.5, "static camera"),
 ]
 ACCENTED_AND_EMOJI = ["café", "naïve", "Zoë", "résumé", "😀", "👩‍💻", "🇫🇷", "Ångström", "🚀", "señora"]
-ANY_CHAR = st.characters(categories=["L", "M", "N", "P", "S", "Z", "C"])  # "C" includes lone surrogates
-ANY_TEXT = st.text(ANY_CHAR, max_size=400) | st.builds(
-    lambda chunk, times: chunk * times, st.text(ANY_CHAR, min_size=1, max_size=120), st.integers(1, 120)
+ANY_CHAR = st.characters(categories=["L", "M", "N", "P", "S", "Z", "Cc", "Cf", "Cs"])  # Cs: lone surrogates
+ANY_TEXT = st.text(ANY_CHAR, max_size=400)
+LONG_TEXT = st.builds(
+    lambda chunk, times: chunk * times, st.text(ANY_CHAR, min_size=10, max_size=80), st.integers(70, 600)
+)
+WIDE_CHAR = st.sampled_from(["😀", "👩\u200d💻", "🇫🇷", "𝔘", "é", " "])  # several UTF-16 units each
+LONG_ACHIEVEMENTS = st.builds(
+    lambda chunk, times: f"Led {chunk * times}. Grew {chunk * times} by 40%.",
+    st.lists(WIDE_CHAR | ANY_CHAR, min_size=1, max_size=12).map("".join),
+    st.integers(1, 150),
 )
 FEW = settings(max_examples=60, deadline=None)
 
@@ -282,7 +289,11 @@ def test_result_record_is_json_with_camel_case_keys():
 
 
 @FEW
-@given(script=ANY_TEXT, style=st.sampled_from(list(STYLES)), motion=st.sampled_from([None, *CAMERA_MOTIONS]))
+@given(
+    script=ANY_TEXT | LONG_TEXT | LONG_ACHIEVEMENTS,
+    style=st.sampled_from(list(STYLES)),
+    motion=st.sampled_from([None, *CAMERA_MOTIONS]),
+)
 def test_any_text_stays_within_both_limits(script, style, motion):
     result = build_prompt(script, style, motion)
     assert utf16_len(result.runway_prompt) <= RUNWAY_PROMPT_LIMIT
@@ -292,7 +303,7 @@ def test_any_text_stays_within_both_limits(script, style, motion):
 
 
 @FEW
-@given(script=ANY_TEXT, intensity=st.floats(0, 1))
+@given(script=ANY_TEXT | LONG_TEXT, intensity=st.floats(0, 1))
 def test_same_input_gives_the_same_output(script, intensity):
     assert build_prompt(script, camera_intensity=intensity) == build_prompt(
         script, camera_intensity=intensity
@@ -300,7 +311,7 @@ def test_same_input_gives_the_same_output(script, intensity):
 
 
 @FEW
-@given(script=ANY_TEXT)
+@given(script=ANY_TEXT | LONG_TEXT | LONG_ACHIEVEMENTS)
 def test_score_always_lies_between_70_and_100(script):
     assert 70 <= build_prompt(script).quality_score <= 100
 
