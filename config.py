@@ -50,6 +50,8 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "heygen_voice_id": ("HEYGEN_VOICE_ID",),
     "heygen_usd_per_second": ("HEYGEN_USD_PER_SECOND",),
     "heygen_webhook_secrets": ("HEYGEN_WEBHOOK_SECRET",),
+    "firebase_certs_url": ("FIREBASE_CERTS_URL",),
+    "google_certs_url": ("GOOGLE_CERTS_URL",),
     "functions_base_url": ("FUNCTIONS_BASE_URL",),
     "tasks_queue": ("TASKS_QUEUE",),
     "tasks_location": ("TASKS_LOCATION",),
@@ -97,6 +99,10 @@ class Settings(BaseModel):
     heygen_usd_per_second: float = Field(default=0.0667, ge=0)
     heygen_webhook_secrets: tuple[SecretStr, ...] = ()
 
+    firebase_certs_url: str = (
+        "https://www.googleapis.com/robot/v1/metadata/x509/securetoken@system.gserviceaccount.com"
+    )
+    google_certs_url: str = "https://www.googleapis.com/oauth2/v1/certs"
     functions_base_url: str | None = None
     tasks_queue: str = "video-polling"
     tasks_location: str | None = None

@@ -1,0 +1,152 @@
+"""Who is calling: Firebase users (ID tokens) and service accounts (Google-signed OIDC tokens).
+
+Tokens are verified with google-auth (`google.oauth2.id_token.verify_token`: signature, expiry,
+audience) and then the issuer is checked here. Google's public certificates change about daily,
+so they are fetched through `CachedCertsRequest`, which keeps each URL's answer for its
+`Cache-Control: max-age` (one hour when absent) -- no network round trip per request.
+
+Callers and what identifies them:
+
+    Firebase user     iss = https://securetoken.google.com/<firebase project>, aud = <firebase project>
+    service account   iss = https://accounts.google.com, aud = <the function's URL>, email verified
+
+Locally and in tests the certificate URLs point at a loopback server holding a test key
+(`FIREBASE_CERTS_URL`, `GOOGLE_CERTS_URL`); nothing else changes. Webhook signatures live in
+`signatures.py`.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import google.auth.exceptions
+import google.auth.transport.requests
+from google.oauth2 import id_token
+
+FIREBASE_ISSUER_PREFIX = "https://securetoken.google.com/"
+GOOGLE_ISSUERS = ("https://accounts.google.com", "accounts.google.com")
+DEFAULT_MAX_AGE_S = 3600.0
+_BEARER = re.compile(r"^Bearer\s+(\S+)$", re.IGNORECASE)
+
+
+class AuthError(Exception):
+    """No identity, or one that does not verify; the message is safe to show (no token in it)."""
+
+    def __init__(self, message: str, code: str = "unauthenticated") -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Caller:
+    """A verified caller: a Firebase user (`uid`) or a service account (`email`)."""
+
+    kind: str  # "user" or "service_account"
+    uid: str | None = None
+    email: str | None = None
+
+    @property
+    def is_user(self) -> bool:
+        return self.kind == "user"
+
+    def is_service_account(self, allowed: Collection[str]) -> bool:
+        return self.kind == "service_account" and self.email in allowed
+
+
+class CachedCertsRequest:
+    """A google-auth transport that caches GET answers per URL for their max-age."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._inner = google.auth.transport.requests.Request()
+        self._cache: dict[str, tuple[float, Any]] = {}
+        self._lock = threading.Lock()
+        self._clock = clock
+
+    def __call__(self, url: str, method: str = "GET", **kwargs: Any) -> Any:
+        now = self._clock()
+        with self._lock:
+            cached = self._cache.get(url)
+            if method == "GET" and cached is not None and cached[0] > now:
+                return cached[1]
+        response = self._inner(url, method=method, timeout=kwargs.pop("timeout", 10), **kwargs)
+        if method == "GET" and response.status == 200:
+            with self._lock:
+                self._cache[url] = (now + _max_age(response.headers), response)
+        return response
+
+
+def _max_age(headers: Mapping[str, str]) -> float:
+    match = re.search(r"max-age=(\d+)", headers.get("Cache-Control", "") or "")
+    return float(match.group(1)) if match else DEFAULT_MAX_AGE_S
+
+
+def bearer_token(headers: Mapping[str, str]) -> str:
+    """The token of an `Authorization: Bearer ...` header, or `AuthError`."""
+    header = headers.get("Authorization") or ""
+    match = _BEARER.match(header.strip())
+    if match is None:
+        raise AuthError("missing or malformed Authorization header; send 'Bearer <ID token>'")
+    return match.group(1)
+
+
+class Verifier:
+    """Verifies bearer tokens against configured certificate URLs and audiences."""
+
+    def __init__(self, *, firebase_project: str, firebase_certs_url: str, google_certs_url: str) -> None:
+        self.firebase_project = firebase_project
+        self.firebase_certs_url = firebase_certs_url
+        self.google_certs_url = google_certs_url
+        self.request = CachedCertsRequest()
+
+    def _decode(self, token: str, audience: str, certs_url: str) -> Mapping[str, Any]:
+        try:
+            return id_token.verify_token(token, self.request, audience=audience, certs_url=certs_url)
+        except (ValueError, google.auth.exceptions.GoogleAuthError) as exc:
+            raise AuthError(f"invalid token: {_reason(exc)}") from None
+
+    def user(self, token: str) -> Caller:
+        """A Firebase user from an ID token issued for the configured project."""
+        claims = self._decode(token, self.firebase_project, self.firebase_certs_url)
+        if claims.get("iss") != FIREBASE_ISSUER_PREFIX + self.firebase_project:
+            raise AuthError("invalid token: wrong issuer")
+        uid = claims.get("sub")
+        if not isinstance(uid, str) or not uid or len(uid) > 128:
+            raise AuthError("invalid token: no user id")
+        return Caller("user", uid=uid)
+
+    def service_account(self, token: str, audience: str) -> Caller:
+        """A service account from a Google-signed OIDC token minted for `audience`."""
+        claims = self._decode(token, audience, self.google_certs_url)
+        if claims.get("iss") not in GOOGLE_ISSUERS:
+            raise AuthError("invalid token: wrong issuer")
+        if not claims.get("email") or claims.get("email_verified") is not True:
+            raise AuthError("invalid token: no verified service account email")
+        return Caller("service_account", email=str(claims["email"]))
+
+    def any_caller(self, token: str, audience: str) -> Caller:
+        """A Firebase user or, failing that, a service account (for functions both may call)."""
+        try:
+            return self.user(token)
+        except AuthError:
+            return self.service_account(token, audience)
+
+
+def _reason(exc: Exception) -> str:
+    """A short, token-free reason (google-auth messages may quote claims, never the token)."""
+    text = str(exc).split("\n")[0]
+    for marker in ("expired", "Token used too early", "audience", "signature", "Wrong number of segments"):
+        if marker.lower() in text.lower():
+            return {
+                "expired": "token expired",
+                "Token used too early": "token not valid yet",
+                "audience": "wrong audience",
+                "signature": "bad signature",
+                "Wrong number of segments": "not a JWT",
+            }[marker]
+    return "could not be verified"
