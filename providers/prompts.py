@@ -49,6 +49,22 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from types import MappingProxyType
 
+__all__ = [
+    "CAMERA_MOTIONS",
+    "HEYGEN_SCRIPT_LIMIT",
+    "RUNWAY_PROMPT_LIMIT",
+    "STYLES",
+    "Elements",
+    "Finding",
+    "PromptResult",
+    "StyleTemplate",
+    "build_prompt",
+    "extract_elements",
+    "motion_words",
+    "score",
+    "utf16_len",
+]
+
 RUNWAY_PROMPT_LIMIT = 1000
 HEYGEN_SCRIPT_LIMIT = 5000
 MAX_SKILLS, MAX_ACHIEVEMENTS, MAX_SETTINGS = 8, 3, 3

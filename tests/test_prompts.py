@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from providers import prompts
 from providers.prompts import (
     CAMERA_MOTIONS,
     HEYGEN_SCRIPT_LIMIT,
@@ -81,6 +82,12 @@ LONG_ACHIEVEMENTS = st.builds(
     st.integers(1, 150),
 )
 FEW = settings(max_examples=60, deadline=None)
+
+
+def test_every_public_name_resolves_and_the_entry_points_are_public():
+    assert all(hasattr(prompts, name) for name in prompts.__all__)
+    entry_points = {"build_prompt", "utf16_len", "PromptResult", "STYLES", "CAMERA_MOTIONS"}
+    assert entry_points | {"RUNWAY_PROMPT_LIMIT", "HEYGEN_SCRIPT_LIMIT"} <= set(prompts.__all__)
 
 
 def _points(reason: str) -> int:
