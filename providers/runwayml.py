@@ -91,6 +91,7 @@ __all__ = [
     "choose_model",
     "error_for_response",
     "failure_allows_fallback",
+    "health_from_organization",
     "request_body",
     "snapshot_from_task",
     "validation_problem",
@@ -355,14 +356,24 @@ def create_result(data: object, model: str, usd_per_credit: float) -> CreateResu
     return CreateResult(task_id, model, credits, _usd(credits, usd_per_credit))
 
 
+def _dict(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _count(value: object) -> int | None:
+    number = _number(value)
+    return None if number is None else int(number)
+
+
 def _limits(organization: dict[str, Any]) -> dict[str, ModelLimits]:
-    tier = (organization.get("tier") or {}).get("models") or {}
-    usage = (organization.get("usage") or {}).get("models") or {}
+    """Per-model limits and today's usage; a missing number means "no limit" or "not reported"."""
+    tier = _dict(_dict(organization.get("tier")).get("models"))
+    usage = _dict(_dict(organization.get("usage")).get("models"))
     return {
         model: ModelLimits(
-            max_concurrent=(tier.get(model) or {}).get("maxConcurrentGenerations"),
-            max_daily=(tier.get(model) or {}).get("maxDailyGenerations"),
-            used_today=(usage.get(model) or {}).get("dailyGenerations"),
+            max_concurrent=_count(_dict(tier.get(model)).get("maxConcurrentGenerations")),
+            max_daily=_count(_dict(tier.get(model)).get("maxDailyGenerations")),
+            used_today=_count(_dict(usage.get(model)).get("dailyGenerations")),
         )
         for model in sorted({*tier, *usage})
     }
@@ -371,11 +382,7 @@ def _limits(organization: dict[str, Any]) -> dict[str, ModelLimits]:
 def health_from_organization(data: object, usd_per_credit: float) -> ProviderHealth:
     organization = _object(data)
     balance = _number(organization.get("creditBalance"))
-    try:
-        limits = _limits(organization)
-    except AttributeError as exc:
-        raise MalformedResponse("RunwayML organization limits are not objects", provider=NAME) from exc
-    return ProviderHealth(NAME, True, None, balance, _usd(balance, usd_per_credit), limits)
+    return ProviderHealth(NAME, True, None, balance, _usd(balance, usd_per_credit), _limits(organization))
 
 
 def _error_text(body: bytes, status: int) -> str:

@@ -17,6 +17,7 @@ from providers.base import (
     InsufficientCredits,
     InvalidRequest,
     MalformedResponse,
+    ModelLimits,
     NotFound,
     OutcomeUnknown,
     ProviderUnavailable,
@@ -30,6 +31,7 @@ from providers.runwayml import (
     choose_model,
     error_for_response,
     failure_allows_fallback,
+    health_from_organization,
     request_body,
     snapshot_from_task,
     wire_duration,
@@ -310,3 +312,25 @@ def test_an_unknown_status_from_the_api_is_logged_as_a_warning(warnings: list[lo
 def test_a_create_answer_without_an_id_is_outcome_unknown():
     with pytest.raises(OutcomeUnknown):
         stub_provider({"estimatedCost": {"credits": 60}}).create(request())
+
+
+# --- organization -----------------------------------------------------------------------------------
+
+
+def test_organization_limits_and_usage_are_read_per_model():
+    health = health_from_organization(
+        {
+            "creditBalance": 500,
+            "tier": {"models": {"gen4.5": {"maxConcurrentGenerations": 2, "maxDailyGenerations": None}}},
+            "usage": {"models": {"gen4.5": {"dailyGenerations": 4}, "veo3.1": {"dailyGenerations": 1}}},
+        },
+        USD,
+    )
+    assert (health.credit_balance, health.balance_usd) == (500, 5.0)
+    assert health.limits["gen4.5"] == ModelLimits(max_concurrent=2, max_daily=None, used_today=4)
+    assert health.limits["veo3.1"] == ModelLimits(used_today=1)
+
+
+def test_organization_with_odd_shapes_does_not_crash():
+    health = health_from_organization({"creditBalance": "lots", "tier": [], "usage": {"models": 3}}, USD)
+    assert (health.credit_balance, health.limits) == (None, {})
