@@ -36,11 +36,9 @@ Retries of the create call: only UNAVAILABLE and DEADLINE_EXCEEDED, for at most 
 only because every task is named: if a first attempt did reach Google, the repeat gets ALREADY_EXISTS,
 which is success.
 
-The emulator (local/tasks_emulator.py) speaks the same gRPC API but: it accepts duplicate names
-(never ALREADY_EXISTS), sends no OIDC header (the token fields are stored and listed, not used), and
-has no get_task. Without TASKS_SERVICE_ACCOUNT the emulator path creates tasks without a token;
-against the real service the setting is required. The ALREADY_EXISTS handling is tested with a
-small fake client that raises it.
+The emulator (local/tasks_emulator.py) accepts duplicate names (never ALREADY_EXISTS) and sends no
+OIDC header, so ALREADY_EXISTS handling is tested with a small fake client. Without
+TASKS_SERVICE_ACCOUNT the emulator path creates tasks without a token; the real service requires it.
 """
 
 from __future__ import annotations
@@ -68,7 +66,6 @@ FINALIZE_FUNCTION = "finalize_video_task"
 MAX_SCHEDULE_DELAY_S = 30 * 86400 - 60  # Cloud Tasks refuses > 30 days; a minute spare for clock skew
 DEFAULT_DISPATCH_DEADLINE_S = 600.0
 DEFAULT_RPC_TIMEOUT_S = 10.0
-TASK_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,500}$")
 
 Clock = Callable[[], datetime]
 log = logs.get_logger(__name__)
