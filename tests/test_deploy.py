@@ -1,0 +1,509 @@
+"""deploy.sh, checked with the real tools: shellcheck, and every printed gcloud command parsed by gcloud.
+
+The dry run prints each command instead of running it. Each printed `gcloud ...` command is then run
+through the real gcloud CLI with an empty, isolated configuration and no credentials: gcloud parses
+every flag and argument first, so a command that is correct fails only for lack of an account
+(exit 1, "gcloud auth login"), while a bad flag or value fails with exit 2 or a parse error. The dry
+run itself runs with neither gcloud nor curl on PATH, which proves it needs no credentials or network.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy.sh"
+PROJECT = "test-proj"
+REGION = "us-central1"
+BASE_URL = f"https://{REGION}-{PROJECT}.cloudfunctions.net"
+FUNCTIONS = {  # name: (public, timeout, memory, invoker account prefix)
+    "generate_video": (True, "120s", "512Mi", None),
+    "cancel_video": (True, "60s", "256Mi", None),
+    "runwayml_status_check": (True, "60s", "256Mi", None),
+    "runwayml_batch_status_check": (False, "300s", "512Mi", "cvplus-video-ops@"),
+    "runwayml_polling_task": (False, "120s", "256Mi", "cvplus-video-tasks@"),
+    "finalize_video_task": (False, "540s", "1Gi", "cvplus-video-tasks@"),
+    "runwayml_cleanup_task": (False, "540s", "512Mi", "cvplus-video-scheduler@"),
+    "runwayml_webhook": (True, "60s", "256Mi", None),
+    "heygen_webhook": (True, "60s", "256Mi", None),
+    "provider_health": (False, "60s", "256Mi", "cvplus-video-ops@"),
+}
+TTL_COLLECTIONS = {
+    "enhanced_video_jobs",
+    "runwayml_jobs",
+    "heygen_jobs",
+    "video_webhook_events",
+    "video_quota",
+    "video_health",
+}
+MINIMAL_INDEXES = {
+    "indexes": [
+        {
+            "collectionGroup": "enhanced_video_jobs",
+            "queryScope": "COLLECTION",
+            "fields": [
+                {"fieldPath": "ownerUid", "order": "ASCENDING"},
+                {"fieldPath": "createdAt", "order": "DESCENDING"},
+            ],
+        }
+    ],
+    "fieldOverrides": [],
+}
+NO_CREDENTIALS = "You do not currently have an active account selected"
+PARSE_ERRORS = re.compile(
+    r"unrecognized arguments|argument [-\w]+: |Invalid value|invalid choice|Failed to load"
+)
+OFFLINE_COMMANDS = (("auth", "list"),)  # answered from the (empty) local configuration: exit 0
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def path_without(tmp: Path, *tools: str) -> str:
+    """A PATH directory holding every program of /usr/bin and /bin except `tools`."""
+    bin_dir = tmp / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for source in (Path("/usr/bin"), Path("/bin")):
+        for program in source.iterdir():
+            target = bin_dir / program.name
+            if program.name not in tools and not target.exists():
+                target.symlink_to(program)
+    return str(bin_dir)
+
+
+def deploy(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(DEPLOY), *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def base_env(tmp: Path, path: str | None = None) -> dict[str, str]:
+    """A clean environment: none of the developer's project settings leak into the run."""
+    return {
+        "PATH": path or os.environ["PATH"],
+        "HOME": str(tmp),
+        "TMPDIR": str(tmp),
+        "LANG": "C.UTF-8",
+        "CLOUDSDK_CONFIG": str(tmp / "gcloud-config"),
+        "CLOUDSDK_CORE_DISABLE_PROMPTS": "1",
+        "CLOUDSDK_CORE_CHECK_GCE_METADATA": "false",
+        "CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK": "true",
+        "CLOUDSDK_CORE_DISABLE_USAGE_REPORTING": "true",
+    }
+
+
+def printed_commands(stdout: str, program: str) -> list[list[str]]:
+    return [shlex.split(line[2:]) for line in stdout.splitlines() if line.startswith(f"+ {program} ")]
+
+
+def flag(command: list[str], name: str) -> str | None:
+    values = [arg.split("=", 1)[1] for arg in command if arg.startswith(f"{name}=")]
+    assert len(values) <= 1, f"{name} given twice in {command}"
+    return values[0] if values else None
+
+
+def find(commands: list[list[str]], *prefix: str) -> list[list[str]]:
+    return [c for c in commands if tuple(c[1 : 1 + len(prefix)]) == prefix]
+
+
+@dataclass(frozen=True)
+class GcloudVerdict:
+    command: list[str]
+    returncode: int
+    stderr: str
+
+    def parsed_cleanly(self) -> bool:
+        if PARSE_ERRORS.search(self.stderr) or self.returncode == 2:
+            return False
+        if tuple(self.command[1:3]) in OFFLINE_COMMANDS:
+            return self.returncode == 0
+        return self.returncode == 1 and NO_CREDENTIALS in self.stderr
+
+
+def run_real_gcloud(command: list[str], stdin: str = "") -> GcloudVerdict:
+    """Run one command through the installed gcloud with a fresh empty configuration."""
+    with tempfile.TemporaryDirectory() as config:
+        env = base_env(Path(config))
+        result = subprocess.run(
+            command, env=env, input=stdin, capture_output=True, text=True, timeout=120, check=False
+        )
+    return GcloudVerdict(command, result.returncode, result.stderr)
+
+
+def require_gcloud() -> None:
+    if shutil.which("gcloud") is None:
+        pytest.fail("the gcloud CLI is not installed; it checks every command deploy.sh prints")
+
+
+# --- the dry run -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DryRun:
+    stdout: str
+    gcloud: list[list[str]]
+    curl: list[list[str]]
+    work_dir: Path
+    indexes: dict
+
+
+@pytest.fixture(scope="module")
+def tmp_module(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("deploy")
+
+
+@pytest.fixture(scope="module")
+def dry_run(tmp_module: Path) -> DryRun:
+    """One full dry run, with neither gcloud nor curl on PATH."""
+    real_indexes = ROOT / "firestore.indexes.json"
+    indexes_file = real_indexes
+    if not real_indexes.is_file():
+        indexes_file = tmp_module / "firestore.indexes.json"
+        indexes_file.write_text(json.dumps(MINIMAL_INDEXES))
+    env = base_env(tmp_module, path_without(tmp_module, "gcloud", "curl"))
+    env |= {
+        "INDEXES_FILE": str(indexes_file),
+        "OPS_SERVICE_ACCOUNTS": "oncall@other-proj.iam.gserviceaccount.com",
+        "HEYGEN_AVATAR_ID": "avatar-1",
+        "RUNWAYML_CREDITS_PER_SECOND": '{"gen4.5": 12, "gen4_turbo": 5}',
+    }
+    result = deploy("--dry-run", "--project", PROJECT, "--region", REGION, env=env)
+    assert result.returncode == 0, result.stderr
+    match = re.search(r"^# generated files are kept in (\S+)$", result.stdout, re.MULTILINE)
+    assert match, result.stdout
+    return DryRun(
+        stdout=result.stdout,
+        gcloud=printed_commands(result.stdout, "gcloud"),
+        curl=printed_commands(result.stdout, "curl"),
+        work_dir=Path(match.group(1)),
+        indexes=json.loads(indexes_file.read_text()),
+    )
+
+
+def test_every_printed_gcloud_command_is_accepted_by_the_real_gcloud(dry_run: DryRun) -> None:
+    require_gcloud()
+    assert len(dry_run.gcloud) > 40
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        verdicts = list(pool.map(run_real_gcloud, dry_run.gcloud))
+    rejected = [v for v in verdicts if not v.parsed_cleanly()]
+    assert not rejected, "\n\n".join(
+        f"{shlex.join(v.command)}\n  exit {v.returncode}: {v.stderr.strip()[:400]}" for v in rejected
+    )
+
+
+def test_a_bad_flag_is_caught_by_the_same_check() -> None:
+    require_gcloud()
+    verdict = run_real_gcloud(["gcloud", "functions", "deploy", "x", "--gen2", "--bogus"])
+    assert not verdict.parsed_cleanly()
+    assert verdict.returncode == 2
+
+
+def test_each_function_is_deployed_once_with_its_access_timeout_and_memory(dry_run: DryRun) -> None:
+    deploys = {c[3]: c for c in find(dry_run.gcloud, "functions", "deploy")}
+    assert set(deploys) == set(FUNCTIONS)
+    for name, (public, timeout, memory, _) in FUNCTIONS.items():
+        command = deploys[name]
+        assert ("--allow-unauthenticated" if public else "--no-allow-unauthenticated") in command
+        assert flag(command, "--timeout") == timeout
+        assert flag(command, "--memory") == memory
+        assert flag(command, "--entry-point") == name
+        assert flag(command, "--runtime") == "python312"
+        assert flag(command, "--source") == "."
+        assert {"--gen2", "--trigger-http"} <= set(command)
+        assert flag(command, "--service-account") == f"cvplus-video-runtime@{PROJECT}.iam.gserviceaccount.com"
+
+
+def test_private_functions_are_invoked_only_by_their_service_accounts(dry_run: DryRun) -> None:
+    bindings = find(dry_run.gcloud, "functions", "add-invoker-policy-binding")
+    granted = {(c[3], flag(c, "--member")) for c in bindings}
+    expected = {
+        (name, f"serviceAccount:{prefix}{PROJECT}.iam.gserviceaccount.com")
+        for name, (_, _, _, prefix) in FUNCTIONS.items()
+        if prefix
+    }
+    extra_ops = "serviceAccount:oncall@other-proj.iam.gserviceaccount.com"
+    expected |= {(name, extra_ops) for name in ("runwayml_batch_status_check", "provider_health")}
+    assert granted == expected
+
+
+def test_secrets_are_pinned_to_explicit_versions_and_webhook_secrets_go_only_to_their_webhook(
+    dry_run: DryRun,
+) -> None:
+    assert ":latest" not in dry_run.stdout
+    for command in find(dry_run.gcloud, "functions", "deploy"):
+        secrets = dict(item.split("=", 1) for item in flag(command, "--set-secrets").split(","))
+        assert secrets["RUNWAYML_API_KEY"] == "RUNWAYML_API_KEY:1"
+        assert secrets["HEYGEN_API_KEY"] == "HEYGEN_API_KEY:1"
+        assert ("HEYGEN_WEBHOOK_SECRET" in secrets) == (command[3] == "heygen_webhook")
+        assert ("RUNWAYML_WEBHOOK_SECRET" in secrets) == (command[3] == "runwayml_webhook")
+    lookups = find(dry_run.gcloud, "secrets", "versions", "list")
+    assert all(flag(c, "--filter") == "state:enabled" and flag(c, "--limit") == "1" for c in lookups)
+
+
+def test_secret_access_is_granted_per_secret_not_project_wide(dry_run: DryRun) -> None:
+    per_secret = find(dry_run.gcloud, "secrets", "add-iam-policy-binding")
+    assert {c[3] for c in per_secret} == {
+        "RUNWAYML_API_KEY",
+        "HEYGEN_API_KEY",
+        "HEYGEN_WEBHOOK_SECRET",
+        "RUNWAYML_WEBHOOK_SECRET",
+    }
+    project_roles = {flag(c, "--role") for c in find(dry_run.gcloud, "projects", "add-iam-policy-binding")}
+    assert project_roles == {"roles/datastore.user"}
+
+
+def test_env_vars_file_keeps_values_with_commas_and_json_intact(dry_run: DryRun) -> None:
+    deploys = find(dry_run.gcloud, "functions", "deploy")
+    env_file = Path(flag(deploys[0], "--env-vars-file"))
+    values = {}
+    for line in env_file.read_text().splitlines():
+        key, _, quoted = line.partition(": ")
+        assert quoted.startswith("'"), line
+        assert quoted.endswith("'"), line
+        values[key] = quoted[1:-1].replace("''", "'")
+    assert values["GOOGLE_CLOUD_PROJECT"] == PROJECT
+    assert values["FUNCTIONS_BASE_URL"] == BASE_URL
+    assert values["OPS_SERVICE_ACCOUNTS"] == (
+        f"cvplus-video-ops@{PROJECT}.iam.gserviceaccount.com,oncall@other-proj.iam.gserviceaccount.com"
+    )
+    assert values["TASKS_SERVICE_ACCOUNT"] == f"cvplus-video-tasks@{PROJECT}.iam.gserviceaccount.com"
+    assert values["RUNWAYML_CREDITS_PER_SECOND"] == '{"gen4.5": 12, "gen4_turbo": 5}'
+    assert {"TASKS_QUEUE", "TASKS_LOCATION", "STORAGE_BUCKET", "HEYGEN_AVATAR_ID"} <= set(values)
+
+
+def test_queue_concurrency_fits_the_instances_of_its_targets(dry_run: DryRun) -> None:
+    create = find(dry_run.gcloud, "tasks", "queues", "create")
+    update = find(dry_run.gcloud, "tasks", "queues", "update")
+    assert len(create) == len(update) == 1
+    assert create[0][4:] == update[0][4:], "create and update must converge on the same settings"
+    deploys = {c[3]: c for c in find(dry_run.gcloud, "functions", "deploy")}
+    concurrent = int(flag(create[0], "--max-concurrent-dispatches"))
+    for target in ("runwayml_polling_task", "finalize_video_task"):
+        assert concurrent <= int(flag(deploys[target], "--max-instances"))
+    for name in ("--max-attempts", "--min-backoff", "--max-backoff", "--max-doublings"):
+        assert flag(create[0], name) is not None
+
+
+def test_cleanup_runs_every_15_minutes_with_an_oidc_token_for_the_function_url(dry_run: DryRun) -> None:
+    jobs = find(dry_run.gcloud, "scheduler", "jobs", "create", "http") + find(
+        dry_run.gcloud, "scheduler", "jobs", "update", "http"
+    )
+    assert len(jobs) == 2
+    for command in jobs:
+        assert flag(command, "--schedule") == "*/15 * * * *"
+        assert flag(command, "--uri") == f"{BASE_URL}/runwayml_cleanup_task"
+        assert flag(command, "--oidc-token-audience") == flag(command, "--uri")
+        assert flag(command, "--oidc-service-account-email").startswith("cvplus-video-scheduler@")
+        assert flag(command, "--http-method") == "POST"
+        assert flag(command, "--attempt-deadline") == "540s"
+
+
+def test_every_create_is_preceded_by_a_describe_of_the_same_resource(dry_run: DryRun) -> None:
+    for group in (
+        ("tasks", "queues"),
+        ("scheduler", "jobs"),
+        ("storage", "buckets"),
+        ("iam", "service-accounts"),
+    ):
+        position = {tuple(c): i for i, c in enumerate(dry_run.gcloud)}
+        for create in find(dry_run.gcloud, *group, "create"):
+            name = create[4] if create[4] != "http" else create[5]
+            describes = [position[tuple(c)] for c in find(dry_run.gcloud, *group, "describe") if name in c[4]]
+            assert describes, shlex.join(create)
+            assert min(describes) < position[tuple(create)], shlex.join(create)
+
+
+def test_bucket_is_private_and_expires_objects_after_the_retention(dry_run: DryRun) -> None:
+    for command in find(dry_run.gcloud, "storage", "buckets", "create") + find(
+        dry_run.gcloud, "storage", "buckets", "update"
+    ):
+        assert {"--uniform-bucket-level-access", "--public-access-prevention"} <= set(command)
+        lifecycle = json.loads(Path(flag(command, "--lifecycle-file")).read_text())
+        assert lifecycle["rule"] == [{"action": {"type": "Delete"}, "condition": {"age": 30}}]
+
+
+def test_firestore_ttl_policies_and_composite_indexes(dry_run: DryRun) -> None:
+    ttls = find(dry_run.gcloud, "firestore", "fields", "ttls", "update")
+    assert {flag(c, "--collection-group") for c in ttls} == TTL_COLLECTIONS
+    assert all(c[5] == "expireAt" and "--enable-ttl" in c for c in ttls)
+    created = find(dry_run.gcloud, "firestore", "indexes", "composite", "create")
+    assert len(created) == len(dry_run.indexes["indexes"])
+    for command, index in zip(created, dry_run.indexes["indexes"], strict=True):
+        fields = [arg.split("=", 1)[1] for arg in command if arg.startswith("--field-config=")]
+        assert fields == [f"field-path={f['fieldPath']},order={f['order'].lower()}" for f in index["fields"]]
+
+
+def test_security_rules_are_released_through_the_rules_api(dry_run: DryRun) -> None:
+    urls = [c[-1] for c in dry_run.curl]
+    api = f"https://firebaserules.googleapis.com/v1/projects/{PROJECT}"
+    assert urls == [f"{api}/rulesets", f"{api}/releases/cloud.firestore", f"{api}/releases"]
+    body = json.loads((dry_run.work_dir / "ruleset.json").read_text())
+    assert body["source"]["files"][0]["content"] == (ROOT / "firestore.rules").read_text()
+    patch = json.loads((dry_run.work_dir / "release-patch.json").read_text())
+    assert patch["release"]["name"] == f"projects/{PROJECT}/releases/cloud.firestore"
+    assert all("Bearer" not in arg for command in dry_run.curl for arg in command)
+
+
+def test_summary_prints_function_urls_and_the_heygen_webhook_registration(dry_run: DryRun) -> None:
+    for name in FUNCTIONS:
+        assert f"  {BASE_URL}/{name}\n" in dry_run.stdout
+    assert "/v3/webhooks/endpoints" in dry_run.stdout
+    assert f"{BASE_URL}/heygen_webhook" in dry_run.stdout
+
+
+# --- options and prerequisites -----------------------------------------------------------------
+
+
+def test_shellcheck_passes() -> None:
+    if shutil.which("shellcheck") is None:
+        pytest.fail("shellcheck is not installed (apt-get install -y shellcheck); it lints deploy.sh")
+    result = subprocess.run(
+        ["shellcheck", str(DEPLOY)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_help_exits_0_and_lists_the_options(tmp_path: Path) -> None:
+    result = deploy("--help", env=base_env(tmp_path))
+    assert result.returncode == 0
+    for option in ("--project", "--region", "--queue", "--bucket", "--only", "--dry-run"):
+        assert option in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--bogus"], "unknown option: --bogus"),
+        (["--dry-run", "--project"], "--project needs a value"),
+        (["--dry-run", "--project", PROJECT, "--only", "no_such_function"], "unknown function"),
+        (["--dry-run", "--project", PROJECT, "--secret-version", "HEYGEN_API_KEY=latest"], "NAME=NUMBER"),
+    ],
+)
+def test_bad_usage_exits_2_with_a_message(tmp_path: Path, args: list[str], message: str) -> None:
+    result = deploy(*args, env=base_env(tmp_path))
+    assert result.returncode == 2
+    assert message in result.stderr
+
+
+def test_missing_project_is_named(tmp_path: Path) -> None:
+    result = deploy("--dry-run", env=base_env(tmp_path))
+    assert result.returncode == 1
+    assert "no project: pass --project=ID or set GOOGLE_CLOUD_PROJECT" in result.stderr
+
+
+def test_project_and_region_come_from_the_environment_too(tmp_path: Path) -> None:
+    env = base_env(tmp_path) | {"GOOGLE_CLOUD_PROJECT": "env-proj", "FUNCTION_REGION": "europe-west1"}
+    result = deploy("--dry-run", "--only", "generate_video", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "https://europe-west1-env-proj.cloudfunctions.net/generate_video" in result.stdout
+
+
+def test_only_deploys_the_named_function_and_its_grants(tmp_path: Path) -> None:
+    result = deploy(
+        "--dry-run", "--project", PROJECT, "--only", "runwayml_polling_task", env=base_env(tmp_path)
+    )
+    assert result.returncode == 0, result.stderr
+    commands = printed_commands(result.stdout, "gcloud")
+    assert [c[3] for c in find(commands, "functions", "deploy")] == ["runwayml_polling_task"]
+    assert [c[3] for c in find(commands, "functions", "add-invoker-policy-binding")] == [
+        "runwayml_polling_task"
+    ]
+    assert not find(commands, "tasks", "queues", "create")
+    assert not find(commands, "scheduler", "jobs", "create", "http")
+
+
+def test_secret_versions_come_from_flags_and_environment(tmp_path: Path) -> None:
+    env = base_env(tmp_path) | {"HEYGEN_API_KEY_VERSION": "3"}
+    result = deploy(
+        "--dry-run", "--project", PROJECT, "--only", "generate_video",
+        "--secret-version=RUNWAYML_API_KEY=7", env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    command = find(printed_commands(result.stdout, "gcloud"), "functions", "deploy")[0]
+    assert (
+        flag(command, "--set-secrets")
+        == "RUNWAYML_API_KEY=RUNWAYML_API_KEY:7,HEYGEN_API_KEY=HEYGEN_API_KEY:3"
+    )
+
+
+def test_missing_gcloud_is_explained(tmp_path: Path) -> None:
+    result = deploy("--project", PROJECT, env=base_env(tmp_path, path_without(tmp_path, "gcloud")))
+    assert result.returncode == 1
+    assert "the gcloud CLI is not installed" in result.stderr
+
+
+def test_not_being_logged_in_is_explained(tmp_path: Path) -> None:
+    require_gcloud()
+    result = deploy("--project", PROJECT, env=base_env(tmp_path), timeout=120)
+    assert result.returncode == 1
+    assert "gcloud is not logged in: run 'gcloud auth login'" in result.stderr
+
+
+# A stand-in gcloud for the branches that need a logged-in account: it answers the two listing
+# calls and fails everything else ("not found"). The commands the script suggests are then run
+# through the real gcloud.
+FAKE_GCLOUD = """#!/usr/bin/env bash
+case "$1 $2" in
+  "auth list") echo deployer@example.com ;;
+  "services list") printf '%s\\n' $ENABLED_APIS ;;
+  *) echo "NOT_FOUND: $*" >&2; exit 1 ;;
+esac
+"""
+
+
+@pytest.fixture
+def fake_gcloud_env(tmp_path: Path) -> dict[str, str]:
+    bin_dir = tmp_path / "fake-bin"
+    bin_dir.mkdir()
+    (bin_dir / "gcloud").write_text(FAKE_GCLOUD)
+    (bin_dir / "gcloud").chmod(0o755)
+    return base_env(tmp_path, f"{bin_dir}:{path_without(tmp_path, 'gcloud')}")
+
+
+def suggested_commands(stderr: str) -> list[list[str]]:
+    lines = [line.strip() for line in stderr.splitlines()]
+    return [
+        shlex.split(line.split("| ", 1)[-1]) for line in lines if "gcloud " in line and "--project" in line
+    ]
+
+
+def test_missing_apis_are_listed_with_the_command_that_enables_them(fake_gcloud_env: dict[str, str]) -> None:
+    require_gcloud()
+    env = fake_gcloud_env | {"ENABLED_APIS": "run.googleapis.com cloudfunctions.googleapis.com"}
+    result = deploy("--project", PROJECT, env=env)
+    assert result.returncode == 1
+    assert "APIs not enabled" in result.stderr
+    (enable,) = suggested_commands(result.stderr)
+    assert enable[:3] == ["gcloud", "services", "enable"]
+    assert "cloudtasks.googleapis.com" in enable
+    assert "run.googleapis.com" not in enable
+    assert run_real_gcloud(enable).parsed_cleanly()
+
+
+def test_missing_secrets_are_listed_with_the_command_that_creates_them(
+    fake_gcloud_env: dict[str, str],
+) -> None:
+    require_gcloud()
+    apis = re.search(r"APIS=\(([^)]*)\)", DEPLOY.read_text()).group(1).split()
+    result = deploy("--project", PROJECT, env=fake_gcloud_env | {"ENABLED_APIS": " ".join(apis)})
+    assert result.returncode == 1
+    assert "secrets missing in Secret Manager" in result.stderr
+    assert (
+        'printf %s "$RUNWAYML_API_KEY" | gcloud secrets create RUNWAYML_API_KEY --data-file=-'
+        in result.stderr
+    )
+    creates = suggested_commands(result.stderr)
+    assert {c[3] for c in creates} >= {"RUNWAYML_API_KEY", "HEYGEN_API_KEY"}
+    for command in creates:
+        assert run_real_gcloud(command, stdin="not-a-real-key").parsed_cleanly()
