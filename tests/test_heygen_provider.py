@@ -15,6 +15,7 @@ import requests
 
 from config import ConfigError, load_settings
 from local.heygen_sim import HeyGenSim
+from local.procs import free_port
 from local.simcore import REQUEST_FAULTS, Durations, FaultPlan, SimClock
 from providers.base import (
     AuthenticationFailed,
@@ -383,7 +384,7 @@ def test_malformed_status_answer_is_retried_then_malformed_response():
 
 
 def test_refused_connection_is_connect_failed(sim):
-    provider = make_provider(sim, HEYGEN_BASE_URL="http://127.0.0.1:9")
+    provider = make_provider(sim, HEYGEN_BASE_URL=f"http://127.0.0.1:{free_port()}")
     with pytest.raises(ConnectFailed):
         provider.get("v1")
 
