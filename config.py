@@ -26,6 +26,7 @@ class ConfigError(RuntimeError):
 
 
 DEFAULT_RUNWAYML_CREDITS_PER_SECOND = {"gen4.5": 12, "gen4_turbo": 5, "veo3.1": 40, "veo3.1_fast": 15}
+QUOTA_PATTERN = r"^ *[0-9]+ */ *[1-9][0-9]* *(, *[0-9]+ */ *[1-9][0-9]* *)*$"
 
 # field name -> environment variable(s); the first name wins, later ones are accepted aliases.
 ENV_VARS: dict[str, tuple[str, ...]] = {
@@ -64,6 +65,10 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "http_max_attempts": ("HTTP_MAX_ATTEMPTS",),
     "retry_after_cap_s": ("RETRY_AFTER_CAP_SECONDS",),
     "webhook_tolerance_s": ("WEBHOOK_TOLERANCE_SECONDS",),
+    "runwayml_quota": ("RUNWAYML_QUOTA",),
+    "heygen_quota": ("HEYGEN_QUOTA",),
+    "circuit_failure_threshold": ("CIRCUIT_FAILURE_THRESHOLD",),
+    "circuit_cooldown_s": ("CIRCUIT_COOLDOWN_SECONDS",),
 }
 
 
@@ -116,6 +121,12 @@ class Settings(BaseModel):
     http_max_attempts: int = Field(default=3, ge=1, le=10)
     retry_after_cap_s: float = Field(default=30.0, ge=0, le=600)
     webhook_tolerance_s: int = Field(default=300, ge=1, le=3600)
+
+    # the project's own request budget per provider: COUNT/SECONDS per fixed window (providers/quota.py)
+    runwayml_quota: str = Field(default="25/60,100/3600,500/86400", pattern=QUOTA_PATTERN)
+    heygen_quota: str = Field(default="20/60,200/3600,1000/86400", pattern=QUOTA_PATTERN)
+    circuit_failure_threshold: int = Field(default=5, ge=1, le=1000)
+    circuit_cooldown_s: float = Field(default=60.0, gt=0, le=86400)
 
     @field_validator("functions_base_url")
     @classmethod
