@@ -284,8 +284,13 @@ class JobStore:
         *,
         fallback_allowed: bool,
         unknown: bool = False,
+        final_status: Status = Status.FAILED,
     ) -> str | None:
-        """Close a failed attempt; return the next provider to try, or None (the job has failed)."""
+        """Close a failed attempt; return the next provider to try, or None (the job has ended).
+
+        Without a next provider the job ends in `final_status` (`failed`, or `timed_out` when the
+        attempt ran out of time); a closed attempt is left as it is (a repeated call is harmless).
+        """
         ref = self._job_ref(job_id)
 
         def run(txn: firestore.Transaction) -> str | None:
@@ -295,12 +300,34 @@ class JobStore:
                 return None
             ended = AttemptStatus.UNKNOWN if unknown else AttemptStatus.FAILED
             attempts = model.replace_attempt(job.attempts, replace(attempt, status=ended, error=error))
-            updates, next_provider = _after_failure(job, attempts, error, fallback_allowed, self.clock())
+            updates, next_provider = _after_failure(
+                job, attempts, error, fallback_allowed, self.clock(), final_status
+            )
             terminal = model.is_terminal(Status(updates.get("status", job.status)))
             txn.update(ref, self._stamp(updates, terminal=terminal, deadline=job.deadline_at))
             return next_provider
 
         return self._transact(run)
+
+    def expire_task(self, provider: str, task_id: str, error: Mapping[str, Any]) -> str | None:
+        """A task ran out of polling time: close its record and attempt; the next provider or None."""
+        task_ref = self._task_ref(provider, task_id)
+
+        def run(txn: firestore.Transaction) -> TaskRecord | None:
+            snap = task_ref.get(transaction=txn)
+            task = TaskRecord.from_doc(snap.to_dict()) if snap.exists else None
+            if task is None or model.is_terminal(task.status):
+                return None
+            updates = {"status": str(Status.TIMED_OUT), "failureCode": error.get("code")}
+            txn.update(task_ref, self._stamp(updates, terminal=True, deadline=None))
+            return task
+
+        task = self._transact(run)
+        if task is None:
+            return None
+        return self.record_attempt_failure(
+            task.job_id, task.attempt_id, error, fallback_allowed=True, final_status=Status.TIMED_OUT
+        )
 
     # -- provider snapshots -------------------------------------------------------------------------
 
@@ -377,7 +404,12 @@ def _find_attempt(job: Job, attempt_id: str) -> Attempt:
 
 
 def _after_failure(
-    job: Job, attempts: tuple[Attempt, ...], error: Mapping[str, Any], fallback_allowed: bool, now: datetime
+    job: Job,
+    attempts: tuple[Attempt, ...],
+    error: Mapping[str, Any],
+    fallback_allowed: bool,
+    now: datetime,
+    final_status: Status = Status.FAILED,
 ) -> tuple[dict[str, Any], str | None]:
     updates: dict[str, Any] = {
         "attempts": [a.to_doc() for a in attempts],
@@ -386,7 +418,7 @@ def _after_failure(
     }
     next_provider = model.next_candidate(job.candidates, attempts) if fallback_allowed else None
     if next_provider is None and not model.is_terminal(job.status):
-        updates.update({"status": str(Status.FAILED), "error": dict(error), "endedAt": now})
+        updates.update({"status": str(final_status), "error": dict(error), "endedAt": now})
     return updates, next_provider
 
 
