@@ -66,6 +66,7 @@ BUCKET=${STORAGE_BUCKET:-}
 RETENTION_DAYS=${RETENTION_DAYS:-30}
 INDEXES_FILE=${INDEXES_FILE:-firestore.indexes.json}
 RULES_FILE=${RULES_FILE:-firestore.rules}
+RULES_API=${FIREBASE_RULES_API:-https://firebaserules.googleapis.com/v1}
 SCHEDULER_JOB=cvplus-video-cleanup
 DRY_RUN=0
 ONLY=()
@@ -170,7 +171,7 @@ setup_settings() {
   TASKS_SA="cvplus-video-tasks@$PROJECT.iam.gserviceaccount.com"
   SCHEDULER_SA="cvplus-video-scheduler@$PROJECT.iam.gserviceaccount.com"
   OPS_SA="cvplus-video-ops@$PROJECT.iam.gserviceaccount.com"
-  OPS_ACCOUNTS=$OPS_SA${OPS_SERVICE_ACCOUNTS:+,$OPS_SERVICE_ACCOUNTS}
+  OPS_ACCOUNTS=$OPS_SA${OPS_SERVICE_ACCOUNTS:+,${OPS_SERVICE_ACCOUNTS// /}}
   WORK_DIR=$(mktemp -d "${TMPDIR:-/tmp}/cvplus-deploy.XXXXXX")
   chmod 700 "$WORK_DIR"
   # The dry run keeps the generated files so the printed commands can be run as shown.
@@ -233,17 +234,12 @@ resolve_secrets() {
 }
 
 ensure_bucket() {
-  local lifecycle="$WORK_DIR/lifecycle.json" state=0
-  printf '{"rule": [{"action": {"type": "Delete"}, "condition": {"age": %s}}]}\n' "$RETENTION_DAYS" >"$lifecycle"
+  local state=0 settings=(--project="$PROJECT" --uniform-bucket-level-access --public-access-prevention
+    --lifecycle-file="$WORK_DIR/lifecycle.json")
+  printf '{"rule": [{"action": {"type": "Delete"}, "condition": {"age": %s}}]}\n' "$RETENTION_DAYS" >"$WORK_DIR/lifecycle.json"
   exists gcloud storage buckets describe "gs://$BUCKET" --project="$PROJECT" || state=$?
-  if ((state != 0)); then
-    run gcloud storage buckets create "gs://$BUCKET" --project="$PROJECT" --location="$REGION" \
-      --uniform-bucket-level-access --public-access-prevention --lifecycle-file="$lifecycle"
-  fi
-  if ((state != 1)); then
-    run gcloud storage buckets update "gs://$BUCKET" --project="$PROJECT" \
-      --uniform-bucket-level-access --public-access-prevention --lifecycle-file="$lifecycle"
-  fi
+  ((state == 0)) || run gcloud storage buckets create "gs://$BUCKET" --location="$REGION" "${settings[@]}"
+  ((state == 1)) || run gcloud storage buckets update "gs://$BUCKET" "${settings[@]}"
   run_retry gcloud storage buckets add-iam-policy-binding "gs://$BUCKET" --project="$PROJECT" \
     --member="serviceAccount:$RUNTIME_SA" --role=roles/storage.objectAdmin
 }
@@ -251,8 +247,8 @@ ensure_bucket() {
 ensure_queue() {
   local state=0
   exists gcloud tasks queues describe "$QUEUE" --location="$REGION" --project="$PROJECT" || state=$?
-  if ((state != 0)); then run gcloud tasks queues create "$QUEUE" --location="$REGION" --project="$PROJECT" "${QUEUE_FLAGS[@]}"; fi
-  if ((state != 1)); then run gcloud tasks queues update "$QUEUE" --location="$REGION" --project="$PROJECT" "${QUEUE_FLAGS[@]}"; fi
+  ((state == 0)) || run gcloud tasks queues create "$QUEUE" --location="$REGION" --project="$PROJECT" "${QUEUE_FLAGS[@]}"
+  ((state == 1)) || run gcloud tasks queues update "$QUEUE" --location="$REGION" --project="$PROJECT" "${QUEUE_FLAGS[@]}"
   run_retry gcloud tasks queues add-iam-policy-binding "$QUEUE" --location="$REGION" --project="$PROJECT" \
     --member="serviceAccount:$RUNTIME_SA" --role=roles/cloudtasks.enqueuer
 }
@@ -342,17 +338,14 @@ grant_invokers() {
 }
 
 ensure_scheduler() {
-  local url="$BASE_URL/runwayml_cleanup_task" state=0
+  local url="$BASE_URL/runwayml_cleanup_task" state=0 json=Content-Type=application/json
   local common=(--location="$REGION" --project="$PROJECT" --schedule='*/15 * * * *' --time-zone=Etc/UTC
     --uri="$url" --http-method=POST --message-body='{}' --attempt-deadline=540s --max-retry-attempts=1
     --oidc-service-account-email="$SCHEDULER_SA" --oidc-token-audience="$url")
   exists gcloud scheduler jobs describe "$SCHEDULER_JOB" --location="$REGION" --project="$PROJECT" || state=$?
-  if ((state != 0)); then
-    run gcloud scheduler jobs create http "$SCHEDULER_JOB" "${common[@]}" --headers=Content-Type=application/json
-  fi
-  if ((state != 1)); then
-    run gcloud scheduler jobs update http "$SCHEDULER_JOB" "${common[@]}" --update-headers=Content-Type=application/json
-  fi
+  # create if missing, else update; a dry run prints both
+  ((state == 0)) || run gcloud scheduler jobs create http "$SCHEDULER_JOB" "${common[@]}" --headers="$json"
+  ((state == 1)) || run gcloud scheduler jobs update http "$SCHEDULER_JOB" "${common[@]}" --update-headers="$json"
 }
 
 ensure_firestore() {
@@ -373,12 +366,11 @@ data = json.load(open(sys.argv[1], encoding="utf-8"))
 if data.get("fieldOverrides"):
     print("# fieldOverrides are not applied by deploy.sh", file=sys.stderr)
 for index in data.get("indexes", []):
-    fields = []
-    for field in index["fields"]:
-        if "arrayConfig" in field:
-            fields.append(f"field-path={field['fieldPath']},array-config={field['arrayConfig'].lower()}")
-        else:
-            fields.append(f"field-path={field['fieldPath']},order={field.get('order', 'ASCENDING').lower()}")
+    fields = [
+        f"field-path={f['fieldPath']},"
+        + (f"array-config={f['arrayConfig'].lower()}" if "arrayConfig" in f else f"order={f['order'].lower()}")
+        for f in index["fields"]
+    ]
     scope = index.get("queryScope", "COLLECTION").lower().replace("_", "-")
     print("\t".join([index["collectionGroup"], scope, *fields]))
 PY
@@ -397,31 +389,40 @@ ensure_indexes() {
   done <<<"$lines"
 }
 
-# Security rules through the Firebase Rules API: a new ruleset, then point the release at it.
+# One Firebase Rules API call (METHOD BODY_FILE URL); the answer lands in BODY_FILE.response.
+rules_call() {
+  local cmd=(curl -sS -H "@$WORK_DIR/auth-header" -H "x-goog-user-project: $PROJECT"
+    -H 'Content-Type: application/json' -X "$1" --data-binary "@$2" -o "$2.response" "$3")
+  show "${cmd[@]}"
+  HTTP_CODE=200
+  if ! ((DRY_RUN)); then HTTP_CODE=$("${cmd[@]}" -w '%{http_code}') || HTTP_CODE=000; fi
+}
+
+# Security rules: create a ruleset from RULES_FILE, then point the cloud.firestore release at it.
 deploy_rules() {
-  local api="https://firebaserules.googleapis.com/v1/projects/$PROJECT" header="$WORK_DIR/auth-header"
-  local release="projects/$PROJECT/releases/cloud.firestore" ruleset code
-  local curl_args=(curl -sS -H "@$header" -H "x-goog-user-project: $PROJECT" -H 'Content-Type: application/json')
-  python3 -c 'import json,sys; print(json.dumps({"source": {"files": [{"name": "firestore.rules", "content": open(sys.argv[1]).read()}]}}))' \
+  local api="$RULES_API/projects/$PROJECT" token
+  local release="projects/$PROJECT/releases/cloud.firestore" ruleset="projects/$PROJECT/rulesets/RULESET_ID"
+  python3 -c 'import json, sys; print(json.dumps({"source": {"files": [
+    {"name": "firestore.rules", "content": open(sys.argv[1], encoding="utf-8").read()}]}}))' \
     "$RULES_FILE" >"$WORK_DIR/ruleset.json"
   show gcloud auth print-access-token
-  ((DRY_RUN)) || printf 'Authorization: Bearer %s\n' "$(gcloud auth print-access-token)" >"$header"
-  run "${curl_args[@]}" --fail -o "$WORK_DIR/ruleset-created.json" --data-binary "@$WORK_DIR/ruleset.json" "$api/rulesets" ||
-    die "creating the ruleset failed: is firebaserules.googleapis.com enabled, may you deploy rules?"
-  ruleset="projects/$PROJECT/rulesets/RULESET_ID"
-  ((DRY_RUN)) || ruleset=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["name"])' "$WORK_DIR/ruleset-created.json")
+  if ! ((DRY_RUN)); then
+    token=$(gcloud auth print-access-token) || die "gcloud auth print-access-token failed"
+    printf 'Authorization: Bearer %s\n' "$token" >"$WORK_DIR/auth-header" # a file keeps it out of argv
+  fi
+  rules_call POST "$WORK_DIR/ruleset.json" "$api/rulesets"
+  [[ $HTTP_CODE == 200 ]] || die "creating the ruleset failed (HTTP $HTTP_CODE): $(cat "$WORK_DIR/ruleset.json.response")"
+  ((DRY_RUN)) || ruleset=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["name"])' \
+    "$WORK_DIR/ruleset.json.response")
   printf '{"release": {"name": "%s", "rulesetName": "%s"}}\n' "$release" "$ruleset" >"$WORK_DIR/release-patch.json"
   printf '{"name": "%s", "rulesetName": "%s"}\n' "$release" "$ruleset" >"$WORK_DIR/release-create.json"
-  show "${curl_args[@]}" -X PATCH --data-binary "@$WORK_DIR/release-patch.json" "$api/releases/cloud.firestore"
-  note "if the release does not exist yet (HTTP 404):"
-  show "${curl_args[@]}" -X POST --data-binary "@$WORK_DIR/release-create.json" "$api/releases"
-  ((DRY_RUN)) && return 0
-  code=$("${curl_args[@]}" -o /dev/null -w '%{http_code}' -X PATCH --data-binary "@$WORK_DIR/release-patch.json" "$api/releases/cloud.firestore")
-  if [[ $code == 404 ]]; then
-    code=$("${curl_args[@]}" -o /dev/null -w '%{http_code}' -X POST --data-binary "@$WORK_DIR/release-create.json" "$api/releases")
+  rules_call PATCH "$WORK_DIR/release-patch.json" "$api/releases/cloud.firestore"
+  if ((DRY_RUN)) || [[ $HTTP_CODE == 404 ]]; then
+    note "the first time (no release yet, HTTP 404): create it"
+    rules_call POST "$WORK_DIR/release-create.json" "$api/releases"
   fi
-  [[ $code == 200 ]] || die "updating the cloud.firestore release failed with HTTP $code"
-  note "security rules released as $ruleset"
+  [[ $HTTP_CODE == 200 ]] || die "releasing the rules failed (HTTP $HTTP_CODE)"
+  note "security rules released: $ruleset"
 }
 
 summary() {
@@ -467,4 +468,5 @@ main() {
   summary
 }
 
-main "$@"
+# Run when executed; when sourced, only the steps are defined (the tests call them one by one).
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then main "$@"; fi

@@ -9,6 +9,7 @@ run itself runs with neither gcloud nor curl on PATH, which proves it needs no c
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import re
@@ -16,9 +17,12 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -451,11 +455,13 @@ def test_not_being_logged_in_is_explained(tmp_path: Path) -> None:
 
 
 # A stand-in gcloud for the branches that need a logged-in account: it answers the two listing
-# calls and fails everything else ("not found"). The commands the script suggests are then run
-# through the real gcloud.
-FAKE_GCLOUD = """#!/usr/bin/env bash
+# calls and the access token, and fails everything else ("not found"). The commands the script
+# suggests are then run through the real gcloud.
+FAKE_TOKEN = "ya29.fake-access-token"
+FAKE_GCLOUD = f"""#!/usr/bin/env bash
 case "$1 $2" in
   "auth list") echo deployer@example.com ;;
+  "auth print-access-token") echo {FAKE_TOKEN} ;;
   "services list") printf '%s\\n' $ENABLED_APIS ;;
   *) echo "NOT_FOUND: $*" >&2; exit 1 ;;
 esac
@@ -507,3 +513,93 @@ def test_missing_secrets_are_listed_with_the_command_that_creates_them(
     assert {c[3] for c in creates} >= {"RUNWAYML_API_KEY", "HEYGEN_API_KEY"}
     for command in creates:
         assert run_real_gcloud(command, stdin="not-a-real-key").parsed_cleanly()
+
+
+# --- the security rules release, for real over HTTP ----------------------------------------------------
+
+
+class FakeRulesApi(http.server.BaseHTTPRequestHandler):
+    """The three Firebase Rules API calls deploy.sh makes, on loopback; remembers every request."""
+
+    requests: ClassVar[list[tuple[str, str, dict[str, str], dict]]] = []
+    released: ClassVar[bool] = False
+
+    def _answer(self, status: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _handle(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        FakeRulesApi.requests.append((self.command, self.path, dict(self.headers), body))
+        prefix = f"/v1/projects/{PROJECT}"
+        if (self.command, self.path) == ("POST", f"{prefix}/rulesets"):
+            self._answer(200, {"name": f"projects/{PROJECT}/rulesets/ruleset-7"})
+        elif (self.command, self.path) == ("PATCH", f"{prefix}/releases/cloud.firestore"):
+            self._answer(200 if FakeRulesApi.released else 404, {"name": body["release"]["name"]})
+        elif (self.command, self.path) == ("POST", f"{prefix}/releases"):
+            FakeRulesApi.released = True
+            self._answer(200, body)
+        else:
+            self._answer(400, {"error": "unexpected call"})
+
+    do_POST = do_PATCH = _handle
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def rules_api() -> Iterator[str]:
+    FakeRulesApi.requests = []
+    FakeRulesApi.released = False
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeRulesApi)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def release_rules(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    script = f"source {shlex.quote(str(DEPLOY))} && PROJECT={PROJECT} && setup_settings && deploy_rules"
+    return subprocess.run(
+        ["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_rules_release_creates_a_ruleset_then_creates_or_updates_the_release(
+    fake_gcloud_env: dict[str, str], rules_api: str
+) -> None:
+    env = fake_gcloud_env | {"FIREBASE_RULES_API": rules_api}
+
+    first = release_rules(env)
+    second = release_rules(env)
+
+    assert first.returncode == 0, first.stderr
+    assert second.returncode == 0, second.stderr
+    calls = [(method, path.rsplit("/", 1)[1]) for method, path, _, _ in FakeRulesApi.requests]
+    assert calls == [
+        ("POST", "rulesets"),
+        ("PATCH", "cloud.firestore"),
+        ("POST", "releases"),  # first run: no release yet
+        ("POST", "rulesets"),
+        ("PATCH", "cloud.firestore"),  # second run: the release exists, it is repointed
+    ]
+    rules = (ROOT / "firestore.rules").read_text()
+    for method, _, headers, _ in FakeRulesApi.requests:
+        assert headers["Authorization"] == f"Bearer {FAKE_TOKEN}", method
+        assert headers["x-goog-user-project"] == PROJECT
+    assert FakeRulesApi.requests[0][3] == {
+        "source": {"files": [{"name": "firestore.rules", "content": rules}]}
+    }
+    assert FakeRulesApi.requests[1][3]["release"] == {
+        "name": f"projects/{PROJECT}/releases/cloud.firestore",
+        "rulesetName": f"projects/{PROJECT}/rulesets/ruleset-7",
+    }
+    assert FAKE_TOKEN not in first.stdout + first.stderr
