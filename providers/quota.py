@@ -1,0 +1,120 @@
+"""The project's own request budget per provider, in fixed windows aligned to the epoch (pure).
+
+Limits are written `COUNT/SECONDS`, comma-separated, one per window (`RUNWAYML_QUOTA`,
+`HEYGEN_QUOTA`)::
+
+    provider   per minute   per hour   per day    setting
+    runwayml       25          100        500     25/60,100/3600,500/86400
+    heygen         20          200       1000     20/60,200/3600,1000/86400
+
+Windows are fixed, not sliding: window `b` of length `L` covers `[b*L, (b+1)*L)` seconds since
+1970-01-01T00:00Z, so minutes start on the minute and days at 00:00 UTC. `bucket_of(now, L)` is `b`;
+a window's counter lives in the document `<provider>_<m|h|d>_<b>` (`jobs/guards.py`).
+
+A request is allowed when every window is below its limit. A refusal names the window that keeps it
+refused longest (when several are full, all must reset) and `retry_after_s`, the exact time until
+that window ends. A limit of 0 is a value: the provider gets no requests at all.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+DEFAULT_LIMITS = {
+    "runwayml": "25/60,100/3600,500/86400",
+    "heygen": "20/60,200/3600,1000/86400",
+}
+_WINDOW = re.compile(r"\s*(?P<count>[0-9]+)\s*/\s*(?P<seconds>[0-9]+)\s*")
+_NAMES = {60: ("minute", "m"), 3600: ("hour", "h"), 86400: ("day", "d")}
+
+
+@dataclass(frozen=True, order=True)
+class Window:
+    """One budget: at most `limit` requests per fixed window of `seconds`."""
+
+    seconds: int
+    limit: int
+
+    @property
+    def name(self) -> str:
+        return _NAMES[self.seconds][0] if self.seconds in _NAMES else f"{self.seconds}s"
+
+    @property
+    def code(self) -> str:
+        return _NAMES[self.seconds][1] if self.seconds in _NAMES else f"{self.seconds}s"
+
+
+@dataclass(frozen=True)
+class QuotaDecision:
+    allowed: bool
+    retry_after_s: float | None = None
+    window: str | None = None
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"allowed": self.allowed, "retryAfterS": self.retry_after_s, "window": self.window}
+
+
+ALLOWED = QuotaDecision(allowed=True)
+
+
+def parse_limits(spec: str) -> tuple[Window, ...]:
+    """`"25/60,100/3600"` -> windows sorted by length; `ValueError` on anything else."""
+    windows = sorted(_parse_window(part) for part in spec.split(",") if part.strip())
+    if not windows:
+        raise ValueError("a quota needs at least one COUNT/SECONDS window")
+    if len({w.seconds for w in windows}) != len(windows):
+        raise ValueError(f"quota {spec!r} names the same window length twice")
+    return tuple(windows)
+
+
+def _parse_window(part: str) -> Window:
+    match = _WINDOW.fullmatch(part)
+    if match is None or int(match["seconds"]) <= 0:
+        raise ValueError(f"quota window {part.strip()!r} is not COUNT/SECONDS (e.g. 25/60)")
+    return Window(seconds=int(match["seconds"]), limit=int(match["count"]))
+
+
+def bucket_of(now: datetime, seconds: int) -> int:
+    """Number of the fixed window of `seconds` that contains `now` (exact, integer arithmetic)."""
+    return (now - EPOCH) // timedelta(seconds=seconds)
+
+
+def window_start(now: datetime, seconds: int) -> datetime:
+    return EPOCH + timedelta(seconds=bucket_of(now, seconds) * seconds)
+
+
+def window_end(now: datetime, seconds: int) -> datetime:
+    return window_start(now, seconds) + timedelta(seconds=seconds)
+
+
+def counter_id(provider: str, window: Window, now: datetime) -> str:
+    """Id of the counter document of `window` at `now`, e.g. `runwayml_m_29452320`."""
+    return f"{provider}_{window.code}_{bucket_of(now, window.seconds)}"
+
+
+def decide(counts: Mapping[str, int], limits: Sequence[Window], now: datetime) -> QuotaDecision:
+    """Allowed when every window (counts by window name; missing = 0) is below its limit."""
+    full = [w for w in limits if counts.get(w.name, 0) >= w.limit]
+    if not full:
+        return ALLOWED
+    binding = max(full, key=lambda w: window_end(now, w.seconds))
+    wait = (window_end(now, binding.seconds) - now).total_seconds()
+    return QuotaDecision(allowed=False, retry_after_s=wait, window=binding.name)
+
+
+def describe(counts: Mapping[str, int], limits: Sequence[Window], now: datetime) -> dict[str, Any]:
+    """Monitoring view: per window its count, limit, what remains and when it resets."""
+    return {
+        w.name: {
+            "count": counts.get(w.name, 0),
+            "limit": w.limit,
+            "remaining": max(0, w.limit - counts.get(w.name, 0)),
+            "resetsAt": window_end(now, w.seconds),
+        }
+        for w in limits
+    }
