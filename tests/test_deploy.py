@@ -75,13 +75,15 @@ OFFLINE_COMMANDS = (("auth", "list"),)  # answered from the (empty) local config
 
 
 def path_without(tmp: Path, *tools: str) -> str:
-    """A PATH directory holding every program of /usr/bin and /bin except `tools`."""
+    """A PATH directory holding every program on the current PATH except `tools`."""
     bin_dir = tmp / "bin"
     bin_dir.mkdir(exist_ok=True)
-    for source in (Path("/usr/bin"), Path("/bin")):
-        for program in source.iterdir():
+    for directory in [*os.environ["PATH"].split(os.pathsep), "/usr/bin", "/bin"]:
+        if not Path(directory).is_dir():
+            continue
+        for program in Path(directory).iterdir():
             target = bin_dir / program.name
-            if program.name not in tools and not target.exists():
+            if program.name not in tools and not target.exists() and os.access(program, os.X_OK):
                 target.symlink_to(program)
     return str(bin_dir)
 
@@ -337,6 +339,13 @@ def test_bucket_is_private_and_expires_objects_after_the_retention(dry_run: DryR
         assert lifecycle["rule"] == [{"action": {"type": "Delete"}, "condition": {"age": 30}}]
 
 
+def field_config(field: dict[str, str]) -> str:
+    """The `--field-config` value gcloud takes for one field of firestore.indexes.json."""
+    if "arrayConfig" in field:
+        return f"field-path={field['fieldPath']},array-config={field['arrayConfig'].lower()}"
+    return f"field-path={field['fieldPath']},order={field['order'].lower()}"
+
+
 def test_firestore_ttl_policies_and_composite_indexes(dry_run: DryRun) -> None:
     ttls = find(dry_run.gcloud, "firestore", "fields", "ttls", "update")
     assert {flag(c, "--collection-group") for c in ttls} == TTL_COLLECTIONS
@@ -345,7 +354,7 @@ def test_firestore_ttl_policies_and_composite_indexes(dry_run: DryRun) -> None:
     assert len(created) == len(dry_run.indexes["indexes"])
     for command, index in zip(created, dry_run.indexes["indexes"], strict=True):
         fields = [arg.split("=", 1)[1] for arg in command if arg.startswith("--field-config=")]
-        assert fields == [f"field-path={f['fieldPath']},order={f['order'].lower()}" for f in index["fields"]]
+        assert fields == [field_config(field) for field in index["fields"]]
 
 
 def test_security_rules_are_released_through_the_rules_api(dry_run: DryRun) -> None:
