@@ -42,7 +42,16 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from local.simcore import REQUEST_FAULTS, TASK_FAULTS, Durations, FaultPlan, SimClock, SimHandler, SimServer
+from local.simcore import (
+    REQUEST_FAULTS,
+    TASK_FAULTS,
+    Durations,
+    FaultPlan,
+    ManualClock,
+    SimClock,
+    SimHandler,
+    SimServer,
+)
 
 __all__ = ["API_VERSION", "MODELS", "ManualClock", "RunwayMLSim", "body_error", "main"]
 
@@ -84,19 +93,6 @@ MODELS = {
 
 class Clock(Protocol):
     def now(self) -> float: ...
-
-
-class ManualClock:
-    """Simulated seconds that move only when a test says so."""
-
-    def __init__(self, start: float = 0.0) -> None:
-        self._now = start
-
-    def now(self) -> float:
-        return self._now
-
-    def advance(self, seconds: float) -> None:
-        self._now += seconds
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -88,6 +88,19 @@ class SimClock:
         return (time.monotonic() - self._start) * self.speed
 
 
+class ManualClock:
+    """Simulated seconds that move only when a test says so."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        self.t = start  # tests may also set it directly
+
+    def now(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
 @dataclass(frozen=True)
 class Durations:
     """Render durations (simulated seconds) between `low` and `high`, skewed towards the middle."""

@@ -16,7 +16,7 @@ import requests
 from config import ConfigError, load_settings
 from local.heygen_sim import HeyGenSim
 from local.procs import free_port
-from local.simcore import REQUEST_FAULTS, Durations, FaultPlan, SimClock
+from local.simcore import REQUEST_FAULTS, Durations, FaultPlan, ManualClock
 from providers.base import (
     AuthenticationFailed,
     ConnectFailed,
@@ -42,17 +42,6 @@ from providers.heygen import (
 KEY = "sim-heygen-key"
 QUEUE_S, RENDER_S = 20.0, 300.0
 DONE = QUEUE_S + RENDER_S + 1
-
-
-class ManualClock(SimClock):
-    """Simulated time that moves only when a test moves it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.t = 0.0
-
-    def now(self) -> float:
-        return self.t
 
 
 class ScriptedFaults(FaultPlan):

@@ -19,7 +19,7 @@ import requests
 
 from local.heygen_sim import IDEMPOTENCY_WINDOW_S, HeyGenSim
 from local.procs import ManagedProcess, free_port, http_ready
-from local.simcore import SAMPLE_MP4, Durations, FaultPlan, SimClock
+from local.simcore import SAMPLE_MP4, Durations, FaultPlan, ManualClock
 from signatures import HeyGenEvent, SignatureError, verify_heygen
 
 KEY = "sim-heygen-key"
@@ -27,17 +27,6 @@ SECRET = "whsec_receiver-secret"
 QUEUE_S, RENDER_S = 20.0, 300.0
 DONE = QUEUE_S + RENDER_S + 1
 ROOT = Path(__file__).resolve().parent.parent
-
-
-class ManualClock(SimClock):
-    """Simulated time that moves only when a test moves it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.t = 0.0
-
-    def now(self) -> float:
-        return self.t
 
 
 class Receiver(ThreadingHTTPServer):
