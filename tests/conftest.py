@@ -16,6 +16,8 @@ import pytest
 from config import Settings, load_settings
 from local.firestore_emulator import FirestoreEmulator
 
+pytest_plugins = ["tests.tasks_fixtures", "tests.stack"]
+
 TEST_PROJECT = "cvplus-test"
 ROOT = Path(__file__).resolve().parent.parent
 

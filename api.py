@@ -1,0 +1,116 @@
+"""The request bodies and queries of the HTTP functions, validated with pydantic.
+
+Field names are camelCase on the wire (`durationS`, `aspectRatio`); unknown fields are refused, so a
+typo is a 400 naming it rather than a silently ignored option. `openapi.yaml` describes the same
+shapes for callers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+MAX_SCRIPT_CHARS = 20_000
+MAX_BATCH_IDS = 1000
+RESOLUTIONS = {"1280x720": ("720p", "16:9"), "720x1280": ("720p", "9:16")}
+RESOLUTIONS |= {"1920x1080": ("1080p", "16:9"), "1080x1920": ("1080p", "9:16")}
+_ID = r"^[A-Za-z0-9_-]{1,128}$"
+
+Identifier = Annotated[str, StringConstraints(pattern=_ID)]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        str_strip_whitespace=True,
+    )
+
+
+class GenerateRequest(Body):
+    """What the app sends to `generate_video`."""
+
+    script: str = Field(min_length=1, max_length=MAX_SCRIPT_CHARS)
+    style: Literal["professional", "friendly", "energetic"] = "professional"
+    quality: Literal["standard", "premium"] = "standard"
+    kind: Literal["avatar", "clip"] = "avatar"
+    duration_s: int = Field(default=5, ge=4, le=10)
+    aspect_ratio: Literal["16:9", "9:16"] = "16:9"
+    resolution: str = "720p"
+    format: Literal["mp4", "gif"] = "mp4"
+    provider: Literal["heygen", "runwayml"] | None = None
+    image_url: str | None = Field(default=None, max_length=2048)
+    camera_motion: Literal["pan", "zoom", "tilt", "static"] | None = None
+    camera_intensity: float = Field(default=0.5, ge=0, le=1)
+    seed: int | None = Field(default=None, ge=0, le=4_294_967_295)
+    title: str | None = Field(default=None, max_length=120)
+
+    @field_validator("script")
+    @classmethod
+    def _has_words(cls, value: str) -> str:
+        if not re.search(r"\w", value):
+            raise ValueError("must contain words")
+        return value
+
+    @field_validator("image_url")
+    @classmethod
+    def _https_domain(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme != "https" or not parts.hostname:
+            raise ValueError("must be an https:// URL")
+        try:
+            ipaddress.ip_address(parts.hostname)
+        except ValueError:
+            return value
+        raise ValueError("must use a domain name, not an IP address")
+
+    @model_validator(mode="after")
+    def _resolution(self) -> GenerateRequest:
+        if self.resolution in ("720p", "1080p"):
+            return self
+        if self.resolution not in RESOLUTIONS:
+            raise ValueError("resolution must be 720p, 1080p, 1280x720, 720x1280, 1920x1080 or 1080x1920")
+        size, ratio = RESOLUTIONS[self.resolution]
+        if "aspect_ratio" in self.model_fields_set and ratio != self.aspect_ratio:
+            raise ValueError(f"resolution {self.resolution} does not match aspectRatio {self.aspect_ratio}")
+        object.__setattr__(self, "resolution", size)
+        object.__setattr__(self, "aspect_ratio", ratio)
+        return self
+
+    def stored(self) -> dict[str, object]:
+        """The options kept on the job; the script is kept as the built prompt and a digest."""
+        digest = hashlib.sha256(self.script.encode()).hexdigest()
+        return {**self.model_dump(by_alias=True, exclude={"script"}), "scriptSha256": digest}
+
+
+class CancelRequest(Body):
+    job_id: Identifier
+
+
+class StatusQuery(Body):
+    job_id: Identifier | None = None
+    task_id: Identifier | None = None
+    provider: Literal["heygen", "runwayml"] = "runwayml"
+
+    @model_validator(mode="after")
+    def _one_id(self) -> StatusQuery:
+        if (self.job_id is None) == (self.task_id is None):
+            raise ValueError("give exactly one of jobId or taskId")
+        return self
+
+
+class PollPayload(Body):
+    job_id: Identifier
+    provider: Literal["heygen", "runwayml"]
+    task_id: Identifier
+    poll_number: int = Field(ge=1, le=10_000)

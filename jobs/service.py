@@ -1,0 +1,183 @@
+"""Running a job's attempts: one provider create per attempt, fallback down the ranking.
+
+    next candidate --admit?--> begin_attempt (reserve) --> provider.create (once) --> record_submission
+         ^            |no                                        | error                  |
+         |            v                                          v                        v
+         `---- record_attempt_failure (fallback allowed?) <------'                 schedule poll 1
+
+Only the caller that reserved an attempt sends the create, and it never sends it twice: a
+create whose outcome is unknown closes the attempt as `unknown` (the job may fall back to another
+provider, never repeat on the same one). The queue and the quota check are handed in, so this
+module never imports `tasks/`.
+
+Crash windows and what resolves them (`tasks/cleanup.py`): a process that dies after reserving an
+attempt but before recording the create leaves it `submitting`; a sweep closes it as `unknown` after
+a grace period and the job falls back or fails. One that dies after recording but before the first
+poll leaves an active task that no poll looks at; the sweep polls it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from jobs import model
+from jobs.model import Job
+from jobs.store import JobStore
+from logs import get_logger
+from providers.base import (
+    ContentRejected,
+    InvalidRequest,
+    OutcomeUnknown,
+    Provider,
+    ProviderError,
+    RateLimited,
+    VideoRequest,
+)
+
+log = get_logger("jobs.service")
+
+SchedulePoll = Callable[[str, str, str], None]  # (job id, provider, task id) -> enqueue poll 1
+
+
+class Admission(Protocol):
+    """May this provider take one more request now? (the project's own budget)."""
+
+    def __call__(self, provider: str) -> tuple[bool, float | None]: ...
+
+
+class Observer(Protocol):
+    """Told about each provider call's outcome (feeds the circuit breaker)."""
+
+    def __call__(self, provider: str, error: ProviderError | None, latency_ms: float) -> None: ...
+
+
+def admit_all(provider: str) -> tuple[bool, float | None]:
+    return True, None
+
+
+def observe_nothing(provider: str, error: ProviderError | None, latency_ms: float) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Submission:
+    """How a run of attempts ended: submitted to `provider`, or not (see `errors`)."""
+
+    job_id: str
+    provider: str | None = None
+    task_id: str | None = None
+    errors: tuple[Mapping[str, Any], ...] = field(default_factory=tuple)
+
+    @property
+    def submitted(self) -> bool:
+        return self.task_id is not None
+
+
+def video_request(job: Job, provider: str, attempt_id: str) -> VideoRequest:
+    """The provider-neutral request for one attempt, from what the job stored (pure)."""
+    req, prompt = job.doc.get("request", {}), job.doc.get("prompt", {})
+    return VideoRequest(
+        job_id=job.job_id,
+        attempt_id=attempt_id,
+        prompt_text=prompt.get("runwayPrompt", ""),
+        script=prompt.get("heygenScript", ""),
+        title=req.get("title") or f"CV video {job.job_id[:8]}",
+        style=req.get("style", "professional"),
+        quality=req.get("quality", "standard"),
+        duration_s=int(req.get("durationS", 5)),
+        aspect_ratio=req.get("aspectRatio", "16:9"),
+        resolution=req.get("resolution", "720p"),
+        output_format=req.get("format", "mp4"),
+        image_url=req.get("imageUrl"),
+        seed=req.get("seed"),
+        camera_motion=prompt.get("cameraMotion"),
+        camera_intensity=float(req.get("cameraIntensity", 0.5)),
+        model=req.get("model"),
+    )
+
+
+def over_quota_error(provider: str, retry_after: float | None) -> dict[str, Any]:
+    error = RateLimited(f"{provider} is over the project's request budget", provider=provider)
+    return {**error.to_dict(), "code": "over_quota", "retryAfter": retry_after}
+
+
+class Runner:
+    """Runs attempts for jobs with the providers, store, queue and guards it is given."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        providers: Mapping[str, Provider],
+        schedule_poll: SchedulePoll,
+        *,
+        admit: Admission = admit_all,
+        observe: Observer = observe_nothing,
+    ) -> None:
+        self.store = store
+        self.providers = providers
+        self.schedule_poll = schedule_poll
+        self.admit = admit
+        self.observe = observe
+
+    def run(self, job_id: str, *, admitted: str | None = None) -> Submission:
+        """Submit the job to its next untried candidate, falling back until one takes it.
+
+        `admitted` names a provider whose budget slot the caller already took for this job.
+        """
+        job = self.store.get_job(job_id)
+        errors: list[Mapping[str, Any]] = []
+        provider = model.next_candidate(job.candidates, job.attempts) if job else None
+        while job is not None and provider is not None:
+            attempt = self.store.begin_attempt(job_id, provider)
+            if attempt is None:  # terminal, or another caller holds the open attempt
+                break
+            outcome = self._attempt(job, provider, attempt.attempt_id, admitted == provider)
+            admitted = None
+            if isinstance(outcome, Submission):
+                return Submission(job_id, outcome.provider, outcome.task_id, tuple(errors))
+            errors.append(outcome)
+            provider = self.store.record_attempt_failure(
+                job_id,
+                attempt.attempt_id,
+                outcome,
+                fallback_allowed=bool(outcome.get("fallbackAllowed")),
+                unknown=outcome.get("code") == OutcomeUnknown.default_code,
+            )
+        return Submission(job_id, errors=tuple(errors))
+
+    def _attempt(
+        self, job: Job, provider: str, attempt_id: str, admitted: bool
+    ) -> Submission | dict[str, Any]:
+        """One attempt: the admission check, then exactly one create; an error dict on failure."""
+        allowed, retry_after = (True, None) if admitted else self.admit(provider)
+        if not allowed:
+            return over_quota_error(provider, retry_after)
+        request = video_request(job, provider, attempt_id)
+        started = time.monotonic()
+        try:
+            self.providers[provider].validate(request)
+            result = self.providers[provider].create(request)
+        except ProviderError as exc:
+            if not isinstance(exc, InvalidRequest | ContentRejected):
+                self.observe(provider, exc, (time.monotonic() - started) * 1000)
+            log.warning(
+                "provider create failed",
+                extra={"jobId": job.job_id, "provider": provider, "attemptId": attempt_id, "code": exc.code},
+            )
+            return exc.to_dict()
+        self.observe(provider, None, (time.monotonic() - started) * 1000)
+        self.store.record_submission(job.job_id, attempt_id, result)
+        log.info(
+            "provider task created",
+            extra={
+                "jobId": job.job_id,
+                "provider": provider,
+                "taskId": result.task_id,
+                "attemptId": attempt_id,
+            },
+        )
+        self.schedule_poll(job.job_id, provider, result.task_id)
+        return Submission(job.job_id, provider, result.task_id)

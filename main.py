@@ -1,0 +1,89 @@
+"""Cloud Functions entry points: parse -> authorize -> call one service function -> respond.
+
+Each function is deployed under its own name (see deploy.sh); all share the lazily built `deps.get()`.
+The error shape and status codes are those of `web.py`.
+"""
+
+from __future__ import annotations
+
+import flask
+import functions_framework
+
+import deps
+from api import CancelRequest, GenerateRequest, PollPayload, StatusQuery
+from auth import Caller, bearer_token
+from jobs import views
+from jobs.generate import generate
+from web import ApiError, endpoint, json_object, parse, require_method, respond
+
+
+def _project() -> str | None:
+    return deps.get().settings.project_id
+
+
+def _user(request: flask.Request) -> Caller:
+    return deps.get().verifier.user(bearer_token(request.headers))
+
+
+def _service(request: flask.Request, function: str, allowed: tuple[str, ...]) -> Caller:
+    """A service account among `allowed`, with a token minted for this function's URL."""
+    d = deps.get()
+    caller = d.verifier.service_account(bearer_token(request.headers), d.settings.function_url(function))
+    if not caller.is_service_account(allowed):
+        raise ApiError(403, "forbidden", "this service account may not call this function")
+    return caller
+
+
+@functions_framework.http
+@endpoint(_project)
+def generate_video(request: flask.Request) -> flask.Response:
+    require_method(request, "POST")
+    caller = _user(request)
+    body = parse(GenerateRequest, json_object(request))
+    key = request.headers.get("Idempotency-Key")
+    result = generate(deps.get(), caller.uid, body, key)
+    return respond(result.body, result.status, result.headers)
+
+
+@functions_framework.http
+@endpoint(_project)
+def cancel_video(request: flask.Request) -> flask.Response:
+    require_method(request, "POST")
+    caller = _user(request)
+    body = parse(CancelRequest, json_object(request))
+    d = deps.get()
+    job = views.cancel(d.store, d.providers, caller, body.job_id)
+    return respond({"job": views.job_view(job)})
+
+
+@functions_framework.http
+@endpoint(_project)
+def runwayml_status_check(request: flask.Request) -> flask.Response:
+    require_method(request, "GET")
+    d = deps.get()
+    caller = d.verifier.any_caller(
+        bearer_token(request.headers), d.settings.function_url("runwayml_status_check")
+    )
+    query = parse(StatusQuery, dict(request.args))
+    job = views.status(
+        d.store,
+        caller,
+        query,
+        ops_accounts=d.settings.ops_service_accounts,
+        refresh=d.poller.refresh,
+        now=d.store.clock(),
+    )
+    return respond({"job": views.job_view(job)})
+
+
+@functions_framework.http
+@endpoint(_project)
+def runwayml_polling_task(request: flask.Request) -> flask.Response:
+    require_method(request, "POST")
+    d = deps.get()
+    _service(request, "runwayml_polling_task", (d.settings.require("tasks_service_account"),))
+    payload = parse(PollPayload, json_object(request))
+    result = d.poller.poll(
+        provider=payload.provider, task_id=payload.task_id, poll_number=payload.poll_number
+    )
+    return respond({"outcome": result.outcome, "jobId": result.job_id, "status": result.status})

@@ -1,0 +1,131 @@
+"""HTTP conventions shared by every entry point: JSON errors, body parsing, one error seam.
+
+Every answer is JSON. Errors are `{"error": {"code": "snake_case", "message": "..."}}` with::
+
+    400 bad input (names the field)     401 no or invalid identity      404 not found or not yours
+    405 wrong method                    409 state conflict              413 body too large
+    415 not JSON                        429 over budget (Retry-After)   503 no provider can take it
+    500 the project's own fault (no detail; the log has it, the response never a trace or secret)
+
+`endpoint` wraps an entry point: it maps `ApiError`, `AuthError` and validation errors to their
+answers, logs one line per request with the trace id, and turns anything unexpected into a 500.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+__all__ = ["ApiError", "endpoint", "json_object", "parse", "require_method", "respond"]
+
+import flask
+import pydantic
+
+from auth import AuthError
+from errors import ApiError
+from logs import get_logger
+
+log = get_logger("web")
+M = TypeVar("M", bound=pydantic.BaseModel)
+MAX_BODY_BYTES = 64 * 1024
+
+
+def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, **extra}}
+
+
+def respond(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> flask.Response:
+    body = json.dumps(payload, default=str, ensure_ascii=False)
+    response = flask.Response(body, status=status, mimetype="application/json")
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def require_method(request: flask.Request, *methods: str) -> None:
+    if request.method not in methods:
+        allowed = ", ".join(methods)
+        raise ApiError(405, "method_not_allowed", f"use {allowed}", headers={"Allow": allowed})
+
+
+def raw_body(request: flask.Request, max_bytes: int = MAX_BODY_BYTES) -> bytes:
+    """The request body, refusing oversized ones before reading them whole."""
+    length = request.content_length
+    if length is not None and length > max_bytes:
+        raise ApiError(413, "body_too_large", f"the body must be at most {max_bytes} bytes")
+    data = request.stream.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ApiError(413, "body_too_large", f"the body must be at most {max_bytes} bytes")
+    return data
+
+
+def json_object(request: flask.Request, max_bytes: int = MAX_BODY_BYTES) -> dict[str, Any]:
+    if request.mimetype != "application/json":
+        raise ApiError(415, "unsupported_media_type", "send the body as application/json")
+    data = raw_body(request, max_bytes)
+    try:
+        value = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "malformed_json", "the body is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise ApiError(400, "invalid_body", "the body must be a JSON object")
+    return value
+
+
+def parse(model: type[M], data: dict[str, Any]) -> M:
+    """Validate with pydantic; the first problem becomes a 400 naming the field."""
+    try:
+        return model.model_validate(data)
+    except pydantic.ValidationError as exc:
+        raise validation_error(exc.errors()) from None
+
+
+def validation_error(errors: Iterable[Any]) -> ApiError:
+    first = next(iter(errors))
+    field = ".".join(str(part) for part in first.get("loc", ())) or "body"
+    message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+    return ApiError(400, "invalid_request", f"{field}: {message}", field=field)
+
+
+def _trace(request: flask.Request, project: str | None) -> dict[str, str]:
+    header = request.headers.get("X-Cloud-Trace-Context", "")
+    trace_id = header.split("/")[0]
+    if not trace_id or project is None:
+        return {}
+    return {"logging.googleapis.com/trace": f"projects/{project}/traces/{trace_id}"}
+
+
+def endpoint(project: Callable[[], str | None] = lambda: None) -> Callable:
+    """Decorate an entry point `fn(request) -> Response` with the error seam and a request log."""
+
+    def decorate(fn: Callable[[flask.Request], flask.Response]) -> Callable[[flask.Request], flask.Response]:
+        @functools.wraps(fn)
+        def wrapper(request: flask.Request) -> flask.Response:
+            context = {"event": fn.__name__, **_trace(request, _safe(project))}
+            try:
+                response = fn(request)
+            except ApiError as exc:
+                log.info(exc.message, extra={**context, "code": exc.code, "status": exc.status})
+                body = error_body(exc.code, exc.message, **exc.extra)
+                return respond(body, exc.status, exc.headers)
+            except AuthError as exc:
+                log.info(exc.message, extra={**context, "code": exc.code})
+                return respond(error_body(exc.code, exc.message), 401, {"WWW-Authenticate": "Bearer"})
+            except Exception:
+                log.exception("unhandled error", extra=context)
+                return respond(error_body("internal", "internal error; it has been logged"), 500)
+            log.info("ok", extra={**context, "status": response.status_code})
+            return response
+
+        return wrapper
+
+    return decorate
+
+
+def _safe(fn: Callable[[], str | None]) -> str | None:
+    try:
+        return fn()
+    except Exception:
+        return None
