@@ -94,7 +94,7 @@ def cancel(store: JobStore, providers: Mapping[str, Provider], caller: Caller, j
         if job.status is Status.CANCELLED:
             return job
         raise ApiError(
-            409, "job_finished", f"the job has already ended: {job.status}", status=str(job.status)
+            409, "job_finished", f"the job has already ended: {job.status}", jobStatus=str(job.status)
         )
     job, changed = store.finish_job(job_id, Status.CANCELLED, {"code": "cancelled", "message": "cancelled"})
     attempt = job.current_attempt
@@ -102,7 +102,7 @@ def cancel(store: JobStore, providers: Mapping[str, Provider], caller: Caller, j
         stop_task(store, providers[attempt.provider], attempt.provider, attempt.task_id)
     elif not changed and job.status is not Status.CANCELLED:
         raise ApiError(
-            409, "job_finished", f"the job has already ended: {job.status}", status=str(job.status)
+            409, "job_finished", f"the job has already ended: {job.status}", jobStatus=str(job.status)
         )
     return job
 
