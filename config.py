@@ -26,6 +26,8 @@ class ConfigError(RuntimeError):
 
 
 DEFAULT_RUNWAYML_CREDITS_PER_SECOND = {"gen4.5": 12, "gen4_turbo": 5, "veo3.1": 40, "veo3.1_fast": 15}
+# hosts the providers serve finished videos from (RunwayML's CDN, HeyGen's file hosts)
+DEFAULT_OUTPUT_HOSTS = ("dnznrvs05pmza.cloudfront.net", ".heygen.ai", ".heygen.com")
 QUOTA_PATTERN = r"^ *[0-9]+ */ *[1-9][0-9]* *(, *[0-9]+ */ *[1-9][0-9]* *)*$"
 
 # field name -> environment variable(s); the first name wins, later ones are accepted aliases.
@@ -60,6 +62,13 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "tasks_emulator_host": ("CLOUD_TASKS_EMULATOR_HOST",),
     "ops_service_accounts": ("OPS_SERVICE_ACCOUNTS",),
     "storage_bucket": ("STORAGE_BUCKET",),
+    "storage_emulator_host": ("STORAGE_EMULATOR_HOST",),
+    "signed_url_ttl_s": ("SIGNED_URL_TTL_SECONDS",),
+    "output_hosts": ("OUTPUT_HOSTS",),
+    "finalize_max_bytes": ("FINALIZE_MAX_BYTES",),
+    "finalize_timeout_s": ("FINALIZE_TIMEOUT_SECONDS",),
+    "finalize_max_attempts": ("FINALIZE_MAX_ATTEMPTS",),
+    "scheduler_service_account": ("SCHEDULER_SERVICE_ACCOUNT",),
     "http_connect_timeout_s": ("HTTP_CONNECT_TIMEOUT_SECONDS",),
     "http_read_timeout_s": ("HTTP_READ_TIMEOUT_SECONDS",),
     "http_max_attempts": ("HTTP_MAX_ATTEMPTS",),
@@ -115,6 +124,14 @@ class Settings(BaseModel):
     tasks_emulator_host: str | None = None
     ops_service_accounts: tuple[str, ...] = ()
     storage_bucket: str | None = None
+    storage_emulator_host: str | None = None  # http://127.0.0.1:PORT (local and tests only)
+    signed_url_ttl_s: int = Field(default=3600, ge=60, le=7 * 86400)  # V4 signed URLs: at most 7 days
+    # where finished videos may be downloaded from: exact hosts, or ".domain" for any subdomain
+    output_hosts: tuple[str, ...] = DEFAULT_OUTPUT_HOSTS
+    finalize_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024, le=2 * 1024**3)
+    finalize_timeout_s: float = Field(default=300.0, gt=0, le=1800)
+    finalize_max_attempts: int = Field(default=5, ge=1, le=20)
+    scheduler_service_account: str | None = None
 
     http_connect_timeout_s: float = Field(default=5.0, gt=0, le=60)
     http_read_timeout_s: float = Field(default=30.0, gt=0, le=300)
@@ -132,6 +149,22 @@ class Settings(BaseModel):
     @classmethod
     def _optional_url(cls, value: str | None) -> str | None:
         return None if value is None else cls._no_trailing_slash(value)
+
+    @field_validator("output_hosts")
+    @classmethod
+    def _lower_hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        hosts = tuple(h.strip().lower() for h in value if h.strip())
+        if any("/" in h or "*" in h for h in hosts):
+            raise ValueError("give host names (or .domain for subdomains), not URLs or wildcards")
+        return hosts
+
+    @field_validator("storage_emulator_host")
+    @classmethod
+    def _emulator_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value if value.startswith(("http://", "https://")) else f"http://{value}"
+        return value.rstrip("/")
 
     @field_validator("runwayml_base_url", "heygen_base_url")
     @classmethod
@@ -169,7 +202,7 @@ class Settings(BaseModel):
 
 
 def _parse(field: str, raw: str) -> Any:
-    if field.endswith(("_secrets", "_accounts")):
+    if field.endswith(("_secrets", "_accounts", "_hosts")):
         return tuple(part.strip() for part in raw.split(",") if part.strip())
     if field == "runwayml_credits_per_second":
         try:
