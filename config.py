@@ -78,6 +78,7 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "heygen_quota": ("HEYGEN_QUOTA",),
     "circuit_failure_threshold": ("CIRCUIT_FAILURE_THRESHOLD",),
     "circuit_cooldown_s": ("CIRCUIT_COOLDOWN_SECONDS",),
+    "local_token_key_file": ("LOCAL_TOKEN_KEY_FILE",),
 }
 
 
@@ -144,6 +145,9 @@ class Settings(BaseModel):
     heygen_quota: str = Field(default="20/60,200/3600,1000/86400", pattern=QUOTA_PATTERN)
     circuit_failure_threshold: int = Field(default=5, ge=1, le=1000)
     circuit_cooldown_s: float = Field(default=60.0, gt=0, le=86400)
+
+    # local stack only: the emulator sends no OIDC token, so tasks carry one signed with this key
+    local_token_key_file: str | None = None
 
     @field_validator("functions_base_url")
     @classmethod

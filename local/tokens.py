@@ -3,14 +3,22 @@
 Stands in for Firebase Auth and Google's OIDC issuer in the local stack and in tests, so the same
 google-auth verification code runs with no network: point `FIREBASE_CERTS_URL` and
 `GOOGLE_CERTS_URL` at `issuer.certs_url`.
+
+Separate processes share one issuer through a key file (JSON: key id, private key PEM, certificate
+PEM; mode 0600): the local stack creates it with `TokenIssuer(key_file=path)` and serves the
+certificate; the operator CLI and the local Cloud Tasks path (`LOCAL_TOKEN_KEY_FILE`) load it with
+`serve=False` and only mint. The key is a throwaway made on this machine and never leaves it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
+import os
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from threading import Thread
 
 from cryptography import x509
@@ -42,14 +50,47 @@ def _make_key_and_cert() -> tuple[bytes, bytes]:
     return key_pem, cert.public_bytes(serialization.Encoding.PEM)
 
 
+def save_key_file(path: Path, key_pem: bytes, cert_pem: bytes) -> None:
+    """Write the issuer's key material, readable by this user only (written whole, then renamed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = {"keyId": KEY_ID, "privateKeyPem": key_pem.decode(), "certificatePem": cert_pem.decode()}
+    partial = path.with_name(path.name + ".partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(body, out)
+    os.replace(partial, path)
+
+
+def load_key_file(path: Path) -> tuple[bytes, bytes]:
+    """(private key PEM, certificate PEM) from a key file written by `save_key_file`."""
+    try:
+        body = json.loads(Path(path).read_text())
+        return body["privateKeyPem"].encode(), body["certificatePem"].encode()
+    except (OSError, ValueError, KeyError, AttributeError) as exc:
+        raise ValueError(f"{path} is not a local token key file ({type(exc).__name__})") from None
+
+
 class TokenIssuer:
-    """Mints RS256 ID tokens and serves the matching certificate map on 127.0.0.1."""
+    """Mints RS256 ID tokens and (unless `serve=False`) serves the certificate map on 127.0.0.1.
 
-    def __init__(self) -> None:
-        key_pem, cert_pem = _make_key_and_cert()
+    With `key_file`, the key is loaded from that file, or made and saved there when it is missing.
+    """
+
+    def __init__(self, key_file: Path | None = None, *, serve: bool = True) -> None:
+        if key_file is not None and Path(key_file).is_file():
+            key_pem, cert_pem = load_key_file(Path(key_file))
+        else:
+            key_pem, cert_pem = _make_key_and_cert()
+            if key_file is not None:
+                save_key_file(Path(key_file), key_pem, cert_pem)
+        self.key_file = key_file
         self.signer = crypt.RSASigner.from_string(key_pem, KEY_ID)
-        body = json.dumps({KEY_ID: cert_pem.decode()}).encode()
+        self.server: ThreadingHTTPServer | None = None
+        self.certs_url: str | None = None
+        if serve:
+            self._serve(json.dumps({KEY_ID: cert_pem.decode()}).encode())
 
+    def _serve(self, body: bytes) -> None:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 self.send_response(200)
@@ -67,8 +108,10 @@ class TokenIssuer:
         Thread(target=self.server.serve_forever, daemon=True).start()
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
 
     def _mint(self, claims: dict, lifetime_s: int) -> str:
         now = int(time.time())
@@ -98,3 +141,16 @@ class TokenIssuer:
             **extra,
         }
         return self._mint(claims, lifetime_s)
+
+
+@functools.lru_cache(maxsize=4)
+def _minting_issuer(path: str, mtime_ns: int) -> TokenIssuer:
+    return TokenIssuer(Path(path), serve=False)
+
+
+def service_token_from_key_file(key_file: str | Path, email: str, audience: str) -> str:
+    """A service-account OIDC token signed with the key in `key_file` (local stack only)."""
+    path = Path(key_file)
+    if not path.is_file():
+        raise ValueError(f"local token key file {path} does not exist; is the local stack running?")
+    return _minting_issuer(str(path), path.stat().st_mtime_ns).service_token(email, audience)

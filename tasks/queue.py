@@ -39,6 +39,9 @@ which is success.
 The emulator (local/tasks_emulator.py) accepts duplicate names (never ALREADY_EXISTS) and sends no
 OIDC header, so ALREADY_EXISTS handling is tested with a small fake client. Without
 TASKS_SERVICE_ACCOUNT the emulator path creates tasks without a token; the real service requires it.
+Local stack only: with CLOUD_TASKS_EMULATOR_HOST and LOCAL_TOKEN_KEY_FILE both set, each task also
+carries `Authorization: Bearer <OIDC token for its URL>` signed by the loopback issuer
+(`local/tokens.py`), standing in for the header the emulator does not add. Never set in production.
 """
 
 from __future__ import annotations
@@ -188,6 +191,17 @@ def _oidc_token(settings: Settings, url: str) -> dict[str, str] | None:
     return {"service_account_email": account, "audience": audience_for(url)}
 
 
+def _emulator_auth_header(settings: Settings, url: str) -> dict[str, str]:
+    """Local stack only: the OIDC header Cloud Tasks would send, which the emulator does not."""
+    if not (settings.tasks_emulator_host and settings.local_token_key_file):
+        return {}
+    from local.tokens import service_token_from_key_file  # local tooling; never deployed
+
+    account = settings.require("tasks_service_account")
+    token = service_token_from_key_file(settings.local_token_key_file, account, audience_for(url))
+    return {"Authorization": f"Bearer {token}"}
+
+
 def build_task(
     settings: Settings,
     *,
@@ -205,7 +219,7 @@ def build_task(
     http_request: dict[str, Any] = {
         "http_method": tasks_v2.HttpMethod.POST,
         "url": url,
-        "headers": {"Content-Type": "application/json"},
+        "headers": {"Content-Type": "application/json"} | _emulator_auth_header(settings, url),
         "body": json.dumps(payload, separators=(",", ":"), sort_keys=True).encode("utf-8"),
     }
     token = _oidc_token(settings, url)
