@@ -114,3 +114,47 @@ class PollPayload(Body):
     provider: Literal["heygen", "runwayml"]
     task_id: Identifier
     poll_number: int = Field(ge=1, le=10_000)
+
+
+class _Lenient(BaseModel):
+    """A sender's payload: unknown fields are ignored (providers add fields without notice)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class WebhookTask(_Lenient):
+    id: Identifier
+
+
+class RunwayMLWebhookEvent(_Lenient):
+    """A Standard Webhooks event naming a RunwayML task: `{"type": "task.updated", "data": {"id"}}`."""
+
+    type: str | None = None
+    data: WebhookTask
+
+
+JobStatusName = Literal["queued", "processing", "completed", "failed", "cancelled", "timed_out"]
+MAX_OLDER_THAN_S = 30 * 86400
+DEFAULT_BATCH_LIMIT = 500
+
+
+class BatchStatusRequest(Body):
+    """Either `jobIds` (at most MAX_BATCH_IDS) or a filter: `status`, `olderThanSeconds`, `limit`."""
+
+    job_ids: list[Identifier] | None = Field(default=None, min_length=1, max_length=MAX_BATCH_IDS)
+    status: list[JobStatusName] | None = Field(default=None, min_length=1, max_length=6)
+    older_than_seconds: int | None = Field(default=None, ge=0, le=MAX_OLDER_THAN_S)
+    limit: int | None = Field(default=None, ge=1, le=MAX_BATCH_IDS)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> BatchStatusRequest:
+        filtering = self.status is not None or self.older_than_seconds is not None or self.limit is not None
+        if self.job_ids is not None and filtering:
+            raise ValueError("give jobIds or a filter, not both")
+        if self.job_ids is None and self.status is None:
+            raise ValueError("give jobIds, or a filter: status (with optional olderThanSeconds, limit)")
+        return self
+
+
+class HealthQuery(Body):
+    window_hours: int = Field(default=24, ge=1, le=720)

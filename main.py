@@ -14,7 +14,8 @@ from api import CancelRequest, GenerateRequest, PollPayload, StatusQuery
 from auth import Caller, bearer_token
 from jobs import views
 from jobs.generate import generate
-from web import ApiError, endpoint, json_object, parse, require_method, respond
+from tasks import webhooks
+from web import ApiError, endpoint, json_object, parse, raw_body, require_method, respond
 
 
 def _project() -> str | None:
@@ -87,3 +88,32 @@ def runwayml_polling_task(request: flask.Request) -> flask.Response:
         provider=payload.provider, task_id=payload.task_id, poll_number=payload.poll_number
     )
     return respond({"outcome": result.outcome, "jobId": result.job_id, "status": result.status})
+
+
+def _webhook_body(request: flask.Request) -> bytes:
+    """The raw bytes a signature covers: JSON only, size-limited, read before any parsing."""
+    if request.mimetype != "application/json":
+        raise ApiError(415, "unsupported_media_type", "send the body as application/json")
+    return raw_body(request)
+
+
+@functions_framework.http
+@endpoint(_project)
+def heygen_webhook(request: flask.Request) -> flask.Response:
+    if request.method in ("GET", "OPTIONS"):  # HeyGen pings the URL when it is registered
+        return respond({"ok": True})
+    require_method(request, "POST", "GET", "OPTIONS")
+    d = deps.get()
+    webhooks.require_secrets(d.settings.heygen_webhook_secrets, "HEYGEN_WEBHOOK_SECRET")
+    return respond(webhooks.receive_heygen(d, _webhook_body(request), dict(request.headers)))
+
+
+@functions_framework.http
+@endpoint(_project)
+def runwayml_webhook(request: flask.Request) -> flask.Response:
+    if request.method in ("GET", "OPTIONS"):
+        return respond({"ok": True})
+    require_method(request, "POST", "GET", "OPTIONS")
+    d = deps.get()
+    webhooks.require_secrets(d.settings.runwayml_webhook_secrets, "RUNWAYML_WEBHOOK_SECRET")
+    return respond(webhooks.receive_runwayml(d, _webhook_body(request), dict(request.headers)))
