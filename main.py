@@ -10,11 +10,11 @@ import flask
 import functions_framework
 
 import deps
-from api import CancelRequest, GenerateRequest, PollPayload, StatusQuery
+from api import BatchStatusRequest, CancelRequest, GenerateRequest, PollPayload, StatusQuery
 from auth import Caller, bearer_token
 from jobs import views
 from jobs.generate import generate
-from tasks import webhooks
+from tasks import batch, webhooks
 from web import ApiError, endpoint, json_object, parse, raw_body, require_method, respond
 
 
@@ -117,3 +117,13 @@ def runwayml_webhook(request: flask.Request) -> flask.Response:
     d = deps.get()
     webhooks.require_secrets(d.settings.runwayml_webhook_secrets, "RUNWAYML_WEBHOOK_SECRET")
     return respond(webhooks.receive_runwayml(d, _webhook_body(request), dict(request.headers)))
+
+
+@functions_framework.http
+@endpoint(_project)
+def runwayml_batch_status_check(request: flask.Request) -> flask.Response:
+    require_method(request, "POST")
+    d = deps.get()
+    _service(request, "runwayml_batch_status_check", d.settings.ops_service_accounts)
+    body = parse(BatchStatusRequest, json_object(request))
+    return respond(batch.check_jobs(d, body))

@@ -1,0 +1,235 @@
+"""`runwayml_batch_status_check`: many jobs at once, the stale live ones refreshed at their providers.
+
+    body: jobIds (at most api.MAX_BATCH_IDS) | filter: status, olderThanSeconds, limit
+      v
+    jobs in bulk: JobStore.get_jobs (get_all, chunked) | JobStore.jobs_by_status (one query)
+      v
+    task records of the live jobs in bulk (get_all on the provider task collections)
+      v
+    stale (views.needs_refresh)? -> status requests per provider, on a pool of REFRESH_WORKERS:
+        HeyGen    GET /v3/videos/statuses, BULK_IDS["heygen"] ids a request (Provider.get_many),
+                  each snapshot applied with JobStore.apply_snapshot (forward-only, one transaction),
+                  a fallback it starts run as a poll would run it (Runner.run); an id the bulk answer
+                  leaves out (unknown, or its full read failed) goes the single way below
+        RunwayML  no bulk endpoint: Poller.refresh per task (GET, apply, fallback, vanished tasks)
+      v
+    the refreshed jobs read again in bulk -> per-job results and a summary
+
+Provider trouble never fails the call: the jobs concerned carry `refreshError` and keep their stored
+state. A job is *stuck* when it is live and past its deadline, or its task (or, without one, the job)
+has not been checked for STUCK_UNCHECKED. `firestoreReads` counts documents read (a query counts
+its results, at least one; an applied snapshot reads two); `providerCalls` counts status requests
+sent (HeyGen's bulk answer has no URLs, so each finished video costs one more read). Retries inside
+a provider client and the reads of a fallback's new attempt are not counted.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from api import DEFAULT_BATCH_LIMIT, BatchStatusRequest
+from jobs import views
+from jobs.model import Job, TaskRecord
+from jobs.store import GET_ALL_CHUNK, JobStore, StoreError
+from logs import get_logger
+from providers.base import ProviderError, ProviderSnapshot, Status, is_terminal
+
+if TYPE_CHECKING:
+    from deps import Deps
+
+log = get_logger("tasks.batch")
+
+BULK_IDS = {"heygen": 100}  # ids per status request where the provider has a bulk call
+REFRESH_WORKERS = 8
+STUCK_UNCHECKED = timedelta(minutes=10)
+
+
+@dataclass
+class Tally:
+    """Cost counters, shared by the refresh workers."""
+
+    firestore_reads: int = 0
+    provider_calls: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, *, reads: int = 0, calls: int = 0) -> None:
+        with self._lock:
+            self.firestore_reads += reads
+            self.provider_calls += calls
+
+
+def check_jobs(deps: Deps, body: BatchStatusRequest) -> dict[str, Any]:
+    """Read the jobs, refresh the stale live ones, and report each job and a summary."""
+    store, tally, now = deps.store, Tally(), deps.store.clock()
+    jobs, order = _select(store, body, now, tally)
+    tasks = read_tasks(store, _task_keys(jobs.values()), tally)
+    stale = [t for job_id, t in tasks.items() if views.needs_refresh(jobs[job_id], t, now)]
+    errors = refresh(deps, stale, tally)
+    refreshed = [t.job_id for t in stale if errors.get(t.job_id) is None]
+    if stale:
+        jobs.update(store.get_jobs(t.job_id for t in stale))
+        tally.add(reads=len(stale))
+    checked = {job_id: now for job_id in refreshed}
+    results = [_result(job_id, jobs.get(job_id), tasks.get(job_id), errors, checked, now) for job_id in order]
+    return {
+        "jobs": results,
+        "summary": summarize(results),
+        "firestoreReads": tally.firestore_reads,
+        "providerCalls": tally.provider_calls,
+    }
+
+
+def _select(
+    store: JobStore, body: BatchStatusRequest, now: datetime, tally: Tally
+) -> tuple[dict[str, Job], list[str]]:
+    if body.job_ids is not None:
+        order = list(dict.fromkeys(body.job_ids))
+        tally.add(reads=len(order))
+        return store.get_jobs(order), order
+    before = None if body.older_than_seconds is None else now - timedelta(seconds=body.older_than_seconds)
+    statuses = [Status(s) for s in body.status or ()]
+    found = store.jobs_by_status(statuses, updated_before=before, limit=body.limit or DEFAULT_BATCH_LIMIT)
+    tally.add(reads=max(1, len(found)))
+    return {job.job_id: job for job in found}, [job.job_id for job in found]
+
+
+def _task_keys(jobs: Iterable[Job]) -> list[tuple[str, str, str]]:
+    """(job id, provider, task id) of every live job's current task."""
+    keys = []
+    for job in jobs:
+        attempt = job.current_attempt
+        if not is_terminal(job.status) and attempt is not None and attempt.task_id is not None:
+            keys.append((job.job_id, attempt.provider, attempt.task_id))
+    return keys
+
+
+def read_tasks(store: JobStore, keys: list[tuple[str, str, str]], tally: Tally) -> dict[str, TaskRecord]:
+    """Task records by job id, read with get_all in chunks; missing records are left out."""
+    found: dict[str, TaskRecord] = {}
+    for start in range(0, len(keys), GET_ALL_CHUNK):
+        chunk = keys[start : start + GET_ALL_CHUNK]
+        refs = [store.client.collection(store.task_collection(p)).document(t) for _, p, t in chunk]
+        tally.add(reads=len(refs))
+        for snap in store.client.get_all(refs):
+            if snap.exists:
+                task = TaskRecord.from_doc(snap.to_dict())
+                found[task.job_id] = task
+    return found
+
+
+# -- refreshing -----------------------------------------------------------------------------------
+
+
+def refresh(deps: Deps, tasks: list[TaskRecord], tally: Tally) -> dict[str, str | None]:
+    """Fetch and apply every task; job id -> None when refreshed, else the error code."""
+    chunks: list[tuple[str, list[TaskRecord]]] = []
+    for provider in sorted({t.provider for t in tasks}):
+        group = [t for t in tasks if t.provider == provider]
+        size = BULK_IDS.get(provider, 1)
+        chunks += [(provider, group[i : i + size]) for i in range(0, len(group), size)]
+    results: dict[str, str | None] = {}
+    if not chunks:
+        return results
+    with ThreadPoolExecutor(max_workers=min(REFRESH_WORKERS, len(chunks))) as pool:
+        for part in pool.map(lambda chunk: _refresh_chunk(deps, *chunk, tally), chunks):
+            results.update(part)
+    return results
+
+
+def _refresh_chunk(deps: Deps, provider: str, tasks: list[TaskRecord], tally: Tally) -> dict[str, str | None]:
+    if provider not in BULK_IDS:
+        return {t.job_id: _refresh_one(deps, t, tally) for t in tasks}
+    tally.add(calls=1)
+    try:
+        snapshots = deps.providers[provider].get_many([t.task_id for t in tasks])
+    except ProviderError as exc:
+        log.warning("bulk status read failed", extra={"provider": provider, "code": exc.code})
+        return {t.job_id: exc.code for t in tasks}
+    tally.add(calls=sum(1 for s in snapshots.values() if is_terminal(s.status)))
+    return {t.job_id: _apply_or_refresh(deps, t, snapshots.get(t.task_id), tally) for t in tasks}
+
+
+def _apply_or_refresh(
+    deps: Deps, task: TaskRecord, snapshot: ProviderSnapshot | None, tally: Tally
+) -> str | None:
+    if snapshot is None:
+        return _refresh_one(deps, task, tally)
+    try:
+        outcome = deps.store.apply_snapshot(task.provider, task.task_id, snapshot)
+    except StoreError:
+        return "task_not_found"
+    tally.add(reads=2)
+    if outcome.fallback_to is not None:
+        log.info("falling back", extra={"jobId": outcome.job_id, "provider": outcome.fallback_to})
+        deps.runner.run(outcome.job_id)
+    return None
+
+
+def _refresh_one(deps: Deps, task: TaskRecord, tally: Tally) -> str | None:
+    tally.add(reads=3, calls=1)
+    try:
+        deps.poller.refresh(task.provider, task.task_id)
+    except ProviderError as exc:
+        log.warning("status read failed", extra={"jobId": task.job_id, "code": exc.code})
+        return exc.code
+    except StoreError:
+        return "task_not_found"
+    return None
+
+
+# -- reporting ------------------------------------------------------------------------------------
+
+
+def stuck_reason(job: Job, task: TaskRecord | None, now: datetime, checked_at: datetime | None) -> str | None:
+    """Why a live job looks stuck (`past_deadline`, `not_checked`), or None (pure)."""
+    if is_terminal(job.status):
+        return None
+    if job.deadline_at is not None and job.deadline_at < now:
+        return "past_deadline"
+    if checked_at is None and task is not None:
+        checked_at = task.doc.get("lastCheckedAt") or task.doc.get("createdAt")
+    if checked_at is None:
+        checked_at = job.doc.get("updatedAt") or job.doc.get("createdAt")
+    if checked_at is None or now - checked_at >= STUCK_UNCHECKED:
+        return "not_checked"
+    return None
+
+
+def _result(
+    job_id: str,
+    job: Job | None,
+    task: TaskRecord | None,
+    errors: Mapping[str, str | None],
+    checked: Mapping[str, datetime],
+    now: datetime,
+) -> dict[str, Any]:
+    if job is None:
+        return {"jobId": job_id, "found": False, "error": {"code": "not_found", "message": "no such job"}}
+    view = views.job_view(job)
+    return {
+        **{name: view[name] for name in ("jobId", "status", "progress", "provider", "error")},
+        "found": True,
+        "refreshed": job_id in checked,
+        "refreshError": errors.get(job_id),
+        "stuck": stuck_reason(job, task, now, checked.get(job_id)),
+    }
+
+
+def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Counts by status, the stuck jobs and the errors of a batch (pure)."""
+    found = [r for r in results if r["found"]]
+    return {
+        "total": len(results),
+        "found": len(found),
+        "notFound": len(results) - len(found),
+        "byStatus": dict(Counter(r["status"] for r in found)),
+        "refreshed": sum(1 for r in found if r["refreshed"]),
+        "refreshErrors": sum(1 for r in found if r["refreshError"] is not None),
+        "stuck": [{"jobId": r["jobId"], "reason": r["stuck"]} for r in found if r["stuck"]],
+    }
