@@ -10,11 +10,11 @@ import flask
 import functions_framework
 
 import deps
-from api import BatchStatusRequest, CancelRequest, GenerateRequest, PollPayload, StatusQuery
+from api import BatchStatusRequest, CancelRequest, GenerateRequest, HealthQuery, PollPayload, StatusQuery
 from auth import Caller, bearer_token
 from jobs import views
 from jobs.generate import generate
-from tasks import batch, webhooks
+from tasks import batch, monitoring, webhooks
 from web import ApiError, endpoint, json_object, parse, raw_body, require_method, respond
 
 
@@ -127,3 +127,13 @@ def runwayml_batch_status_check(request: flask.Request) -> flask.Response:
     _service(request, "runwayml_batch_status_check", d.settings.ops_service_accounts)
     body = parse(BatchStatusRequest, json_object(request))
     return respond(batch.check_jobs(d, body))
+
+
+@functions_framework.http
+@endpoint(_project)
+def provider_health(request: flask.Request) -> flask.Response:
+    require_method(request, "GET")
+    d = deps.get()
+    _service(request, "provider_health", d.settings.ops_service_accounts)
+    query = parse(HealthQuery, dict(request.args))
+    return respond(monitoring.provider_health(d, query.window_hours))
