@@ -1,0 +1,10 @@
+"""The operator CLI, `python -m ops`: submit, status, jobs, batch-check, cleanup, health.
+
+Modules: `cli` (arguments, exit codes), `commands` (one function per command), `target` (local
+stack or a deployed project, and where tokens come from), `client` (HTTP and the `OpsError` tree),
+`store` (Firestore reads through the job store), `render` (tables and JSON).
+"""
+
+from ops.cli import main
+
+__all__ = ["main"]
