@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: setup test lint unit clean
+.PHONY: setup test lint unit clean tasks-emulator demo stack ops
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,21 @@ lint: setup
 
 test: lint
 	$(PY) -m pytest
+
+# The Cloud Tasks emulator pins protobuf<5, so it gets its own virtualenv (.venv-tasks).
+tasks-emulator: setup
+	$(PY) -c "from local.tasks_emulator import ensure_venv; ensure_venv()"
+
+# Everything on this machine: `make demo ARGS="--jobs 3 --fault-rate 0.2"`, `make stack`,
+# `make ops ARGS="jobs --status completed"` (against the running `make stack`).
+demo: tasks-emulator
+	$(PY) -m local.demo $(ARGS)
+
+stack: tasks-emulator
+	$(PY) -m local.stack $(ARGS)
+
+ops: setup
+	$(PY) -m ops $(ARGS)
 
 clean:
 	rm -rf $(VENV) build .pytest_cache
