@@ -36,6 +36,7 @@ from ops.store import provider_checks
 from ops.target import Target, local_target
 
 SAMPLE_SCRIPT = ROOT / "samples" / "cv_script.txt"
+DEMO_WORK_DIR = ROOT / "build" / "demo-stack"
 WATCH_INTERVAL_S = 0.5
 
 
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed of the simulators' randomness")
     parser.add_argument("--out", type=Path, default=Path("out"), help="where the videos go")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the jobs")
+    parser.add_argument("--work-dir", type=Path, default=DEMO_WORK_DIR, help="the stack's logs")
     return parser
 
 
@@ -139,8 +141,7 @@ def download(target: Target, outcome: Outcome, out_dir: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    options = StackOptions(speed=args.speed, faults=args.faults, seed=args.seed)
-    options.work_dir = ROOT / "build" / "demo-stack"
+    options = StackOptions(speed=args.speed, faults=args.faults, seed=args.seed, work_dir=args.work_dir)
     body = request_body(args, read_script(args.script))
     print(
         f"Starting the local stack (speed {args.speed:g}x, faults: {args.faults or 'none'}) ...", flush=True
@@ -164,7 +165,10 @@ def run(args: argparse.Namespace) -> int:
         stopping = time.monotonic()
     stop_s = time.monotonic() - stopping
     print(report(list(outcomes.values()), total_s=time.monotonic() - began, stop_s=stop_s))
-    return 0 if all(o.ok for o in outcomes.values()) else 1
+    if all(o.ok for o in outcomes.values()):
+        return 0
+    print(f"the logs of every part are in {options.work_dir / 'logs'}", file=sys.stderr)
+    return 1
 
 
 def main(argv: list[str] | None = None) -> int:

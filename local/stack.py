@@ -102,8 +102,8 @@ class LocalStack:
     def _start(self) -> None:
         logs = self.options.work_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        key_file = self.options.work_dir / "issuer-key.json"
-        key_file.unlink(missing_ok=True)  # a fresh key each run
+        # a fresh key each run, named apart so stacks sharing a work dir never share a key
+        key_file = self.options.work_dir / f"issuer-key-{secrets.token_hex(4)}.json"
         self.issuer = TokenIssuer(key_file=key_file)
         assert self.issuer.server is not None
         self.started_ports["token issuer"] = int(self.issuer.server.server_address[1])
