@@ -14,7 +14,9 @@ from api import BatchStatusRequest, CancelRequest, GenerateRequest, HealthQuery,
 from auth import Caller, bearer_token
 from jobs import views
 from jobs.generate import generate
+from storage import storage_for
 from tasks import batch, monitoring, webhooks
+from tasks.finalize import FinalizePayload, Finalizer, links_for
 from web import ApiError, endpoint, json_object, parse, raw_body, require_method, respond
 
 
@@ -74,7 +76,8 @@ def runwayml_status_check(request: flask.Request) -> flask.Response:
         refresh=d.poller.refresh,
         now=d.store.clock(),
     )
-    return respond({"job": views.job_view(job)})
+    links = links_for(storage_for(d.settings), d.store.clock())
+    return respond({"job": views.job_view(job, links)})
 
 
 @functions_framework.http
@@ -137,3 +140,20 @@ def provider_health(request: flask.Request) -> flask.Response:
     _service(request, "provider_health", d.settings.ops_service_accounts)
     query = parse(HealthQuery, dict(request.args))
     return respond(monitoring.provider_health(d, query.window_hours))
+
+
+@functions_framework.http
+@endpoint(_project)
+def finalize_video_task(request: flask.Request) -> flask.Response:
+    require_method(request, "POST")
+    d = deps.get()
+    _service(request, "finalize_video_task", (d.settings.require("tasks_service_account"),))
+    payload = parse(FinalizePayload, json_object(request))
+    storage = storage_for(d.settings)
+    if storage is None:
+        raise ApiError(503, "storage_not_configured", "STORAGE_BUCKET is not set; nothing can be stored")
+    result = Finalizer(d.store, storage, d.settings).finalize(payload.job_id, payload.attempt_id)
+    if result.retry:  # 5xx: Cloud Tasks delivers again after its backoff
+        error = result.error or {"code": "finalize_busy", "message": "another delivery is storing it"}
+        raise ApiError(503, error["code"], error["message"], headers={"Retry-After": "30"})
+    return respond({"outcome": result.outcome, "jobId": result.job_id, "error": result.error})

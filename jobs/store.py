@@ -6,18 +6,34 @@ effect inside it (a transaction may run up to five times). Every write sets `upd
 time) and `expireAt` (for the TTL policy): a terminal record expires `RETENTION_DAYS` after it
 ended, an active one `RETENTION_DAYS` after its deadline, so TTL never removes a live job.
 
-Queries and the composite indexes they need (`firestore.indexes.json`):
+Completion and the finalize step (with STORAGE_BUCKET set; `tasks/finalize.py` does the copying)::
 
-    jobs_for_owner        ownerUid ==, [status ==], order by createdAt desc
-    jobs_by_status        status in, updatedAt <, order by updatedAt
-    jobs_past_deadline    status in, deadlineAt <, order by deadlineAt
+    provider task succeeded --no bucket--> job completed, output {source: "provider", expiresAt}
+        | bucket
+        v
+    job processing, progress 99, finalizing: true, providerOutput, finalize {attemptId, tries,
+        leaseUntil, lastError, requestedAt, deadlineAt}; ApplyOutcome.finalize_attempt set
+        |-- claim_finalize     one try: lease + tries + 1 (or done / busy / exhausted)
+        |-- release_finalize   the try failed: lease freed, error kept; give_up -> job failed
+        `-- complete_finalize  job completed, output {source: "storage", ...}, finalizing: false
+
+Queries, paged sweeps and the composite indexes they need (`firestore.indexes.json`):
+
+    jobs_for_owner                ownerUid ==, [status ==], order by createdAt desc
+    jobs_by_status                status in, updatedAt <, order by updatedAt
+    jobs_past_deadline (+ iter_)  status in, deadlineAt <, order by deadlineAt
+    iter_stale_active_jobs        status in, updatedAt <, order by updatedAt
+    iter_finalizing_jobs          finalizing ==, order by __name__ (single-field index)
+    purge_jobs                    status in, endedAt <, order by endedAt; then the same by updatedAt
+                                  (jobs without endedAt); projection; deletes through a BulkWriter
+    purge_expired                 expireAt < (any supporting collection), order by expireAt
 """
 
 from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,6 +42,7 @@ import tenacity
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
+from google.cloud.firestore_v1.bulk_writer import BulkWriterOptions
 
 from config import Settings
 from jobs import model
@@ -34,6 +51,14 @@ from providers.base import ACTIVE_STATUSES, TERMINAL_STATUSES, CreateResult, Pro
 
 Clock = Callable[[], datetime]
 GET_ALL_CHUNK = 300
+# How long provider links keep working (docs: RunwayML 24-48 h, HeyGen 7 days in v1): the lower bound.
+PROVIDER_LINK_TTL = {"runwayml": timedelta(hours=24), "heygen": timedelta(days=7)}
+FINALIZING_PROGRESS = 99.0
+FINALIZE_RETRY_SLACK_S = 300.0  # per finalize try: Cloud Tasks backoff between tries, at most
+SWEEP_PAGE = 200
+PURGE_PAGE = 500
+BULK_OPS_PER_SECOND = 5000
+BULK_MAX_ATTEMPTS = 5
 # Contention on one document is low in practice (a poll, a webhook and a status check at most). The
 # client retries an aborted transaction at once; when a burst exhausts those tries, the whole
 # transaction is run again after a jittered backoff (it has no side effects, so that is safe).
@@ -65,6 +90,54 @@ class IdempotencyConflict(StoreError):
 
 
 @dataclass(frozen=True)
+class ExpiredJob:
+    """A terminal job past retention: its task records, and its stored objects (known or possible)."""
+
+    job_id: str
+    tasks: tuple[tuple[str, str], ...]  # (provider, task id)
+    objects: tuple[str, ...]  # object paths named by the job's output
+    stored: bool  # a finalize step ran: objects may exist under jobs/{jobId}/ even without output
+
+
+class BulkDeleter:
+    """Deletes through one BulkWriter, faster than its defaults, counting writes that finally failed.
+
+    The BulkWriter sends batches of 20 in parallel; its default 500 ops/s ceiling (Google's ramp-up
+    advice for writes into new key ranges) is raised because deletes of random job ids do not hotspot.
+    """
+
+    def __init__(self, client: firestore.Client, ops_per_second: int = BULK_OPS_PER_SECOND) -> None:
+        options = BulkWriterOptions(initial_ops_per_second=ops_per_second, max_ops_per_second=ops_per_second)
+        self.writer = client.bulk_writer(options)
+        self.failed = 0
+        self.writer.on_write_error(self._on_error)
+
+    def _on_error(self, failure: Any, writer: Any) -> bool:
+        if failure.attempts < BULK_MAX_ATTEMPTS:
+            return True
+        self.failed += 1
+        return False
+
+    def delete(self, ref: firestore.DocumentReference) -> None:
+        self.writer.delete(ref)
+
+    def flush(self) -> None:
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+@dataclass(frozen=True)
+class FinalizeClaim:
+    """The answer to "may this delivery store the output now?"."""
+
+    verdict: str  # go | done (nothing left to do) | busy (another try holds the lease) | exhausted
+    job: Job
+    tries: int
+
+
+@dataclass(frozen=True)
 class NewJob:
     """Everything known about a job before its first attempt."""
 
@@ -90,6 +163,7 @@ class ApplyOutcome:
     task_status: Status
     job_status: Status | None
     fallback_to: str | None = None
+    finalize_attempt: str | None = None  # the attempt whose output must now be stored (finalize step)
 
     @property
     def task_terminal(self) -> bool:
@@ -109,6 +183,11 @@ class JobStore:
         self.settings = settings
         self.clock = clock
         self.retention = timedelta(days=settings.retention_days)
+        # With a bucket, a completed provider task is copied before the job completes (finalize step).
+        self.finalize_window: timedelta | None = None
+        if settings.storage_bucket is not None:
+            per_try = settings.finalize_timeout_s + FINALIZE_RETRY_SLACK_S
+            self.finalize_window = timedelta(seconds=settings.finalize_max_attempts * per_try)
 
     # -- references -------------------------------------------------------------------------------
 
@@ -193,9 +272,11 @@ class JobStore:
             job = self._load_job(txn, ref)
             if not model.can_transition(job.status, status):
                 return job, False
-            updates = {"status": str(status), "endedAt": self.clock()}
+            updates: dict[str, Any] = {"status": str(status), "endedAt": self.clock()}
             if error is not None:
                 updates["error"] = dict(error)
+            if job.doc.get("finalizing"):
+                updates["finalizing"] = False
             attempt = job.current_attempt
             if attempt is not None and attempt.is_open:
                 ended = AttemptStatus.CANCELLED if status is not Status.FAILED else AttemptStatus.FAILED
@@ -356,12 +437,98 @@ class JobStore:
             txn.update(task_ref, self._stamp(task_updates, terminal=terminal, deadline=job.deadline_at))
             if not decision.changes:
                 return ApplyOutcome(decision.verdict, job.job_id, decision.status, job.status)
-            job_updates, fallback_to = _job_updates(job, task, decision, snapshot, self.clock())
-            job_status = Status(job_updates.get("status", job.status))
-            if job_updates:
-                job_terminal = model.is_terminal(job_status)
-                txn.update(job_ref, self._stamp(job_updates, terminal=job_terminal, deadline=job.deadline_at))
-            return ApplyOutcome(Verdict.APPLY, job.job_id, decision.status, job_status, fallback_to)
+            change = _job_updates(job, task, decision, snapshot, self.clock(), self.finalize_window)
+            job_status = Status(change.updates.get("status", job.status))
+            if change.updates:
+                stamped = self._stamp(
+                    change.updates, terminal=model.is_terminal(job_status), deadline=job.deadline_at
+                )
+                txn.update(job_ref, stamped)
+            return ApplyOutcome(
+                Verdict.APPLY,
+                job.job_id,
+                decision.status,
+                job_status,
+                change.fallback_to,
+                change.finalize_attempt,
+            )
+
+        return self._transact(run)
+
+    # -- finalize (copy of the output into storage) ---------------------------------------------------
+
+    def claim_finalize(
+        self, job_id: str, attempt_id: str, *, lease_s: float, max_tries: int
+    ) -> FinalizeClaim:
+        """Take the finalize lease for one try (counted), or say why not (see `finalize_verdict`)."""
+        ref, now = self._job_ref(job_id), self.clock()
+
+        def run(txn: firestore.Transaction) -> FinalizeClaim:
+            job = self._load_job(txn, ref)
+            verdict = finalize_verdict(job, attempt_id, now, max_tries)
+            state = dict(job.doc.get("finalize") or {})
+            if verdict != "go":
+                return FinalizeClaim(verdict, job, int(state.get("tries", 0)))
+            tries = int(state.get("tries", 0)) + 1
+            state.update(tries=tries, leaseUntil=now + timedelta(seconds=lease_s), lastTriedAt=now)
+            txn.update(ref, self._stamp({"finalize": state}, terminal=False, deadline=job.deadline_at))
+            return FinalizeClaim("go", Job.from_doc({**job.doc, "finalize": state}), tries)
+
+        return self._transact(run)
+
+    def release_finalize(
+        self, job_id: str, attempt_id: str, error: Mapping[str, Any], *, give_up: bool
+    ) -> bool:
+        """A try failed: free the lease and keep the error; with `give_up` the job fails. True if it did."""
+        ref, now = self._job_ref(job_id), self.clock()
+
+        def run(txn: firestore.Transaction) -> bool:
+            job = self._load_job(txn, ref)
+            state = dict(job.doc.get("finalize") or {})
+            if not _finalizing(job, attempt_id):
+                return False
+            state.update(leaseUntil=None, lastError=dict(error))
+            updates: dict[str, Any] = {"finalize": state}
+            if give_up:
+                updates.update(_finalize_failed(error, now))
+            txn.update(ref, self._stamp(updates, terminal=give_up, deadline=job.deadline_at))
+            return give_up
+
+        return self._transact(run)
+
+    def complete_finalize(self, job_id: str, attempt_id: str, output: Mapping[str, Any]) -> bool:
+        """The output is stored: the job completes with it. False when the job ended meanwhile."""
+        ref, now = self._job_ref(job_id), self.clock()
+
+        def run(txn: firestore.Transaction) -> bool:
+            job = self._load_job(txn, ref)
+            if not _finalizing(job, attempt_id):
+                return False
+            state = {**(job.doc.get("finalize") or {}), "leaseUntil": None, "finalizedAt": now}
+            updates = {
+                "status": str(Status.COMPLETED),
+                "progress": 100.0,
+                "finalizing": False,
+                "finalize": state,
+                "output": dict(output),
+                "endedAt": now,
+            }
+            txn.update(ref, self._stamp(updates, terminal=True, deadline=None))
+            return True
+
+        return self._transact(run)
+
+    def note_finalize_requeued(self, job_id: str, attempt_id: str) -> bool:
+        """Remember that the sweep asked for another finalize try (so the next sweep waits again)."""
+        ref, now = self._job_ref(job_id), self.clock()
+
+        def run(txn: firestore.Transaction) -> bool:
+            job = self._load_job(txn, ref)
+            if not _finalizing(job, attempt_id):
+                return False
+            state = {**(job.doc.get("finalize") or {}), "requeuedAt": now}
+            txn.update(ref, self._stamp({"finalize": state}, terminal=False, deadline=job.deadline_at))
+            return True
 
         return self._transact(run)
 
@@ -391,9 +558,174 @@ class JobStore:
         query = query.where(filter=FieldFilter("deadlineAt", "<", now)).order_by("deadlineAt").limit(limit)
         return [Job.from_doc(s.to_dict()) for s in query.stream()]
 
+    # -- sweeps (the scheduled cleanup): cursor pages, bounded memory ---------------------------------
+
+    def iter_jobs_past_deadline(self, now: datetime, *, page_size: int = SWEEP_PAGE) -> Iterator[Job]:
+        query = self._jobs().where(filter=FieldFilter("status", "in", _names(ACTIVE_STATUSES)))
+        query = query.where(filter=FieldFilter("deadlineAt", "<", now)).order_by("deadlineAt")
+        return _jobs_of(_pages(query, page_size))
+
+    def iter_stale_active_jobs(
+        self, updated_before: datetime, *, page_size: int = SWEEP_PAGE
+    ) -> Iterator[Job]:
+        """Active jobs whose record has not changed since `updated_before` (crash-window candidates)."""
+        query = self._jobs().where(filter=FieldFilter("status", "in", _names(ACTIVE_STATUSES)))
+        query = query.where(filter=FieldFilter("updatedAt", "<", updated_before)).order_by("updatedAt")
+        return _jobs_of(_pages(query, page_size))
+
+    def iter_finalizing_jobs(self, *, page_size: int = SWEEP_PAGE) -> Iterator[Job]:
+        query = self._jobs().where(filter=FieldFilter("finalizing", "==", True)).order_by("__name__")
+        return _jobs_of(_pages(query, page_size))
+
+    def get_tasks(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], TaskRecord]:
+        """Many task records by (provider, task id) with batched reads, missing ones omitted."""
+        refs = [self._task_ref(provider, task_id) for provider, task_id in dict.fromkeys(keys)]
+        found: dict[tuple[str, str], TaskRecord] = {}
+        for start in range(0, len(refs), GET_ALL_CHUNK):
+            for snap in self.client.get_all(refs[start : start + GET_ALL_CHUNK]):
+                if snap.exists:
+                    task = TaskRecord.from_doc(snap.to_dict())
+                    found[(task.provider, task.task_id)] = task
+        return found
+
+    def purge_jobs(
+        self,
+        ended_before: datetime,
+        *,
+        dry_run: bool = False,
+        before_delete: Callable[[list[ExpiredJob]], None] | None = None,
+        stop: Callable[[], bool] = lambda: False,
+        page_size: int = PURGE_PAGE,
+    ) -> tuple[int, int]:
+        """Delete terminal jobs that ended before `ended_before` with their task records.
+
+        Page by page: `before_delete(page)` runs first (the stored objects go before the records that
+        name them), then the page's deletes go to one BulkWriter. Returns (jobs, task records).
+        """
+        deleter = None if dry_run else BulkDeleter(self.client)
+        jobs = tasks = 0
+        for page in self._expired_job_pages(ended_before, page_size, flush=deleter):
+            if before_delete is not None:
+                before_delete(page)
+            for expired in page:
+                jobs, tasks = jobs + 1, tasks + len(expired.tasks)
+                if deleter is not None:
+                    deleter.delete(self._job_ref(expired.job_id))
+                    for provider, task_id in expired.tasks:
+                        deleter.delete(self._task_ref(provider, task_id))
+            if stop():
+                break
+        if deleter is not None:
+            deleter.close()
+        return jobs, tasks
+
+    def _expired_job_pages(
+        self, before: datetime, page_size: int, flush: BulkDeleter | None
+    ) -> Iterator[list[ExpiredJob]]:
+        """Terminal jobs by `endedAt` < before; then those without `endedAt`, by `updatedAt`."""
+        for field_name in ("endedAt", "updatedAt"):
+            query = self._jobs().where(filter=FieldFilter("status", "in", _names(TERMINAL_STATUSES)))
+            query = query.where(filter=FieldFilter(field_name, "<", before)).order_by(field_name)
+            query = query.select(["attempts", "output", "finalize", "endedAt", field_name])
+            for page in _pages(query, page_size):
+                picked = [_expired(s.id, s.to_dict()) for s in page]
+                if field_name == "updatedAt":
+                    picked = [e for e, s in zip(picked, page, strict=True) if not s.to_dict().get("endedAt")]
+                if picked:
+                    yield picked
+            if flush is not None:
+                flush.flush()  # the second pass must not see what the first one deleted
+
+    def purge_expired(
+        self,
+        collection: str,
+        now: datetime,
+        *,
+        dry_run: bool = False,
+        stop: Callable[[], bool] = lambda: False,
+        page_size: int = PURGE_PAGE,
+    ) -> int:
+        """Delete the documents of a supporting collection whose `expireAt` has passed."""
+        query = self.client.collection(collection).where(filter=FieldFilter("expireAt", "<", now))
+        query = query.order_by("expireAt").select(["expireAt"])
+        deleter = None if dry_run else BulkDeleter(self.client)
+        count = 0
+        for page in _pages(query, page_size):
+            count += len(page)
+            if deleter is not None:
+                for snap in page:
+                    deleter.delete(snap.reference)
+            if stop():
+                break
+        if deleter is not None:
+            deleter.close()
+        return count
+
 
 # -------------------------------------------------------------------------------------------------
 # Pure helpers that turn decisions into document updates
+
+
+def _names(statuses: Iterable[Status]) -> list[str]:
+    return sorted(str(s) for s in statuses)
+
+
+def _pages(query: firestore.Query, page_size: int) -> Iterator[list[firestore.DocumentSnapshot]]:
+    """A query's results page by page, each page starting after the last one (a cursor, no offset)."""
+    cursor = None
+    while True:
+        page_query = query.limit(page_size)
+        if cursor is not None:
+            page_query = page_query.start_after(cursor)
+        page = list(page_query.stream())
+        if page:
+            yield page
+        if len(page) < page_size:
+            return
+        cursor = page[-1]
+
+
+def _jobs_of(pages: Iterable[list[firestore.DocumentSnapshot]]) -> Iterator[Job]:
+    for page in pages:
+        yield from (Job.from_doc(s.to_dict()) for s in page)
+
+
+def _expired(job_id: str, doc: Mapping[str, Any]) -> ExpiredJob:
+    tasks = tuple(
+        (a["provider"], a["taskId"]) for a in doc.get("attempts", ()) if a.get("taskId") and a.get("provider")
+    )
+    output = doc.get("output") or {}
+    paths = tuple(p for p in (output.get("videoPath"), output.get("gifPath")) if p)
+    return ExpiredJob(job_id, tasks, paths, stored=bool(doc.get("finalize")))
+
+
+def _finalizing(job: Job, attempt_id: str) -> bool:
+    state = job.doc.get("finalize") or {}
+    alive = not model.is_terminal(job.status) and bool(job.doc.get("finalizing"))
+    return alive and state.get("attemptId") == attempt_id
+
+
+def finalize_verdict(job: Job, attempt_id: str, now: datetime, max_tries: int) -> str:
+    """go | done | busy | exhausted, for a finalize delivery of `attempt_id` arriving at `now`."""
+    if not _finalizing(job, attempt_id):
+        return "done"
+    state = job.doc.get("finalize") or {}
+    lease = state.get("leaseUntil")
+    if lease is not None and lease > now:
+        return "busy"
+    if int(state.get("tries", 0)) >= max_tries:
+        return "exhausted"
+    return "go"
+
+
+def _finalize_failed(error: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    message = f"the finished video could not be stored: {error.get('message') or error.get('code')}"
+    return {
+        "status": str(Status.FAILED),
+        "error": {"code": "finalize_failed", "message": message, "cause": error.get("code")},
+        "finalizing": False,
+        "endedAt": now,
+    }
 
 
 def _find_attempt(job: Job, attempt_id: str) -> Attempt:
@@ -446,34 +778,86 @@ def _task_updates(
     return updates
 
 
+@dataclass(frozen=True)
+class JobChange:
+    """Job fields to write after a task moved, and what the caller must do next."""
+
+    updates: dict[str, Any]
+    fallback_to: str | None = None
+    finalize_attempt: str | None = None
+
+
 def _job_updates(
-    job: Job, task: TaskRecord, decision: model.Decision, snap: ProviderSnapshot, now: datetime
-) -> tuple[dict[str, Any], str | None]:
+    job: Job,
+    task: TaskRecord,
+    decision: model.Decision,
+    snap: ProviderSnapshot,
+    now: datetime,
+    finalize_window: timedelta | None = None,
+) -> JobChange:
     """Job fields to write after a task moved; empty when the task no longer drives the job."""
     attempt = job.current_attempt
     if model.is_terminal(job.status) or attempt is None or attempt.attempt_id != task.attempt_id:
-        return {}, None
+        return JobChange({})
     updates: dict[str, Any] = {"providerStatus": snap.provider_status}
     if decision.status is Status.FAILED:
         error = {"code": snap.failure_code or "provider_failed", "message": snap.failure_message or ""}
         failed = replace(attempt, status=AttemptStatus.FAILED, error=error, cost_usd=snap.cost_usd)
         attempts = model.replace_attempt(job.attempts, failed)
         more, next_provider = _after_failure(job, attempts, error, snap.fallback_allowed, now)
-        return {**updates, **more}, next_provider
+        return JobChange({**updates, **more}, fallback_to=next_provider)
+    if decision.status is Status.COMPLETED and finalize_window is not None:
+        more = _finalizing_updates(job, attempt, task.provider, snap, now, finalize_window)
+        return JobChange({**updates, **more}, finalize_attempt=attempt.attempt_id)
     job_decision = model.decide(job.status, job.progress, decision.status, decision.progress)
     if job_decision.changes:
         updates.update({"status": str(job_decision.status), "progress": job_decision.progress})
     if model.is_terminal(decision.status):
-        ended = AttemptStatus.SUCCEEDED if decision.status is Status.COMPLETED else AttemptStatus.CANCELLED
-        attempts = model.replace_attempt(job.attempts, replace(attempt, status=ended, cost_usd=snap.cost_usd))
-        updates.update({"attempts": [a.to_doc() for a in attempts], "endedAt": now})
-        updates["actualCostUsd"] = model.total_cost(attempts)
-        updates["actualCredits"] = snap.cost_credits
+        updates.update(_closed_attempt(job, attempt, decision.status, snap))
+        updates["endedAt"] = now
     if decision.status is Status.COMPLETED:
-        updates["output"] = {
-            "videoUrls": list(snap.output_urls),
-            "gifUrl": snap.gif_url,
-            "thumbnailUrl": snap.thumbnail_url,
-            "source": "provider",
-        }
-    return updates, None
+        updates["output"] = provider_output(task.provider, snap, now)
+    return JobChange(updates)
+
+
+def _closed_attempt(job: Job, attempt: Attempt, status: Status, snap: ProviderSnapshot) -> dict[str, Any]:
+    ended = AttemptStatus.SUCCEEDED if status is Status.COMPLETED else AttemptStatus.CANCELLED
+    attempts = model.replace_attempt(job.attempts, replace(attempt, status=ended, cost_usd=snap.cost_usd))
+    return {
+        "attempts": [a.to_doc() for a in attempts],
+        "actualCostUsd": model.total_cost(attempts),
+        "actualCredits": snap.cost_credits,
+    }
+
+
+def provider_output(provider: str, snap: ProviderSnapshot, now: datetime) -> dict[str, Any]:
+    """The provider's own links, marked as such, with the moment they stop working."""
+    return {
+        "videoUrls": list(snap.output_urls),
+        "gifUrl": snap.gif_url,
+        "thumbnailUrl": snap.thumbnail_url,
+        "source": "provider",
+        "expiresAt": now + PROVIDER_LINK_TTL.get(provider, min(PROVIDER_LINK_TTL.values())),
+    }
+
+
+def _finalizing_updates(
+    job: Job, attempt: Attempt, provider: str, snap: ProviderSnapshot, now: datetime, window: timedelta
+) -> dict[str, Any]:
+    """The provider finished: the job stays `processing` at 99 % until the finalize step stored it."""
+    decision = model.decide(job.status, job.progress, Status.PROCESSING, FINALIZING_PROGRESS)
+    return {
+        **_closed_attempt(job, attempt, Status.COMPLETED, snap),
+        "status": str(decision.status),
+        "progress": decision.progress,
+        "finalizing": True,
+        "providerOutput": provider_output(provider, snap, now),
+        "finalize": {
+            "attemptId": attempt.attempt_id,
+            "tries": 0,
+            "leaseUntil": None,
+            "lastError": None,
+            "requestedAt": now,
+            "deadlineAt": now + window,
+        },
+    }

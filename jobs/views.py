@@ -38,8 +38,14 @@ def needs_refresh(job: Job, task: TaskRecord | None, now: datetime) -> bool:
     return checked is None or now - checked >= STALE_AFTER
 
 
-def job_view(job: Job) -> dict[str, Any]:
-    """What callers see of a job (no owner internals, no prompt text, no idempotency key)."""
+Links = Callable[[str], Mapping[str, Any] | None]  # object path -> {"url", "expiresAt"} or None
+
+
+def job_view(job: Job, links: Links | None = None) -> dict[str, Any]:
+    """What callers see of a job (no owner internals, no prompt text, no idempotency key).
+
+    With `links` (storage configured) a stored output carries time-limited download links.
+    """
     doc = job.doc
     return {
         "jobId": job.job_id,
@@ -59,7 +65,7 @@ def job_view(job: Job) -> dict[str, Any]:
         ],
         "selection": doc.get("selection", {}),
         "qualityScore": doc.get("prompt", {}).get("qualityScore"),
-        "output": doc.get("output"),
+        "output": _output(doc.get("output"), links),
         "error": _error(doc.get("error")),
         "estimatedCostUsd": doc.get("estimatedCostUsd"),
         "actualCostUsd": doc.get("actualCostUsd"),
@@ -68,6 +74,13 @@ def job_view(job: Job) -> dict[str, Any]:
         "deadlineAt": doc.get("deadlineAt"),
         "endedAt": doc.get("endedAt"),
     }
+
+
+def _output(output: Any, links: Links | None) -> Any:
+    if not output or links is None or output.get("source") != "storage":
+        return output
+    gif = output.get("gifPath")
+    return {**output, "download": links(output["videoPath"]), "gifDownload": links(gif) if gif else None}
 
 
 def _error(error: Any) -> dict[str, Any] | None:

@@ -8,6 +8,7 @@
         |-- task gone (404) / hard error ----------> attempt failed (fallback when allowed)
         v
     store.apply_snapshot (one transaction) --fallback--> Runner.run: next provider's attempt
+        |                                    --succeeded, bucket set--> enqueue finalize (named)
         |
         |-- terminal --> done
         `-- else next_delay(...) --None (envelope spent)--> cancel at provider, attempt timed out
@@ -113,6 +114,8 @@ class Poller:
     # -- steps --------------------------------------------------------------------------------------
 
     def _after_apply(self, outcome: ApplyOutcome) -> None:
+        if outcome.finalize_attempt is not None:  # the output is copied to storage before completing
+            self.queue.enqueue_finalize(job_id=outcome.job_id, attempt_id=outcome.finalize_attempt)
         if outcome.fallback_to is not None:
             log.info("falling back", extra={"jobId": outcome.job_id, "provider": outcome.fallback_to})
             self.runner.run(outcome.job_id)

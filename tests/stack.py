@@ -26,6 +26,8 @@ RUNWAY_KEY = "key_" + "ab" * 64
 HEYGEN_KEY = "sim-heygen-key"
 TASKS_SA = "tasks@cvplus-test.iam.gserviceaccount.com"
 OPS_SA = "ops@cvplus-test.iam.gserviceaccount.com"
+SCHEDULER_SA = "scheduler@cvplus-test.iam.gserviceaccount.com"
+BUCKET = "cvplus-test-videos"
 FUNCTIONS_BASE = "http://127.0.0.1:9999"
 SCRIPT = (
     "I am a senior software engineer with 8 years in fintech. I led a team of six that launched a "
@@ -47,6 +49,7 @@ def environment(runway: RunwayMLSim, heygen: HeyGenSim, issuer: TokenIssuer, **e
         "FUNCTIONS_BASE_URL": FUNCTIONS_BASE,
         "TASKS_SERVICE_ACCOUNT": TASKS_SA,
         "OPS_SERVICE_ACCOUNTS": OPS_SA,
+        "SCHEDULER_SERVICE_ACCOUNT": SCHEDULER_SA,
         "HTTP_READ_TIMEOUT_SECONDS": "2",
         "HTTP_MAX_ATTEMPTS": "2",
         **extra,
@@ -63,6 +66,7 @@ class Stack:
     clock: ManualClock
     issuer: TokenIssuer
     apps: dict[str, Any] = field(default_factory=dict)
+    storage: Any = None  # storage.VideoStorage when made with storage=True
 
     def client(self, function: str) -> Any:
         if function not in self.apps:
@@ -119,12 +123,35 @@ def make_stack(firestore_client, issuer, *, runway_faults=None, heygen_faults=No
     return Stack(settings, built, queue, runway, heygen_sim, clock, issuer)
 
 
+@pytest.fixture(scope="session")
+def storage_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The Cloud Storage emulator, started once per run by the first test that asks for storage."""
+    from local.storage_emulator import StorageEmulator
+
+    emulator = StorageEmulator(tmp_path_factory.mktemp("storage-logs")).start()
+    yield emulator
+    emulator.stop()
+
+
+def storage_environment(emulator: Any) -> dict[str, str]:
+    """Settings of a stack that keeps finished videos in the emulator (simulator outputs allowed)."""
+    emulator.create_bucket(TEST_PROJECT, BUCKET)
+    emulator.wipe()
+    return {"STORAGE_BUCKET": BUCKET, "STORAGE_EMULATOR_HOST": emulator.url, "OUTPUT_HOSTS": "127.0.0.1"}
+
+
 @pytest.fixture
-def stack_factory(firestore_client, token_issuer):
+def stack_factory(firestore_client, token_issuer, request):
     made: list[Stack] = []
 
-    def factory(**options: Any) -> Stack:
+    def factory(*, storage: bool = False, **options: Any) -> Stack:
+        if storage:
+            options = {**storage_environment(request.getfixturevalue("storage_emulator")), **options}
         made.append(make_stack(firestore_client, token_issuer, **options))
+        if storage:
+            from storage import storage_for
+
+            made[-1].storage = storage_for(made[-1].settings)
         return made[-1]
 
     yield factory

@@ -1,0 +1,360 @@
+"""The finalize step: copy a finished video from the provider into our bucket, GIF included.
+
+Provider links expire (RunwayML 24-48 h, HeyGen days), so with STORAGE_BUCKET set a completed
+provider task leaves the job `processing` at 99 % with `finalizing: true`, and the poll step enqueues
+one named task per attempt (`finalize_video_task {jobId, attemptId}`). Each delivery::
+
+    claim (transaction: lease + try count) --done--> 200, nothing else (duplicate or late delivery)
+        |                                  --busy--> 503: another delivery holds the lease; retry later
+        |                                  --exhausted--> the job fails (finalize_failed)
+        v
+    URL allowed? (OUTPUT_HOSTS; https, or http on loopback) --no--> the job fails, no request is made
+        v
+    stream the MP4 (size and time limits) -> gs://BUCKET/jobs/{jobId}/video.mp4 (MD5 + CRC32C kept)
+        v
+    format gif? ffmpeg: fps=10,scale=480:-1:flags=lanczos,split[a][b];[a]palettegen[p];[b][p]paletteuse
+        |          (first GIF_MAX_SECONDS) -> jobs/{jobId}/video.gif
+        v
+    complete (transaction) --the job ended meanwhile (cancelled)--> delete the objects again
+        `--> job `completed`, output {source: "storage", videoPath, gifPath, sizeBytes, md5, crc32c, ...}
+
+A try that fails answers 503 so Cloud Tasks retries (its backoff); the tries are counted on the job
+(`finalize.tries`), and the try that reaches FINALIZE_MAX_ATTEMPTS, or any failure that cannot get
+better (host refused, too large, no output, ffmpeg refuses the file), fails the job with a clear
+error and answers 200. No side effect runs inside a transaction; the lease only keeps concurrent
+duplicates from doing the work twice, and a lease left by a crashed try expires
+(FINALIZE_TIMEOUT_SECONDS + 2 min). The GIF is always made here, from the stored MP4's bytes, so
+every job's GIF has the same size and palette whichever provider made the video (HeyGen's own
+`gif_url` is a preview of its choosing).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import ipaddress
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+from urllib.parse import urljoin, urlsplit
+
+import google_crc32c
+import requests
+
+from api import Body, Identifier
+from config import Settings
+from jobs.store import JobStore
+from logs import get_logger
+from storage import StorageError, VideoStorage, gif_path, job_prefix, video_path
+
+log = get_logger("tasks.finalize")
+
+PIECE_BYTES = 64 * 1024
+MAX_REDIRECTS = 3
+LEASE_SLACK_S = 120.0
+GIF_MAX_SECONDS = 15
+GIF_FILTER = "fps=10,scale=480:-1:flags=lanczos,split[a][b];[a]palettegen[p];[b][p]paletteuse"
+
+
+class FinalizePayload(Body):
+    job_id: Identifier
+    attempt_id: Identifier
+
+
+class FinalizeError(Exception):
+    """One try failed; `retryable` says whether another try can do better."""
+
+    def __init__(self, code: str, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.code, self.message, self.retryable = code, message, retryable
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "retryable": self.retryable}
+
+
+@dataclass(frozen=True)
+class FinalizeResult:
+    outcome: str  # completed | skipped | busy | retry | failed | discarded
+    job_id: str
+    error: dict[str, Any] | None = None
+
+    @property
+    def retry(self) -> bool:
+        """Cloud Tasks should deliver again (the handler answers 503)."""
+        return self.outcome in ("busy", "retry")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Where downloads may come from (pure)
+
+
+def host_allowed(host: str, port: int | None, allowed: Sequence[str]) -> bool:
+    """`host` matches an entry exactly (`host` or `host:port`) or ends with a `.domain` entry."""
+    host = host.lower().rstrip(".")
+    for entry in allowed:
+        if entry.startswith("."):
+            if host.endswith(entry) and len(host) > len(entry):
+                return True
+        elif entry in (host, f"{host}:{port}"):
+            return True
+    return False
+
+
+def refusal(url: str, allowed: Sequence[str]) -> str | None:
+    """Why `url` may not be fetched, or None: https on an allowed host (http only on loopback)."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return "the output URL is malformed"
+    if not host or parts.username or parts.password:
+        return "the output URL has no plain host"
+    if parts.scheme != "https" and not (parts.scheme == "http" and _loopback(host)):
+        return f"the output URL must be https (got {parts.scheme or 'no scheme'})"
+    if not host_allowed(host, port, allowed):
+        return f"the output host {host} is not in OUTPUT_HOSTS"
+    return None
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Streaming download
+
+
+class Download:
+    """A file-like reader over an HTTP body: size and time limits, MD5 + CRC32C, optional copy."""
+
+    def __init__(
+        self, response: requests.Response, *, max_bytes: int, deadline: float, copy: BinaryIO | None = None
+    ) -> None:
+        self._pieces: Iterator[bytes] = response.iter_content(PIECE_BYTES)
+        self._buffer = b""
+        self.max_bytes, self.deadline, self.copy = max_bytes, deadline, copy
+        self.count = 0
+        self._md5 = hashlib.md5()  # noqa: S324 - an integrity checksum GCS also reports, not security
+        self._crc = google_crc32c.Checksum()
+
+    def read(self, size: int = -1) -> bytes:
+        pieces, have = [self._buffer], len(self._buffer)
+        while size < 0 or have < size:
+            piece = self._next_piece()
+            if not piece:
+                break
+            pieces.append(piece)
+            have += len(piece)
+        data = b"".join(pieces)
+        cut = len(data) if size < 0 else size
+        chunk, self._buffer = data[:cut], data[cut:]
+        return chunk
+
+    def _next_piece(self) -> bytes:
+        if time.monotonic() > self.deadline:
+            raise FinalizeError("download_timeout", "the provider's output took too long to download")
+        try:
+            piece = next(self._pieces, b"")
+        except requests.RequestException as exc:
+            raise FinalizeError("download_failed", f"the download broke off ({type(exc).__name__})") from exc
+        self.count += len(piece)
+        if self.count > self.max_bytes:
+            raise FinalizeError(
+                "output_too_large", f"the output exceeds {self.max_bytes} bytes", retryable=False
+            )
+        self._md5.update(piece)
+        self._crc.update(piece)
+        if self.copy is not None:
+            self.copy.write(piece)
+        return piece
+
+    def tell(self) -> int:
+        return self.count - len(self._buffer)
+
+    @property
+    def md5(self) -> str:
+        return base64.b64encode(self._md5.digest()).decode()
+
+    @property
+    def crc32c(self) -> str:
+        return base64.b64encode(self._crc.digest()).decode()
+
+
+def open_download(url: str, settings: Settings, deadline: float) -> requests.Response:
+    """GET `url` (redirects followed only to allowed hosts); the open response, status 200."""
+    for _ in range(MAX_REDIRECTS + 1):
+        reason = refusal(url, settings.output_hosts)
+        if reason is not None:
+            raise FinalizeError("output_host_refused", reason, retryable=False)
+        remaining = max(0.1, deadline - time.monotonic())
+        timeout = (min(settings.http_connect_timeout_s, remaining), remaining)
+        try:
+            response = requests.get(url, stream=True, timeout=timeout, allow_redirects=False)
+        except requests.RequestException as exc:
+            raise FinalizeError(
+                "download_failed", f"the provider's output could not be fetched ({type(exc).__name__})"
+            ) from exc
+        if response.is_redirect and response.headers.get("Location"):
+            url = urljoin(url, response.headers["Location"])
+            response.close()
+            continue
+        if response.status_code != 200:
+            response.close()
+            raise FinalizeError(
+                "download_failed", f"the provider's output answered HTTP {response.status_code}"
+            )
+        _check_length(response, settings.finalize_max_bytes)
+        return response
+    raise FinalizeError("download_failed", "too many redirects", retryable=False)
+
+
+def _check_length(response: requests.Response, max_bytes: int) -> None:
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        response.close()
+        raise FinalizeError("output_too_large", f"the output exceeds {max_bytes} bytes", retryable=False)
+
+
+# ---------------------------------------------------------------------------------------------------
+# GIF
+
+
+def make_gif(source: Path, target: Path, timeout_s: float) -> None:
+    """A palette GIF of the first GIF_MAX_SECONDS of `source` (ffmpeg shipped by imageio-ffmpeg)."""
+    import imageio_ffmpeg
+
+    argv = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y"]
+    argv += ["-t", str(GIF_MAX_SECONDS), "-i", str(source), "-vf", GIF_FILTER, "-loop", "0", str(target)]
+    try:
+        done = subprocess.run(argv, capture_output=True, timeout=max(1.0, timeout_s), check=False)  # noqa: S603
+    except subprocess.TimeoutExpired as exc:
+        raise FinalizeError("gif_timeout", "making the GIF took too long") from exc
+    if done.returncode != 0 or not target.is_file():
+        detail = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+        raise FinalizeError(
+            "gif_failed", f"ffmpeg could not make the GIF: {detail[0][:200]}", retryable=False
+        )
+
+
+# ---------------------------------------------------------------------------------------------------
+# The step
+
+
+class Finalizer:
+    def __init__(
+        self,
+        store: JobStore,
+        storage: VideoStorage,
+        settings: Settings,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store, self.storage, self.settings = store, storage, settings
+        self.monotonic = monotonic
+
+    def finalize(self, job_id: str, attempt_id: str) -> FinalizeResult:
+        settings = self.settings
+        lease_s = settings.finalize_timeout_s + LEASE_SLACK_S
+        claim = self.store.claim_finalize(
+            job_id, attempt_id, lease_s=lease_s, max_tries=settings.finalize_max_attempts
+        )
+        if claim.verdict in ("done", "busy"):
+            return FinalizeResult("skipped" if claim.verdict == "done" else "busy", job_id)
+        if claim.verdict == "exhausted":
+            error = claim.job.doc.get("finalize", {}).get("lastError") or {"code": "finalize_exhausted"}
+            return self._fail(job_id, attempt_id, FinalizeError(error["code"], error.get("message", "")))
+        try:
+            output = self._store(claim.job.job_id, claim.job.doc)
+        except (FinalizeError, StorageError) as exc:
+            error = exc if isinstance(exc, FinalizeError) else FinalizeError(exc.code, exc.message)
+            if not error.retryable or claim.tries >= settings.finalize_max_attempts:
+                return self._fail(job_id, attempt_id, error)
+            self.store.release_finalize(job_id, attempt_id, error.to_dict(), give_up=False)
+            log.warning(
+                "finalize try failed", extra={"jobId": job_id, "code": error.code, "try": claim.tries}
+            )
+            return FinalizeResult("retry", job_id, error.to_dict())
+        if not self.store.complete_finalize(job_id, attempt_id, output):
+            self._discard(job_id)
+            return FinalizeResult("discarded", job_id)
+        log.info("output stored", extra={"jobId": job_id, "sizeBytes": output["sizeBytes"]})
+        return FinalizeResult("completed", job_id)
+
+    def _fail(self, job_id: str, attempt_id: str, error: FinalizeError) -> FinalizeResult:
+        self.store.release_finalize(job_id, attempt_id, error.to_dict(), give_up=True)
+        self._discard(job_id)
+        log.error("finalize failed; job failed", extra={"jobId": job_id, "code": error.code})
+        return FinalizeResult("failed", job_id, error.to_dict())
+
+    def _discard(self, job_id: str) -> None:
+        try:
+            self.storage.delete_prefix(job_prefix(job_id))
+        except StorageError as exc:  # retention removes them later
+            log.warning("could not delete stored objects", extra={"jobId": job_id, "code": exc.code})
+
+    def _store(self, job_id: str, doc: dict[str, Any]) -> dict[str, Any]:
+        """Download, upload, GIF: the output fields of the completed job. Raises FinalizeError."""
+        urls = (doc.get("providerOutput") or {}).get("videoUrls") or []
+        if not urls:
+            raise FinalizeError("no_output", "the provider reported no output URL", retryable=False)
+        deadline = self.monotonic() + self.settings.finalize_timeout_s
+        wants_gif = (doc.get("request") or {}).get("format") == "gif"
+        with tempfile.TemporaryDirectory(prefix="finalize-") as tmp:
+            local = Path(tmp) / "video.mp4"
+            with open(local, "wb") as copy:
+                video, download = self._upload_video(job_id, urls[0], deadline, copy if wants_gif else None)
+            output = _output(self.storage.bucket_name, video, download)
+            if wants_gif:
+                gif = Path(tmp) / "video.gif"
+                make_gif(local, gif, deadline - self.monotonic())
+                stored = self.storage.upload_file(gif_path(job_id), str(gif), "image/gif")
+                output.update(gifPath=stored.path, gifSizeBytes=stored.size_bytes)
+        return output
+
+    def _upload_video(self, job_id: str, url: str, deadline: float, copy: BinaryIO | None) -> tuple:
+        response = open_download(url, self.settings, deadline)
+        with response:
+            download = Download(
+                response, max_bytes=self.settings.finalize_max_bytes, deadline=deadline, copy=copy
+            )
+            video = self.storage.upload_stream(video_path(job_id), download, "video/mp4")
+        if video.size_bytes != download.count or (video.md5 is not None and video.md5 != download.md5):
+            raise FinalizeError("checksum_mismatch", "the stored object differs from what was downloaded")
+        return video, download
+
+
+def _output(bucket: str, video: Any, download: Download) -> dict[str, Any]:
+    return {
+        "source": "storage",
+        "bucket": bucket,
+        "videoPath": video.path,
+        "gifPath": None,
+        "sizeBytes": download.count,
+        "md5": download.md5,
+        "crc32c": download.crc32c,
+        "generation": video.generation,
+        "contentType": video.content_type,
+    }
+
+
+def links_for(storage: VideoStorage | None, now: datetime) -> Callable[[str], dict[str, Any] | None] | None:
+    """A path -> download link function for job views; None without storage. Failures give None."""
+    if storage is None:
+        return None
+
+    def link(path: str) -> dict[str, Any] | None:
+        try:
+            return storage.download_link(path, now)
+        except StorageError as exc:
+            log.warning("could not make a download link", extra={"code": exc.code})
+            return None
+
+    return link

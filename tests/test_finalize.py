@@ -1,0 +1,281 @@
+"""The finalize step end to end: Firestore and Cloud Storage emulators, the simulators' real MP4,
+functions-framework, ffmpeg. Cloud Tasks is the in-memory queue: a retry is a second delivery by hand.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import socket
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+import requests
+
+from local.simcore import SAMPLE_MP4
+from storage import gif_path, video_path
+from tasks.finalize import refusal
+from tests.stack import TASKS_SA
+
+FINALIZE = "finalize_video_task"
+SAMPLE = SAMPLE_MP4.read_bytes()
+SAMPLE_MD5 = base64.b64encode(hashlib.md5(SAMPLE).digest()).decode()  # noqa: S324 - GCS's checksum
+
+
+def finalize_tasks(stack):
+    return [t for t in stack.queue.tasks if t.function == FINALIZE]
+
+
+def finalizing_job(stack, **body) -> str:
+    """A RunwayML job whose provider task succeeded: finalize enqueued, not yet delivered."""
+    answer = stack.generate(provider="runwayml", **body)
+    assert answer.status_code == 202, answer.get_json()
+    job_id = answer.get_json()["jobId"]
+    for _ in range(40):
+        if finalize_tasks(stack):
+            return job_id
+        polls = [t for t in stack.queue.take() if t.function != FINALIZE]
+        stack.clock.advance(30)
+        for task in polls:
+            stack.client(task.function).post(
+                "/", json=task.payload, headers=stack.service(TASKS_SA, task.function)
+            )
+    raise AssertionError("the provider task never finished")
+
+
+def deliver(stack, payload):
+    return stack.client(FINALIZE).post("/", json=payload, headers=stack.service(TASKS_SA, FINALIZE))
+
+
+def take_finalize(stack) -> dict:
+    (task,) = [t for t in stack.queue.take() if t.function == FINALIZE]
+    return task.payload
+
+
+def update_job(stack, job_id, fields):
+    stack.deps.store.client.collection(stack.settings.jobs_collection).document(job_id).update(fields)
+
+
+def stored_bytes(stack, path) -> bytes:
+    return stack.storage.bucket.blob(path).download_as_bytes()
+
+
+def gif_frames(data: bytes) -> int:
+    """Count the image descriptors of a GIF by walking its blocks (header, screen, color table...)."""
+    assert data[:6] == b"GIF89a"
+    pos = 13 + (3 * 2 ** ((data[10] & 7) + 1) if data[10] & 0x80 else 0)
+    frames = 0
+    while data[pos] != 0x3B:
+        if data[pos] == 0x21:  # extension: label, then sub-blocks
+            pos += 2
+        else:  # 0x2C image descriptor, optional local table, LZW minimum code size, sub-blocks
+            assert data[pos] == 0x2C
+            frames += 1
+            flags = data[pos + 9]
+            pos += 10 + (3 * 2 ** ((flags & 7) + 1) if flags & 0x80 else 0) + 1
+        while data[pos] != 0:
+            pos += data[pos] + 1
+        pos += 1
+    return frames
+
+
+# -- storing --------------------------------------------------------------------------------------
+
+
+def test_a_succeeded_task_leaves_the_job_processing_until_its_output_is_stored(stack_factory):
+    stack = stack_factory(storage=True)
+    job_id = finalizing_job(stack)
+    job = stack.deps.store.get_job(job_id)
+    assert (job.status, job.progress, job.doc["finalizing"]) == ("processing", 99.0, True)
+    assert job.current_attempt.status == "succeeded"
+    assert job.doc.get("output") is None
+    assert finalize_tasks(stack)[0].payload == {"jobId": job_id, "attemptId": job.current_attempt.attempt_id}
+
+
+def test_the_mp4_is_stored_with_the_right_size_and_checksums(stack_factory):
+    stack = stack_factory(storage=True)
+    job_id = finalizing_job(stack)
+    answer = deliver(stack, take_finalize(stack))
+    assert answer.status_code == 200, answer.get_json()
+    job = stack.deps.store.get_job(job_id)
+    output = job.doc["output"]
+    assert (job.status, job.progress, job.doc["finalizing"]) == ("completed", 100.0, False)
+    assert output["source"] == "storage"
+    assert output["videoPath"] == video_path(job_id)
+    assert output["sizeBytes"] == len(SAMPLE)
+    assert output["md5"] == SAMPLE_MD5
+    assert output["contentType"] == "video/mp4"
+    assert stored_bytes(stack, video_path(job_id)) == SAMPLE
+
+
+def test_the_status_check_hands_out_a_download_link_that_serves_the_video(stack_factory):
+    stack = stack_factory(storage=True)
+    job_id = finalizing_job(stack)
+    deliver(stack, take_finalize(stack))
+    answer = stack.client("runwayml_status_check").get(f"/?jobId={job_id}", headers=stack.user("alice"))
+    link = answer.get_json()["job"]["output"]["download"]
+    assert link["url"].startswith(stack.settings.storage_emulator_host)  # the emulator cannot sign
+    assert requests.get(link["url"], timeout=5).content == SAMPLE
+
+
+def test_a_gif_request_gets_a_palette_gif_beside_the_mp4(stack_factory):
+    stack = stack_factory(storage=True)
+    job_id = finalizing_job(stack)
+    update_job(stack, job_id, {"request.format": "gif"})
+    assert deliver(stack, take_finalize(stack)).status_code == 200
+    output = stack.deps.store.get_job(job_id).doc["output"]
+    assert output["gifPath"] == gif_path(job_id)
+    gif = stored_bytes(stack, gif_path(job_id))
+    assert output["gifSizeBytes"] == len(gif)
+    assert gif_frames(gif) > 1  # 2 s at 10 fps
+
+
+def test_duplicate_deliveries_store_once(stack_factory):
+    stack = stack_factory(storage=True)
+    job_id = finalizing_job(stack)
+    payload = take_finalize(stack)
+    first, again = deliver(stack, payload), deliver(stack, payload)
+    assert (first.get_json()["outcome"], again.get_json()["outcome"]) == ("completed", "skipped")
+    assert stack.runway.count("GET", "/outputs/") == 1
+    assert stack.deps.store.get_job(job_id).doc["finalize"]["tries"] == 1
+
+
+def test_concurrent_duplicates_download_once(stack_factory):
+    stack = stack_factory(storage=True)
+    job_id = finalizing_job(stack)
+    payload = take_finalize(stack)
+    answers: list = []
+    threads = [threading.Thread(target=lambda: answers.append(deliver(stack, payload))) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(a.status_code for a in answers)[0] == 200
+    assert all(a.status_code in (200, 503) for a in answers)
+    assert stack.runway.count("GET", "/outputs/") == 1
+    assert stack.deps.store.get_job(job_id).status == "completed"
+
+
+def test_a_finalize_for_a_cancelled_job_stores_nothing(stack_factory):
+    stack = stack_factory(storage=True)
+    job_id = finalizing_job(stack)
+    stack.client("cancel_video").post("/", json={"jobId": job_id}, headers=stack.user("alice"))
+    assert deliver(stack, take_finalize(stack)).get_json()["outcome"] == "skipped"
+    assert stack.storage.list_prefix(f"jobs/{job_id}/") == []
+    assert stack.runway.count("GET", "/outputs/") == 0
+
+
+# -- failing clearly ------------------------------------------------------------------------------
+
+
+def test_a_link_that_404s_fails_the_job_after_the_tries(stack_factory):
+    stack = stack_factory(storage=True, FINALIZE_MAX_ATTEMPTS="2")
+    job_id = finalizing_job(stack)
+    update_job(stack, job_id, {"providerOutput.videoUrls": [f"{stack.runway.base_url}/outputs/gone.mp4"]})
+    payload = take_finalize(stack)
+    first = deliver(stack, payload)
+    assert first.status_code == 503  # Cloud Tasks delivers again
+    assert first.get_json()["error"]["code"] == "download_failed"
+    assert stack.deps.store.get_job(job_id).status == "processing"
+    last = deliver(stack, payload)
+    assert last.status_code == 200
+    job = stack.deps.store.get_job(job_id)
+    assert job.status == "failed"
+    assert job.doc["error"]["code"] == "finalize_failed"
+    assert "404" in job.doc["error"]["message"]
+    assert deliver(stack, payload).get_json()["outcome"] == "skipped"  # a late third delivery
+
+
+class SilentServer:
+    """Accepts connections on loopback and never answers (a stalled CDN)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.connections: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}/video.mp4"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                self.connections.append(self.sock.accept()[0])
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.connections:
+            conn.close()
+
+
+@pytest.fixture
+def silent_server():
+    server = SilentServer()
+    yield server
+    server.close()
+
+
+def test_a_stalled_download_fails_after_the_tries_without_hanging(stack_factory, silent_server):
+    stack = stack_factory(storage=True, FINALIZE_MAX_ATTEMPTS="2", FINALIZE_TIMEOUT_SECONDS="1")
+    job_id = finalizing_job(stack)
+    update_job(stack, job_id, {"providerOutput.videoUrls": [silent_server.url]})
+    payload = take_finalize(stack)
+    started = time.monotonic()
+    codes = [deliver(stack, payload).status_code for _ in range(2)]
+    assert codes == [503, 200]
+    assert time.monotonic() - started < 10
+    job = stack.deps.store.get_job(job_id)
+    assert (job.status, job.doc["error"]["cause"]) == ("failed", "download_failed")
+
+
+def test_a_host_outside_the_allow_list_is_refused_without_a_request(stack_factory):
+    stack = stack_factory(storage=True, OUTPUT_HOSTS="videos.example.com")
+    job_id = finalizing_job(stack)
+    answer = deliver(stack, take_finalize(stack))
+    assert answer.status_code == 200  # nothing a retry could change
+    job = stack.deps.store.get_job(job_id)
+    assert (job.status, job.doc["error"]["cause"]) == ("failed", "output_host_refused")
+    assert stack.runway.count("GET", "/outputs/") == 0
+
+
+def test_without_storage_the_job_completes_with_the_provider_link_marked(stack):
+    answer = stack.generate(provider="runwayml")
+    job = stack.run_until_terminal(answer.get_json()["jobId"])
+    output = job["output"]
+    assert (job["status"], output["source"]) == ("completed", "provider")
+    assert output["videoUrls"][0].startswith(stack.runway.base_url)
+    assert timedelta(hours=23) < output["expiresAt"] - job["endedAt"] <= timedelta(hours=24)
+    assert not finalize_tasks(stack)
+
+
+# -- the allow-list (pure) --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("https://dnznrvs05pmza.cloudfront.net/a.mp4?_jwt=x", True),
+        ("https://files2.heygen.ai/v/a.mp4", True),
+        ("https://heygen.ai.evil.com/a.mp4", False),
+        ("https://evilheygen.ai/a.mp4", False),
+        ("http://files2.heygen.ai/a.mp4", False),  # plain http only on loopback
+        ("https://user:pw@files2.heygen.ai/a.mp4", False),
+        ("http://127.0.0.1:8080/outputs/a.mp4", False),  # loopback, but not listed
+        ("file:///etc/passwd", False),
+        ("not a url", False),
+    ],
+)
+def test_only_listed_hosts_may_be_fetched(url, allowed):
+    hosts = ("dnznrvs05pmza.cloudfront.net", ".heygen.ai")
+    assert (refusal(url, hosts) is None) is allowed
+
+
+def test_loopback_http_is_allowed_when_listed():
+    assert refusal("http://127.0.0.1:8080/outputs/a.mp4", ("127.0.0.1",)) is None
+    assert refusal("http://127.0.0.1:8080/outputs/a.mp4", ("127.0.0.1:8080",)) is None
+    assert refusal("http://127.0.0.1:8080/outputs/a.mp4", ("127.0.0.1:9090",)) is not None
