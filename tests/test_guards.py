@@ -1,0 +1,193 @@
+"""Request budget and provider health against Google's Firestore emulator, with a clock we move."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from google.cloud import firestore
+
+from config import ConfigError, load_settings
+from jobs.guards import HealthStore, QuotaGuard
+from providers import quota
+from providers.base import ContentRejected, ProviderUnavailable
+from providers.circuit import Outcome, Phase
+from tests.conftest import TEST_PROJECT
+from tests.test_job_store import Clock, run_in_threads
+
+T0 = datetime(2026, 1, 1, 10, 0, 0, tzinfo=UTC)
+SMALL = {"GOOGLE_CLOUD_PROJECT": TEST_PROJECT, "RUNWAYML_QUOTA": "3/60,5/3600,100/86400"}
+
+
+@pytest.fixture
+def clock():
+    return Clock(T0)
+
+
+@pytest.fixture
+def guard(firestore_client, clock):
+    return QuotaGuard(firestore_client, load_settings(SMALL), clock)
+
+
+@pytest.fixture
+def health(firestore_client, settings, clock):
+    return HealthStore(firestore_client, settings, clock)
+
+
+def acquire_many(guard, provider, count):
+    return [guard.try_acquire(provider) for _ in range(count)]
+
+
+# -- quota ----------------------------------------------------------------------------------------
+
+
+def test_acquires_are_allowed_up_to_the_minute_limit_then_refused_until_the_minute_ends(guard, clock):
+    clock.now = T0 + timedelta(seconds=15)
+    assert [d.allowed for d in acquire_many(guard, "runwayml", 3)] == [True] * 3
+    refused = guard.try_acquire("runwayml")
+    assert (refused.allowed, refused.window, refused.retry_after_s) == (False, "minute", 45.0)
+
+
+def test_a_refusal_writes_nothing(guard, firestore_client, settings):
+    acquire_many(guard, "runwayml", 4)
+    counts = [
+        s.to_dict()["count"] for s in firestore_client.collection(settings.collection("quota")).stream()
+    ]
+    assert counts == [3, 3, 3]
+
+
+def test_a_new_minute_allows_again_but_the_hour_limit_still_binds(guard, clock):
+    acquire_many(guard, "runwayml", 3)
+    clock.now = T0 + timedelta(minutes=1, seconds=30)
+    assert [d.allowed for d in acquire_many(guard, "runwayml", 2)] == [True, True]
+    refused = guard.try_acquire("runwayml")
+    assert (refused.allowed, refused.window) == (False, "hour")
+    assert refused.retry_after_s == (T0 + timedelta(hours=1) - clock.now).total_seconds()
+    clock.now = T0 + timedelta(hours=1)
+    assert guard.try_acquire("runwayml").allowed
+
+
+def test_providers_have_separate_budgets(guard):
+    acquire_many(guard, "runwayml", 3)
+    assert guard.try_acquire("heygen").allowed
+    assert guard.usage("heygen")["windows"]["minute"]["count"] == 1
+
+
+def test_check_answers_like_an_acquire_without_taking_anything(guard):
+    acquire_many(guard, "runwayml", 2)
+    assert guard.check("runwayml").allowed
+    assert guard.check("runwayml").allowed
+    assert guard.usage("runwayml")["windows"]["minute"] == {
+        "count": 2,
+        "limit": 3,
+        "remaining": 1,
+        "resetsAt": T0 + timedelta(minutes=1),
+    }
+    guard.try_acquire("runwayml")
+    assert not guard.check("runwayml").allowed
+
+
+def test_counter_documents_carry_their_window_and_expiry(guard, firestore_client, settings):
+    guard.try_acquire("runwayml")
+    minute_id = quota.counter_id("runwayml", quota.Window(60, 3), T0)
+    doc = firestore_client.collection(settings.collection("quota")).document(minute_id).get().to_dict()
+    assert doc["count"] == 1
+    assert (doc["provider"], doc["window"], doc["limit"]) == ("runwayml", "minute", 3)
+    assert doc["windowEnd"] == T0 + timedelta(minutes=1)
+    assert doc["expireAt"] == T0 + timedelta(minutes=1, days=1)
+    assert isinstance(doc["updatedAt"], datetime)
+
+
+def test_concurrent_acquires_never_overshoot_the_limit(firestore_client, clock):
+    settings = load_settings({**SMALL, "RUNWAYML_QUOTA": "10/60"})
+    QuotaGuard(firestore_client, settings, clock)  # the limits parse
+
+    def acquire(_):
+        client = firestore.Client(project=TEST_PROJECT)
+        try:
+            return QuotaGuard(client, settings, clock).try_acquire("runwayml").allowed
+        finally:
+            client.close()
+
+    results = run_in_threads(12, acquire)
+    assert results.count(True) == 10
+    assert QuotaGuard(firestore_client, settings, clock).usage("runwayml")["windows"]["minute"]["count"] == 10
+
+
+def test_an_unknown_provider_or_a_bad_budget_is_refused(guard, firestore_client):
+    with pytest.raises(ValueError, match="no request budget"):
+        guard.try_acquire("sora")
+    bad = load_settings({**SMALL, "HEYGEN_QUOTA": "5/60,6/60"})
+    with pytest.raises(ConfigError, match="HEYGEN_QUOTA is invalid"):
+        QuotaGuard(firestore_client, bad)
+
+
+# -- health ---------------------------------------------------------------------------------------
+
+
+def test_missing_health_documents_read_as_closed(health):
+    states = health.get_states()
+    assert set(states) == {"heygen", "runwayml"}
+    assert all(s.state is Phase.CLOSED for s in states.values())
+
+
+def test_the_circuit_opens_after_five_failures_and_half_opens_after_the_cool_down(health, clock):
+    for _ in range(4):
+        health.record("runwayml", Outcome.UNAVAILABLE, latency_ms=100)
+    assert health.get_states()["runwayml"].state is Phase.CLOSED
+    assert health.record("runwayml", Outcome.TIMEOUT).state is Phase.OPEN
+    clock.now = T0 + timedelta(seconds=59)
+    assert health.get_states()["runwayml"].state is Phase.OPEN
+    clock.now = T0 + timedelta(seconds=60)
+    assert health.get_states()["runwayml"].state is Phase.HALF_OPEN
+    assert health.get_states()["heygen"].state is Phase.CLOSED
+    assert health.record("runwayml", Outcome.SUCCESS).state is Phase.CLOSED
+
+
+def test_a_failure_while_half_open_reopens(health, clock):
+    for _ in range(5):
+        health.record("heygen", Outcome.RATE_LIMITED)
+    clock.now = T0 + timedelta(seconds=61)
+    reopened = health.record_error("heygen", ProviderUnavailable("503", code="server_error"))
+    assert reopened.state is Phase.OPEN
+    assert reopened.opened_until == clock.now + timedelta(seconds=60)
+
+
+def test_content_rejections_never_open_the_circuit(health):
+    for _ in range(8):
+        health.record_error("heygen", ContentRejected("moderation", code="moderation_failed"))
+    assert health.get_states(["heygen"])["heygen"].state is Phase.CLOSED
+
+
+def test_counters_keep_successes_failures_last_error_and_latency(health, firestore_client, settings):
+    health.record("runwayml", Outcome.SUCCESS, latency_ms=200)
+    health.record("runwayml", Outcome.SUCCESS, latency_ms=400)
+    health.record_error("runwayml", ProviderUnavailable("502", code="bad_gateway"), latency_ms=900)
+    counters = health.health("runwayml")["counters"]
+    assert (counters["successes"], counters["failures"]) == (2, {"unavailable": 1})
+    assert counters["lastErrorCode"] == "bad_gateway"
+    assert counters["avgLatencyMs"] == 500.0
+    doc = firestore_client.collection(settings.collection("health")).document("runwayml").get().to_dict()
+    assert doc["expireAt"] == T0 + timedelta(days=1)
+
+
+def test_counters_start_again_in_a_new_hour(health, clock):
+    health.record("runwayml", Outcome.SUCCESS)
+    clock.now = T0 + timedelta(hours=1)
+    health.record("runwayml", Outcome.RATE_LIMITED)
+    counters = health.health("runwayml")["counters"]
+    assert (counters["successes"], counters["failures"]) == (0, {"rate_limited": 1})
+
+
+def test_concurrent_failures_are_all_counted(firestore_client, settings, clock):
+    def fail(_):
+        client = firestore.Client(project=TEST_PROJECT)
+        try:
+            return HealthStore(client, settings, clock).record("heygen", Outcome.UNAVAILABLE)
+        finally:
+            client.close()
+
+    run_in_threads(6, fail)
+    store = HealthStore(firestore_client, settings, clock)
+    assert store.health("heygen")["counters"]["failures"] == {"unavailable": 6}
+    assert store.get_states(["heygen"])["heygen"].state is Phase.OPEN
