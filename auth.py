@@ -31,6 +31,7 @@ from google.oauth2 import id_token
 FIREBASE_ISSUER_PREFIX = "https://securetoken.google.com/"
 GOOGLE_ISSUERS = ("https://accounts.google.com", "accounts.google.com")
 DEFAULT_MAX_AGE_S = 3600.0
+USER_TIERS = ("free", "pro")
 _BEARER = re.compile(r"^Bearer\s+(\S+)$", re.IGNORECASE)
 
 
@@ -50,6 +51,7 @@ class Caller:
     kind: str  # "user" or "service_account"
     uid: str | None = None
     email: str | None = None
+    tier: str = "free"  # a user's plan, from the Firebase custom claim `tier`
 
     @property
     def is_user(self) -> bool:
@@ -118,7 +120,8 @@ class Verifier:
         uid = claims.get("sub")
         if not isinstance(uid, str) or not uid or len(uid) > 128:
             raise AuthError("invalid token: no user id")
-        return Caller("user", uid=uid)
+        tier = claims.get("tier")
+        return Caller("user", uid=uid, tier=tier if tier in USER_TIERS else "free")
 
     def service_account(self, token: str, audience: str) -> Caller:
         """A service account from a Google-signed OIDC token minted for `audience`."""

@@ -16,6 +16,7 @@ from jobs import views
 from jobs.generate import generate
 from storage import storage_for
 from tasks import batch, monitoring, webhooks
+from tasks.cleanup import CleanupRequest, cleanup_for
 from tasks.finalize import FinalizePayload, Finalizer, links_for
 from web import ApiError, endpoint, json_object, parse, raw_body, require_method, respond
 
@@ -44,7 +45,7 @@ def generate_video(request: flask.Request) -> flask.Response:
     caller = _user(request)
     body = parse(GenerateRequest, json_object(request))
     key = request.headers.get("Idempotency-Key")
-    result = generate(deps.get(), caller.uid, body, key)
+    result = generate(deps.get(), caller.uid, body, key, caller.tier)
     return respond(result.body, result.status, result.headers)
 
 
@@ -157,3 +158,17 @@ def finalize_video_task(request: flask.Request) -> flask.Response:
         error = result.error or {"code": "finalize_busy", "message": "another delivery is storing it"}
         raise ApiError(503, error["code"], error["message"], headers={"Retry-After": "30"})
     return respond({"outcome": result.outcome, "jobId": result.job_id, "error": result.error})
+
+
+@functions_framework.http
+@endpoint(_project)
+def runwayml_cleanup_task(request: flask.Request) -> flask.Response:
+    require_method(request, "POST")
+    d = deps.get()
+    _service(request, "runwayml_cleanup_task", (d.settings.require("scheduler_service_account"),))
+    body = parse(CleanupRequest, json_object(request))
+    report = cleanup_for(d).run(dry_run=body.dry_run)
+    if report["errors"]:  # 5xx so the Scheduler job shows the failure; the counts go along
+        failed = ", ".join(e["step"] for e in report["errors"])
+        raise ApiError(503, "cleanup_incomplete", f"cleanup steps failed: {failed}", report=report)
+    return respond(report)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from api import GenerateRequest
 from errors import ApiError
@@ -27,13 +27,7 @@ from jobs.service import Runner, Submission, video_request
 from jobs.store import IdempotencyConflict, JobStore, NewJob, job_id_for
 from providers import PRIORITY, prompts, selection
 from providers.base import Provider, ProviderError, VideoRequest
-from providers.circuit import CLOSED, CircuitState
-
-
-class Guards(Protocol):
-    def circuit_states(self) -> Mapping[str, CircuitState]: ...
-
-    def try_acquire(self, provider: str) -> tuple[bool, float | None]: ...
+from providers.circuit import CLOSED
 
 
 @dataclass(frozen=True)
@@ -43,7 +37,9 @@ class Result:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-def generate(deps: Any, owner_uid: str, req: GenerateRequest, idempotency_key: str | None) -> Result:
+def generate(
+    deps: Any, owner_uid: str, req: GenerateRequest, idempotency_key: str | None, user_tier: str = "free"
+) -> Result:
     """Accept one video request from `owner_uid` (see the module docstring for the flow)."""
     key = _check_key(idempotency_key)
     store: JobStore = deps.store
@@ -62,9 +58,12 @@ def generate(deps: Any, owner_uid: str, req: GenerateRequest, idempotency_key: s
     invalid = _invalid_reasons(deps.providers, template)
     if deps.providers and len(invalid) == len(deps.providers):
         raise ApiError(400, "unsupported_request", "; ".join(f"{p}: {r}" for p, r in invalid.items()))
-    ranking = _rank(deps, req, template, invalid)
+    ranking = _rank(deps, req, template, invalid, user_tier)
     if not ranking.candidates:
-        raise ApiError(503, "no_provider", "no provider can take this video now", reasons=ranking.excluded)
+        retry = ranking.retry_after_s
+        headers = {"Retry-After": str(math.ceil(retry))} if retry is not None else None
+        message = "no provider can take this video now"
+        raise ApiError(503, "no_provider", message, headers=headers, reasons=ranking.excluded)
     candidates = _within_budget(deps.quota, ranking.candidates)
     new = NewJob(
         owner_uid=owner_uid,
@@ -145,7 +144,9 @@ def _invalid_reasons(providers: Mapping[str, Provider], request: VideoRequest) -
     return reasons
 
 
-def _rank(deps: Any, req: GenerateRequest, template: VideoRequest, invalid: Mapping[str, str]) -> Any:
+def _rank(
+    deps: Any, req: GenerateRequest, template: VideoRequest, invalid: Mapping[str, str], tier: str
+) -> selection.Ranking:
     circuits = deps.health.get_states()
     states = [
         selection.ProviderState(
@@ -163,6 +164,7 @@ def _rank(deps: Any, req: GenerateRequest, template: VideoRequest, invalid: Mapp
         quality=req.quality,
         duration_s=req.duration_s,
         wants_avatar=req.kind == "avatar",
+        user_tier=tier,
         preference=req.provider,
     )
     return selection.rank(wanted, states, now=deps.store.clock())
@@ -182,7 +184,7 @@ def _within_budget(quota: Any, candidates: tuple[str, ...]) -> tuple[str, ...]:
         decision = quota.try_acquire(name)
         if decision.allowed:
             return (name, *candidates[:index], *candidates[index + 1 :])
-        waits.append(decision.retry_after_s or 60.0)
+        waits.append(decision.retry_after_s if decision.retry_after_s is not None else 60.0)
     retry = str(math.ceil(min(waits)))
     raise ApiError(
         429,

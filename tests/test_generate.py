@@ -161,3 +161,12 @@ def test_an_anonymous_caller_gets_401(stack):
 
 def test_a_get_is_405(stack):
     assert stack.client("generate_video").get("/", headers=stack.user("alice")).status_code == 405
+
+
+def test_a_pro_user_asking_for_a_premium_clip_gets_runwayml(stack):
+    token = stack.issuer.user_token("paula", "cvplus-test", tier="pro")
+    headers = {"Authorization": f"Bearer {token}"}
+    body = {"script": SCRIPT, "quality": "premium", "kind": "clip"}
+    answer = stack.client("generate_video").post("/", json=body, headers=headers)
+    assert answer.get_json()["provider"] == "runwayml"
+    assert any("premium" in reason for reason in answer.get_json()["selection"]["reasons"]["runwayml"])
