@@ -44,7 +44,7 @@ class GenerateRequest(Body):
     kind: Literal["avatar", "clip"] = "avatar"
     duration_s: int = Field(default=5, ge=4, le=10)
     aspect_ratio: Literal["16:9", "9:16"] = "16:9"
-    resolution: str = "720p"
+    resolution: Literal["720p", "1080p", "1280x720", "720x1280", "1920x1080", "1080x1920"] = "720p"
     format: Literal["mp4", "gif"] = "mp4"
     provider: Literal["heygen", "runwayml"] | None = None
     image_url: str | None = Field(default=None, max_length=2048)

@@ -1,0 +1,248 @@
+"""Builds `openapi.yaml` from the code: one path per HTTP function, bodies from the pydantic models.
+
+    python -m local.openapi            # rewrite openapi.yaml
+    python -m local.openapi --check    # exit 1 when openapi.yaml differs from the code
+
+The request schemas are the models the functions validate with (`api.py`, `tasks/*`), so the
+document cannot drift from what is accepted; `tests/test_openapi.py` runs the check. Paths are the
+function names as served locally (`http://127.0.0.1:PORT/<function>`) and deployed
+(`https://REGION-PROJECT.cloudfunctions.net/<function>`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from api import BatchStatusRequest, CancelRequest, GenerateRequest, HealthQuery, PollPayload, StatusQuery
+from tasks.cleanup import CleanupRequest
+from tasks.finalize import FinalizePayload
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEC = ROOT / "openapi.yaml"
+USER, SERVICE, SIGNED = [{"firebaseUser": []}], [{"serviceAccount": []}], []
+ERRORS = {
+    "400": "bad input; the message names the field",
+    "401": "no or invalid identity",
+    "404": "not found, or not the caller's",
+    "405": "wrong method",
+    "413": "body too large",
+    "415": "body is not application/json",
+    "500": "the project's own fault (no detail)",
+}
+# function -> (method, body model or None, query model or None, security, extra responses, summary)
+FUNCTIONS: dict[str, tuple[str, type[BaseModel] | None, type[BaseModel] | None, list, dict, str]] = {
+    "generate_video": (
+        "post",
+        GenerateRequest,
+        None,
+        USER,
+        {
+            "200": "repeat of an Idempotency-Key: the same job",
+            "202": "accepted",
+            "409": "key reused",
+            "429": "over budget (Retry-After)",
+            "503": "no provider could take it",
+        },
+        "Turn a CV script into a video job",
+    ),
+    "cancel_video": (
+        "post",
+        CancelRequest,
+        None,
+        USER,
+        {"200": "cancelled", "409": "already ended"},
+        "Cancel the caller's job",
+    ),
+    "runwayml_status_check": (
+        "get",
+        None,
+        StatusQuery,
+        USER + SERVICE,
+        {"200": "the job"},
+        "A job's status, refreshed from its provider when stale",
+    ),
+    "runwayml_batch_status_check": (
+        "post",
+        BatchStatusRequest,
+        None,
+        SERVICE,
+        {"200": "per-job results"},
+        "Many jobs at once (ops)",
+    ),
+    "runwayml_polling_task": (
+        "post",
+        PollPayload,
+        None,
+        SERVICE,
+        {"200": "poll handled"},
+        "One poll of a provider task (Cloud Tasks)",
+    ),
+    "finalize_video_task": (
+        "post",
+        FinalizePayload,
+        None,
+        SERVICE,
+        {"200": "stored", "503": "retry later"},
+        "Copy a finished video to storage (Cloud Tasks)",
+    ),
+    "runwayml_cleanup_task": (
+        "post",
+        CleanupRequest,
+        None,
+        SERVICE,
+        {"200": "counts", "503": "a step failed"},
+        "Retention, time-outs and crash recovery (Cloud Scheduler)",
+    ),
+    "provider_health": (
+        "get",
+        None,
+        HealthQuery,
+        SERVICE,
+        {"200": "per-provider health"},
+        "Provider reachability, circuit, budget and job statistics (ops)",
+    ),
+    "heygen_webhook": (
+        "post",
+        None,
+        None,
+        SIGNED,
+        {"200": "handled, duplicate or ignored", "503": "no secret"},
+        "HeyGen events, verified by HMAC signature",
+    ),
+    "runwayml_webhook": (
+        "post",
+        None,
+        None,
+        SIGNED,
+        {"200": "handled, duplicate or ignored", "503": "no secret"},
+        "RunwayML task events (Standard Webhooks signature)",
+    ),
+}
+
+
+def _error_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+            }
+        },
+    }
+
+
+def _responses(extra: dict[str, str]) -> dict[str, Any]:
+    json_object = {"application/json": {"schema": {"type": "object"}}}
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    out = {code: {"description": text, "content": json_object} for code, text in extra.items()}
+    for code, text in ERRORS.items():
+        if code not in out:
+            out[code] = {"description": text, "content": error}
+    for code in list(out):
+        if code.startswith(("4", "5")) and code in extra:
+            out[code]["content"] = error
+    return dict(sorted(out.items()))
+
+
+def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    schema = model.model_json_schema(by_alias=True)
+    required = set(schema.get("required", []))
+    return [
+        {"name": name, "in": "query", "required": name in required, "schema": _nullable(prop)}
+        for name, prop in schema["properties"].items()
+    ]
+
+
+def _nullable(prop: dict[str, Any]) -> dict[str, Any]:
+    """OpenAPI 3.0 has no `"type": "null"`; a pydantic `X | None` becomes `X` with nullable."""
+    options = prop.get("anyOf")
+    if not options:
+        return prop
+    kept = [o for o in options if o.get("type") != "null"]
+    rest = {k: v for k, v in prop.items() if k != "anyOf"}
+    if len(kept) == 1:
+        return {**kept[0], **rest, "nullable": True}
+    return {**rest, "anyOf": kept, "nullable": True}
+
+
+def _component(model: type[BaseModel]) -> dict[str, Any]:
+    schema = model.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
+    schema.pop("$defs", None)
+    schema["properties"] = {name: _nullable(prop) for name, prop in schema.get("properties", {}).items()}
+    return schema
+
+
+def _operation(name: str) -> dict[str, Any]:
+    method, body, query, security, extra, summary = FUNCTIONS[name]
+    operation: dict[str, Any] = {"operationId": name, "summary": summary, "security": security}
+    if body is not None:
+        ref = {"$ref": f"#/components/schemas/{body.__name__}"}
+        operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": ref}}}
+    elif name.endswith("_webhook"):
+        raw = {"type": "object", "additionalProperties": True}
+        operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": raw}}}
+    if query is not None:
+        operation["parameters"] = _query_parameters(query)
+    operation["responses"] = _responses(extra)
+    return {method: operation}
+
+
+def build() -> dict[str, Any]:
+    """The whole OpenAPI 3.0 document, deterministic."""
+    models = sorted({m for spec in FUNCTIONS.values() for m in (spec[1],) if m}, key=lambda m: m.__name__)
+    schemas = {model.__name__: _component(model) for model in models}
+    schemas["Error"] = _error_schema()
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "CVPlus video backend", "version": "1.0.0"},
+        "servers": [{"url": "http://127.0.0.1:8080"}],
+        "paths": {f"/{name}": _operation(name) for name in sorted(FUNCTIONS)},
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "firebaseUser": {"type": "http", "scheme": "bearer", "bearerFormat": "Firebase ID token"},
+                "serviceAccount": {"type": "http", "scheme": "bearer", "bearerFormat": "Google OIDC token"},
+            },
+        },
+    }
+
+
+class _PlainDumper(yaml.SafeDumper):
+    """Writes repeated parts in full instead of YAML anchors, so the file reads plainly."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def render() -> str:
+    header = "# Generated by `python -m local.openapi` from the code; do not edit by hand.\n"
+    body = yaml.dump(build(), Dumper=_PlainDumper, sort_keys=False, allow_unicode=True, width=100)
+    return header + body
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="fail if openapi.yaml is out of date")
+    args = parser.parse_args(argv)
+    text = render()
+    if args.check:
+        current = SPEC.read_text() if SPEC.exists() else ""
+        if current != text:
+            print("openapi.yaml is out of date: run python -m local.openapi", file=sys.stderr)
+            return 1
+        return 0
+    SPEC.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
