@@ -37,3 +37,9 @@ ops: setup
 
 clean:
 	rm -rf $(VENV) build .pytest_cache
+
+# Benchmarks against in-run baselines, written to docs/PERFORMANCE.md (about 10 minutes);
+# `make bench ARGS=--quick` runs them in tiny sizes (build/PERFORMANCE-quick.md).
+.PHONY: bench
+bench: tasks-emulator
+	$(PY) -m benchmarks $(ARGS)

@@ -1,0 +1,152 @@
+"""Batch scaling: one `runwayml_batch_status_check` for N finished jobs against N single status checks.
+
+Both run in this process through functions-framework's own app (`create_app(target, source=main.py)`,
+its test client), on the Firestore emulator, with a client-level counter of Firestore RPCs and
+documents read (benchmarks/counting.py). The jobs are finished, so neither side calls a provider.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import functions_framework
+
+import deps
+from benchmarks.common import MET, NOT_MET, ROOT, Section, interleave, median, ratio, table
+from benchmarks.counting import FirestoreCounter
+from benchmarks.env import OPS_SA, PROJECT, Context
+from benchmarks.fixtures import OWNER, clone_finished, finished_job, store_for
+from config import load_settings
+from tasks.memory import InMemoryQueue
+
+FUNCTIONS_BASE = "http://127.0.0.1:9999"
+BATCH, SINGLE = "runwayml_batch_status_check", "runwayml_status_check"
+GOAL = 10.0
+
+
+def run(ctx: Context) -> Section:
+    sizes = (3, 10) if ctx.quick else (10, 100, 1000)
+    rounds = 1 if ctx.quick else 2
+    ctx.wipe()
+    store = store_for(PROJECT)
+    job_ids = clone_finished(store, finished_job(store), max(sizes))
+    store.client.close()
+    settings = load_settings(ctx.function_env(FUNCTIONS_BASE))
+    built = deps.build(settings, queue=InMemoryQueue())
+    deps.use(built)
+    counter = FirestoreCounter().attach(built.store.client)
+    issuer = ctx.issuer()
+    ops = {"Authorization": f"Bearer {issuer.service_token(OPS_SA, f'{FUNCTIONS_BASE}/{BATCH}')}"}
+    user = {"Authorization": f"Bearer {issuer.user_token(OWNER, PROJECT)}"}
+    batch_client = functions_framework.create_app(target=BATCH, source=str(ROOT / "main.py")).test_client()
+    single_client = functions_framework.create_app(target=SINGLE, source=str(ROOT / "main.py")).test_client()
+    rows: list[dict[str, Any]] = []
+    try:
+        for size in sizes:
+            ids = job_ids[:size]
+
+            def one_batch(ids=ids) -> dict[str, Any]:
+                answer = batch_client.post("/", json={"jobIds": ids}, headers=ops)
+                if answer.status_code != 200 or answer.get_json()["summary"]["found"] != len(ids):
+                    raise RuntimeError(f"batch check failed: {answer.status_code} {answer.get_data()[:200]}")
+                return answer.get_json()
+
+            def singles(ids=ids) -> None:
+                for job_id in ids:
+                    answer = single_client.get(f"/?jobId={job_id}", headers=user)
+                    if answer.status_code != 200:
+                        raise RuntimeError(f"status check failed: {answer.status_code}")
+
+            one_batch()  # warm
+            cost = {"batch": _counted(counter, one_batch), "single": _counted(counter, singles)}
+            times = interleave({"batch": _timer(one_batch), "single": _timer(singles)}, rounds)
+            reported = one_batch()
+            rows.append(
+                {
+                    "jobs": size,
+                    "batch_s": median(times["batch"]),
+                    "single_s": median(times["single"]),
+                    "speedup": ratio(median(times["single"]), median(times["batch"])),
+                    "batch_rpcs": cost["batch"]["rpcs"],
+                    "single_rpcs": cost["single"]["rpcs"],
+                    "batch_reads": cost["batch"]["reads"],
+                    "single_reads": cost["single"]["reads"],
+                    "reported_reads": reported["firestoreReads"],
+                    "provider_calls": reported["providerCalls"],
+                }
+            )
+    finally:
+        deps.use(None)
+        built.store.client.close()
+    return _section(rows, rounds)
+
+
+def _timer(fn):
+    def call() -> list[float]:
+        began = time.perf_counter()
+        fn()
+        return [time.perf_counter() - began]
+
+    return call
+
+
+def _counted(counter: FirestoreCounter, fn) -> dict[str, Any]:
+    before = counter.snapshot()
+    fn()
+    return FirestoreCounter.delta(before, counter.snapshot())
+
+
+def _section(rows: list[dict[str, Any]], rounds: int) -> Section:
+    largest = rows[-1]
+    headline = (
+        f"{largest['jobs']:,} jobs: one batch call {largest['batch_s'] * 1000:.0f} ms vs "
+        f"{largest['single_s']:.2f} s for single checks = {largest['speedup']:.0f}× faster; "
+        f"{largest['batch_rpcs']} Firestore round trips vs {largest['single_rpcs']:,}"
+    )
+    table_rows = [
+        (
+            r["jobs"],
+            r["batch_s"] * 1000,
+            r["single_s"] * 1000,
+            r["speedup"],
+            r["batch_rpcs"],
+            r["single_rpcs"],
+            r["batch_reads"],
+            r["single_reads"],
+            r["reported_reads"],
+            r["provider_calls"],
+        )
+        for r in rows
+    ]
+    header = (
+        "jobs",
+        "batch ms",
+        "N singles ms",
+        "speed-up",
+        "batch RPCs",
+        "singles RPCs",
+        "batch docs read",
+        "singles docs read",
+        "batch reports firestoreReads",
+        "provider calls",
+    )
+    body = "\n\n".join([METHOD.format(rounds=rounds), table(header, table_rows), f"Headline: {headline}."])
+    return Section(
+        key="batch",
+        title="Batch scaling",
+        goal=f"at 1,000 jobs, ≥ {GOAL:.0f}× faster than N single status checks",
+        verdict=MET if largest["speedup"] >= GOAL else NOT_MET,
+        headline=headline,
+        body=body,
+        data={"rows": rows},
+    )
+
+
+METHOD = """\
+All jobs are finished (no provider calls on either side). One `runwayml_batch_status_check` POST with
+`jobIds` (ops service-account token) against the same jobs asked one by one through
+`runwayml_status_check` (the owner's ID token), both through functions-framework's app in this
+process, median of {rounds} alternating rounds. RPCs and documents read come from a counter wrapped
+around the Firestore client (benchmarks/counting.py); the batch function's own `firestoreReads` is
+shown beside them."""

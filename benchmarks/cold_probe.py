@@ -1,0 +1,53 @@
+"""One cold start, in a fresh process: import a function's source, answer one request, report times.
+
+    python -m benchmarks.cold_probe SOURCE TARGET METHOD PATH [AUTHORIZATION]
+
+Prints one JSON line: `import_s` (functions-framework and the source module, `create_app`),
+`first_request_s` (the first request through the app, which builds the lazy clients), `status`, and
+`max_rss_mib` (peak resident memory of this process: VmHWM, which starts afresh at exec, unlike
+`ru_maxrss`, which Linux carries over from the parent that forked the probe).
+"""
+
+from __future__ import annotations
+
+import time
+
+STARTED = time.perf_counter()
+
+import json  # noqa: E402 - the clock starts before any import
+import sys  # noqa: E402
+
+
+def main(argv: list[str]) -> None:
+    source, target, method, path = argv[:4]
+    headers = {"Authorization": argv[4]} if len(argv) > 4 and argv[4] else {}
+    import functions_framework
+
+    app = functions_framework.create_app(target=target, source=source)
+    imported = time.perf_counter()
+    answer = app.test_client().open(path, method=method, headers=headers)
+    answered = time.perf_counter()
+    print(
+        json.dumps(
+            {
+                "import_s": imported - STARTED,
+                "first_request_s": answered - imported,
+                "total_s": answered - STARTED,
+                "status": answer.status_code,
+                "max_rss_mib": peak_rss_mib(),
+            }
+        ),
+        flush=True,
+    )
+
+
+def peak_rss_mib() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,161 @@
+"""Status-check overhead: `runwayml_status_check` on a finished job against a bare document read.
+
+Both functions are served as deployed (`functions-framework`: gunicorn, one worker) on loopback, on
+the same Firestore emulator, and hit over HTTP keep-alive connections in alternating rounds (ABAB):
+
+    candidate  main.py runwayml_status_check?jobId=...  with the owner's Firebase ID token (verified
+               with google-auth; the certificate fetch is cached), ownership, job + task record reads
+    baseline   benchmarks/baseline_fn.py read_job?jobId=...  one read of the job document, no checks
+"""
+
+from __future__ import annotations
+
+import time
+
+from benchmarks.common import MET, NOT_MET, ROOT, Section, interleave, mean, percentile, ratio, table
+from benchmarks.env import PROJECT, Context
+from benchmarks.fixtures import OWNER, finished_job, store_for
+from benchmarks.served import hammer, serve
+
+GOAL = 0.8
+CANDIDATE, BASELINE = "runwayml_status_check", "read_job (baseline)"
+
+
+def run(ctx: Context) -> Section:
+    ctx.wipe()
+    job_id = finished_job(store_for(PROJECT))
+    token = ctx.issuer().user_token(OWNER, PROJECT)
+    rounds, per_round = (2, 10) if ctx.quick else (10, 150)
+    procs = []
+    try:
+        candidate, url_a = serve(CANDIDATE, ROOT / "main.py", ctx.function_env("http://x"), ctx.work_dir)
+        procs.append(candidate)
+        baseline, url_b = serve(
+            "read_job", ROOT / "benchmarks" / "baseline_fn.py", ctx.function_env("http://x"), ctx.work_dir
+        )
+        procs.append(baseline)
+        targets = {
+            CANDIDATE: (f"{url_a}/?jobId={job_id}", {"Authorization": f"Bearer {token}"}),
+            BASELINE: (f"{url_b}/?jobId={job_id}", {}),
+        }
+        for url, headers in targets.values():  # warm: imports, clients, certificate cache
+            _, _, errors = hammer(url, headers, 20)
+            if errors:
+                raise RuntimeError(f"{url} answered {errors} of 20 warm-up requests with an error")
+        results = {}
+        for concurrency in (1, 4):
+            results[concurrency] = _measure(targets, rounds, per_round, concurrency)
+    finally:
+        for proc in procs:
+            proc.stop()
+    parts = breakdown(ctx, job_id, token, 20 if ctx.quick else 300)
+    return _section(results, rounds, per_round, parts)
+
+
+def breakdown(ctx: Context, job_id: str, token: str, count: int) -> dict[str, float]:
+    """Mean milliseconds of each step of a status check, measured in this process."""
+    import json
+
+    from auth import Verifier
+    from config import load_settings
+    from jobs import views
+    from web import respond
+
+    settings = load_settings(ctx.function_env("http://x"))
+    store = store_for(PROJECT)
+    verifier = Verifier(
+        firebase_project=settings.firebase_project,
+        firebase_certs_url=settings.firebase_certs_url,
+        google_certs_url=settings.google_certs_url,
+    )
+    job = store.get_job(job_id)
+    assert job is not None
+    assert job.current_attempt is not None
+    provider, task_id = job.current_attempt.provider, job.current_attempt.task_id or ""
+    steps = {
+        "verify ID token": lambda: verifier.user(token),
+        "read job document": lambda: store.get_job(job_id),
+        "read task record": lambda: store.get_task(provider, task_id),
+        "job view + JSON": lambda: respond({"job": views.job_view(job)}).get_data(),
+        "baseline JSON of the document": lambda: json.dumps({"job": job.doc}, default=str),
+    }
+    timings = {}
+    for name, step in steps.items():
+        step()
+        began = time.perf_counter()
+        for _ in range(count):
+            step()
+        timings[name] = (time.perf_counter() - began) / count * 1000
+    store.client.close()
+    return timings
+
+
+def _measure(targets, rounds: int, per_round: int, concurrency: int) -> dict[str, dict[str, float]]:
+    walls: dict[str, list[float]] = {name: [] for name in targets}
+    errors: dict[str, int] = dict.fromkeys(targets, 0)
+
+    def variant(name: str):
+        def call() -> list[float]:
+            url, headers = targets[name]
+            latencies, wall, bad = hammer(url, headers, per_round, concurrency)
+            walls[name].append(wall)
+            errors[name] += bad
+            return latencies
+
+        return call
+
+    pooled = interleave({name: variant(name) for name in targets}, rounds)
+    return {
+        name: {
+            "rps": len(lat) / sum(walls[name]),
+            "p50_ms": percentile(lat, 50) * 1000,
+            "p99_ms": percentile(lat, 99) * 1000,
+            "mean_ms": mean(lat) * 1000,
+            "requests": len(lat),
+            "errors": errors[name],
+        }
+        for name, lat in pooled.items()
+    }
+
+
+def _section(results, rounds: int, per_round: int, parts: dict[str, float]) -> Section:
+    rows = []
+    for concurrency, by_name in results.items():
+        for name, r in by_name.items():
+            rows.append((concurrency, name, r["rps"], r["p50_ms"], r["p99_ms"], r["requests"], r["errors"]))
+    ratios = {c: ratio(r[CANDIDATE]["rps"], r[BASELINE]["rps"]) for c, r in results.items()}
+    headline = ", ".join(f"{ratios[c]:.2f}× the baseline's requests/s at concurrency {c}" for c in ratios)
+    body = "\n\n".join(
+        [
+            METHOD,
+            f"{rounds} rounds × {per_round} requests per variant and concurrency, alternating (ABAB).",
+            table(("concurrency", "function", "requests/s", "p50 ms", "p99 ms", "requests", "errors"), rows),
+            f"Ratio (status check ÷ baseline, requests/s): {headline}. Goal ≥ {GOAL}.",
+            "Steps of one status check, timed in-process (mean ms over repeated calls):",
+            table(("step", "ms"), list(parts.items())),
+            WHY,
+        ]
+    )
+    return Section(
+        key="status_check",
+        title="Status-check overhead",
+        goal=f"≥ {GOAL}× the requests/s of a function doing only the same document read",
+        verdict=MET if min(ratios.values()) >= GOAL else NOT_MET,
+        headline=headline,
+        body=body,
+        data={"results": results, "ratios": ratios, "steps_ms": parts},
+    )
+
+
+METHOD = """\
+Both functions run under `functions-framework` (gunicorn, one worker, threads = 4 × cores, as the
+Python runtime serves them) on 127.0.0.1, read the same finished job from the same Firestore
+emulator, and are called over keep-alive HTTP connections. The status check verifies the caller's
+Firebase ID token (RS256, google-auth; certificates cached per max-age), checks ownership, and
+answers the public job view; the baseline reads the job document and returns it, checking nothing."""
+
+WHY = """\
+Where the time goes: for a finished job `jobs.views.status` still reads the task record (to decide
+whether the record is stale) although `needs_refresh` answers "no" for any terminal job before it
+looks at the record, so a status check costs two Firestore round trips against the baseline's one.
+Token verification (an RSA signature check plus JWT parsing) is the other fixed cost."""

@@ -1,0 +1,190 @@
+"""Smoke runs of the benchmarks: each in its `--quick` size, checking the shape of what it reports.
+
+Nothing here asserts a speed: the numbers of a quick run mean nothing. What is pinned is that every
+benchmark runs, measures both its variant and its baseline, and reports well-formed tables.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from benchmarks import polling
+from benchmarks.__main__ import main as bench_main
+from benchmarks.__main__ import run_all
+from benchmarks.common import MET, NOT_MET, NOT_RUN, Section, interleave, percentile, table
+from benchmarks.counting import FirestoreCounter
+from benchmarks.env import Context
+from benchmarks.report import render
+
+VERDICTS = (MET, NOT_MET, "reported")
+
+
+@pytest.fixture
+def ctx(firestore_emulator, tmp_path):
+    context = Context(
+        quick=True, docs_dir=tmp_path, plots=False, work_dir=tmp_path / "work", emulator=firestore_emulator
+    )
+    yield context
+    context.close()
+
+
+def run_one(ctx, name: str) -> Section:
+    [section] = run_all(ctx, [name], echo=False)
+    assert section.verdict in VERDICTS, section.body
+    assert section.headline
+    assert section.body
+    return section
+
+
+def table_rows(markdown: str) -> list[list[str]]:
+    return [
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in markdown.splitlines()
+        if line.startswith("|") and not line.startswith("|---")
+    ]
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+
+
+def test_percentile_is_nearest_rank():
+    assert percentile([5.0, 1.0, 3.0, 2.0, 4.0], 50) == 3.0
+    assert percentile([1.0, 2.0], 95) == 2.0
+    assert math.isnan(percentile([], 50))
+
+
+def test_interleave_alternates_the_order_of_the_variants():
+    calls = []
+    pooled = interleave({"a": lambda: calls.append("a") or [1.0], "b": lambda: calls.append("b") or [2.0]}, 3)
+    assert calls == ["a", "b", "b", "a", "a", "b"]
+    assert pooled == {"a": [1.0] * 3, "b": [2.0] * 3}
+
+
+def test_a_table_has_a_header_a_rule_and_one_line_per_row():
+    text = table(("x", "y"), [(1, 2.5), ("a", float("nan"))])
+    assert text.splitlines() == ["| x | y |", "|---|---|", "| 1 | 2.50 |", "| a | – |"]
+
+
+def test_the_report_summarises_every_section():
+    sections = [
+        Section("a", "Alpha", "be fast", MET, "2× faster", "body A"),
+        Section("b", "Beta", "be small", NOT_RUN, "not in the tree yet", "body B"),
+    ]
+    machine = {
+        "cpu": "cpu",
+        "cores": 2,
+        "memory_gib": 24.0,
+        "system": "Linux",
+        "python": "3.11",
+        "load": (1.0, 1.0, 1.0),
+    }
+    text = render(sections, {"before": machine, "after": machine, "when": "now"}, 60.0, quick=True)
+    assert text.startswith("# Performance")
+    assert "| Alpha | be fast | **met** | 2× faster |" in text
+    assert "## Beta" in text
+    assert "body B" in text
+
+
+# -- polling (pure) ---------------------------------------------------------------------------------
+
+
+def test_a_runway_task_shows_its_end_at_the_next_refresh_tick():
+    job = polling.Job(started=2.0, render_s=20.0, phase=1.0, refresh_s=5.0, progress_reported=True)
+    assert job.visible_done == 26.0
+    assert job.seen(25.9) == ("processing", 95.0)  # as of the tick at 21 s: 19 of 20 s rendered
+    assert job.seen(26.0) == ("completed", 100.0)
+    assert job.seen(0.5) == ("queued", 0.0)
+
+
+def test_heygen_tasks_report_no_progress_but_the_fixed_midpoint():
+    [job] = polling.heygen_jobs(1, seed=3)
+    assert job.seen(job.started + 1 + job.refresh_s) == ("processing", polling.HEYGEN_MIDPOINT)
+
+
+def test_polling_benchmark_reports_every_schedule_against_the_oracle(ctx):
+    section = run_one(ctx, "polling")
+    scenarios = section.data["scenarios"]
+    assert set(scenarios) == {"RunwayML, idle account", "RunwayML, busy account", "HeyGen, polling only"}
+    for outcomes in scenarios.values():
+        oracle, *others = outcomes
+        assert (oracle["polls_mean"], oracle["delay_p50"]) == (1.0, 0.0)
+        assert all(o["polls_mean"] >= 1 and o["delay_p50"] >= 0 for o in others)
+        assert all(o["jobs"] == section.data["jobs"] for o in outcomes)
+    assert section.body.count("| schedule |") == 3
+
+
+# -- counting ---------------------------------------------------------------------------------------
+
+
+def test_the_counter_sees_reads_writes_and_deletes(ctx):
+    from google.cloud import firestore
+
+    ctx.wipe()
+    client = firestore.Client(project="cvplus-bench")
+    counter = FirestoreCounter().attach(client)
+    ref = client.collection("things").document("one")
+    ref.set({"n": 1})
+    ref.get()
+    client.collection("things").document("missing").get()
+    list(client.collection("empty").stream())
+    ref.delete()
+    seen = counter.snapshot()
+    client.close()
+    assert (seen["reads"], seen["writes"], seen["deletes"]) == (3, 1, 1)
+    assert seen["writes_by_collection"] == {"things": 1}
+    assert seen["rpcs"] == 5
+
+
+# -- benchmarks on the emulator and in subprocesses -------------------------------------------------
+
+
+@pytest.mark.slow
+def test_status_check_benchmark_measures_both_functions_over_http(ctx):
+    section = run_one(ctx, "status_check")
+    results = section.data["results"]
+    assert set(results) == {1, 4}
+    for by_name in results.values():
+        assert len(by_name) == 2
+        assert all(r["errors"] == 0 and r["rps"] > 0 and r["p99_ms"] >= r["p50_ms"] for r in by_name.values())
+    assert set(section.data["steps_ms"]) >= {"verify ID token", "read job document", "read task record"}
+
+
+@pytest.mark.slow
+def test_batch_benchmark_counts_round_trips_on_both_sides(ctx):
+    section = run_one(ctx, "batch")
+    rows = section.data["rows"]
+    assert [r["jobs"] for r in rows] == [3, 10]
+    for row in rows:
+        assert row["batch_rpcs"] >= 1
+        assert row["single_rpcs"] == 2 * row["jobs"]
+        assert row["batch_reads"] == row["reported_reads"] == row["jobs"]
+        assert row["provider_calls"] == 0
+
+
+@pytest.mark.slow
+def test_cold_start_benchmark_answers_from_fresh_processes(ctx):
+    section = run_one(ctx, "cold_start")
+    summary = section.data["summary"]
+    assert [s["status"] for s in summary.values()] == [200, 200, 401, 200]
+    assert all(s["total_s"] > 0 and s["max_rss_mib"] > 0 for s in summary.values())
+    assert table_rows(section.body)[0][0] == "variant"
+
+
+@pytest.mark.slow
+def test_cost_benchmark_prices_completed_jobs_of_both_providers(ctx):
+    section = run_one(ctx, "cost")
+    jobs = section.data["jobs"]
+    assert {j["provider"] for j in jobs} == {"runwayml", "heygen"}
+    assert all(j["status"] == "completed" for j in jobs)
+    assert all(j["reads"] > 0 and j["writes"] > 0 and j["tasks_created"] >= 1 for j in jobs)
+    assert all(p["cloud"] > 0 for p in section.data["per_thousand"].values())
+
+
+def test_the_command_writes_the_page(firestore_emulator, tmp_path):
+    out = tmp_path / "PERFORMANCE.md"
+    assert bench_main(["--quick", "--only", "polling", "--no-plots", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert text.startswith("# Performance")
+    assert "## Polling efficiency" in text
