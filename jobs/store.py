@@ -24,8 +24,8 @@ Queries, paged sweeps and the composite indexes they need (`firestore.indexes.js
     jobs_past_deadline (+ iter_)  status in, deadlineAt <, order by deadlineAt
     iter_stale_active_jobs        status in, updatedAt <, order by updatedAt
     iter_finalizing_jobs          finalizing ==, order by __name__ (single-field index)
-    purge_jobs                    status in, endedAt <, order by endedAt; then the same by updatedAt
-                                  (jobs without endedAt); projection; deletes through a BulkWriter
+    purge_jobs                    endedAt <, order by endedAt (single-field); then status in,
+                                  updatedAt < (jobs without endedAt); projection; one BulkWriter
     purge_expired                 expireAt < (any supporting collection), order by expireAt
 """
 
@@ -56,7 +56,7 @@ PROVIDER_LINK_TTL = {"runwayml": timedelta(hours=24), "heygen": timedelta(days=7
 FINALIZING_PROGRESS = 99.0
 FINALIZE_RETRY_SLACK_S = 300.0  # per finalize try: Cloud Tasks backoff between tries, at most
 SWEEP_PAGE = 200
-PURGE_PAGE = 500
+PURGE_PAGE = 1000
 BULK_OPS_PER_SECOND = 5000
 BULK_MAX_ATTEMPTS = 5
 # Contention on one document is low in practice (a poll, a webhook and a status check at most). The
@@ -67,8 +67,8 @@ _retry_contention = tenacity.retry(
     retry=tenacity.retry_if_exception(
         lambda exc: isinstance(exc, ValueError) and isinstance(exc.__cause__, gexc.Aborted)
     ),
-    wait=tenacity.wait_random_exponential(multiplier=0.05, max=1.0),
-    stop=tenacity.stop_after_attempt(6),
+    wait=tenacity.wait_random_exponential(multiplier=0.05, max=2.0),
+    stop=tenacity.stop_after_attempt(10),
     reraise=True,
 )
 
@@ -102,6 +102,9 @@ class ExpiredJob:
 class BulkDeleter:
     """Deletes through one BulkWriter, faster than its defaults, counting writes that finally failed.
 
+    Use one per pass and `close()` it: after a `flush()` the client's BulkWriter sends nothing more
+    until 20 operations are queued, and its `close()` then returns without sending them.
+
     The BulkWriter sends batches of 20 in parallel; its default 500 ops/s ceiling (Google's ramp-up
     advice for writes into new key ranges) is raised because deletes of random job ids do not hotspot.
     """
@@ -120,9 +123,6 @@ class BulkDeleter:
 
     def delete(self, ref: firestore.DocumentReference) -> None:
         self.writer.delete(ref)
-
-    def flush(self) -> None:
-        self.writer.flush()
 
     def close(self) -> None:
         self.writer.close()
@@ -600,41 +600,42 @@ class JobStore:
         """Delete terminal jobs that ended before `ended_before` with their task records.
 
         Page by page: `before_delete(page)` runs first (the stored objects go before the records that
-        name them), then the page's deletes go to one BulkWriter. Returns (jobs, task records).
+        name them), then the page's deletes go to a BulkWriter. Returns (jobs, task records).
         """
-        deleter = None if dry_run else BulkDeleter(self.client)
         jobs = tasks = 0
-        for page in self._expired_job_pages(ended_before, page_size, flush=deleter):
-            if before_delete is not None:
-                before_delete(page)
-            for expired in page:
-                jobs, tasks = jobs + 1, tasks + len(expired.tasks)
-                if deleter is not None:
-                    deleter.delete(self._job_ref(expired.job_id))
-                    for provider, task_id in expired.tasks:
-                        deleter.delete(self._task_ref(provider, task_id))
+        for query, only_unended in self._expired_queries(ended_before):
+            # one writer per query: it is closed (all sent) before the next query looks
+            deleter = None if dry_run else BulkDeleter(self.client)
+            for page in _pages(query, page_size):
+                picked = _pick_expired(page, only_unended)
+                if picked and before_delete is not None:
+                    before_delete(picked)
+                for expired in picked:
+                    jobs, tasks = jobs + 1, tasks + len(expired.tasks)
+                    if deleter is not None:
+                        deleter.delete(self._job_ref(expired.job_id))
+                        for provider, task_id in expired.tasks:
+                            deleter.delete(self._task_ref(provider, task_id))
+                if stop():
+                    break
+            if deleter is not None:
+                deleter.close()
             if stop():
                 break
-        if deleter is not None:
-            deleter.close()
         return jobs, tasks
 
-    def _expired_job_pages(
-        self, before: datetime, page_size: int, flush: BulkDeleter | None
-    ) -> Iterator[list[ExpiredJob]]:
-        """Terminal jobs by `endedAt` < before; then those without `endedAt`, by `updatedAt`."""
-        for field_name in ("endedAt", "updatedAt"):
-            query = self._jobs().where(filter=FieldFilter("status", "in", _names(TERMINAL_STATUSES)))
-            query = query.where(filter=FieldFilter(field_name, "<", before)).order_by(field_name)
-            query = query.select(["attempts", "output", "finalize", "endedAt", field_name])
-            for page in _pages(query, page_size):
-                picked = [_expired(s.id, s.to_dict()) for s in page]
-                if field_name == "updatedAt":
-                    picked = [e for e, s in zip(picked, page, strict=True) if not s.to_dict().get("endedAt")]
-                if picked:
-                    yield picked
-            if flush is not None:
-                flush.flush()  # the second pass must not see what the first one deleted
+    def _expired_queries(self, before: datetime) -> tuple[tuple[firestore.Query, bool], ...]:
+        """Terminal jobs with `endedAt` < before, then terminal jobs without `endedAt` by `updatedAt`.
+
+        The first query is one range on a single-field index (the status is checked here): the
+        emulator answers it three times faster than `status in` plus the range, and production
+        needs no composite index for it. Only terminal writes set `endedAt`.
+        """
+        fields = ["status", "attempts", "output", "finalize", "endedAt"]
+        by_end = self._jobs().where(filter=FieldFilter("endedAt", "<", before)).order_by("endedAt")
+        by_update = self._jobs().where(filter=FieldFilter("status", "in", _names(TERMINAL_STATUSES)))
+        by_update = by_update.where(filter=FieldFilter("updatedAt", "<", before)).order_by("updatedAt")
+        return (by_end.select(fields), False), (by_update.select([*fields, "updatedAt"]), True)
 
     def purge_expired(
         self,
@@ -688,6 +689,15 @@ def _pages(query: firestore.Query, page_size: int) -> Iterator[list[firestore.Do
 def _jobs_of(pages: Iterable[list[firestore.DocumentSnapshot]]) -> Iterator[Job]:
     for page in pages:
         yield from (Job.from_doc(s.to_dict()) for s in page)
+
+
+def _pick_expired(page: list[firestore.DocumentSnapshot], only_unended: bool) -> list[ExpiredJob]:
+    picked = []
+    for snap in page:
+        doc = snap.to_dict() or {}
+        if model.is_terminal(doc.get("status", "")) and not (only_unended and doc.get("endedAt")):
+            picked.append(_expired(snap.id, doc))
+    return picked
 
 
 def _expired(job_id: str, doc: Mapping[str, Any]) -> ExpiredJob:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from google.cloud import firestore
 
+from config import load_settings
 from jobs.model import AttemptStatus, Verdict
 from jobs.store import IdempotencyConflict, JobStore, NewJob
 from providers.base import CreateResult, ProviderSnapshot, Status
@@ -179,6 +180,9 @@ def test_snapshots_drive_the_job_to_completion(store):
     assert job.doc["output"]["videoUrls"] == ["https://x/video.mp4"]
     assert job.doc["actualCostUsd"] == 0.6
     assert job.current_attempt.status is AttemptStatus.SUCCEEDED
+    # without a bucket the provider's link is the output, marked with the moment it stops working
+    assert job.doc["output"]["source"] == "provider"
+    assert job.doc["output"]["expiresAt"] == T0 + timedelta(hours=24)
 
 
 def test_a_stale_snapshot_after_a_terminal_one_changes_nothing(store):
@@ -301,3 +305,107 @@ def test_get_jobs_reads_many_at_once_and_omits_missing(store):
     ids = [store.create_job(new_job(key=f"k{i}"))[0].job_id for i in range(5)]
     found = store.get_jobs([*ids, "missing"])
     assert set(found) == set(ids)
+
+
+# -- finalize (with a bucket) ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def storing(firestore_client, clock):
+    settings = load_settings({"GOOGLE_CLOUD_PROJECT": TEST_PROJECT, "STORAGE_BUCKET": "videos"})
+    return JobStore(firestore_client, settings, clock)
+
+
+def finalizing(store):
+    job_id, attempt = submitted_job(store)
+    done = snap(Status.COMPLETED, output_urls=("https://x/video.mp4",), cost_usd=0.6)
+    return job_id, attempt, store.apply_snapshot("runwayml", "task-1", done, 1)
+
+
+def test_with_a_bucket_a_succeeded_task_waits_for_the_finalize_step(storing):
+    job_id, attempt, outcome = finalizing(storing)
+    assert (outcome.job_status, outcome.finalize_attempt) == (Status.PROCESSING, attempt.attempt_id)
+    job = storing.get_job(job_id)
+    assert (job.status, job.progress, job.doc["finalizing"]) == (Status.PROCESSING, 99.0, True)
+    assert job.current_attempt.status is AttemptStatus.SUCCEEDED
+    assert job.doc["providerOutput"]["videoUrls"] == ["https://x/video.mp4"]
+    assert "output" not in job.doc
+    assert "endedAt" not in job.doc
+    assert storing.get_task("runwayml", "task-1").status is Status.COMPLETED
+
+
+def test_a_repeated_success_reading_asks_for_finalize_once(storing):
+    _, _, first = finalizing(storing)
+    again = storing.apply_snapshot("runwayml", "task-1", snap(Status.COMPLETED), 2)
+    assert first.finalize_attempt is not None
+    assert (again.verdict, again.finalize_attempt) == (Verdict.FINAL, None)
+
+
+def test_one_finalize_claim_at_a_time_and_the_tries_are_counted(storing, clock):
+    job_id, attempt, _ = finalizing(storing)
+    first = storing.claim_finalize(job_id, attempt.attempt_id, lease_s=60, max_tries=2)
+    busy = storing.claim_finalize(job_id, attempt.attempt_id, lease_s=60, max_tries=2)
+    assert (first.verdict, first.tries, busy.verdict) == ("go", 1, "busy")
+    clock.now += timedelta(seconds=61)  # the first try died without releasing
+    assert storing.claim_finalize(job_id, attempt.attempt_id, lease_s=60, max_tries=2).tries == 2
+    clock.now += timedelta(seconds=61)
+    assert storing.claim_finalize(job_id, attempt.attempt_id, lease_s=60, max_tries=2).verdict == "exhausted"
+
+
+def test_completing_the_finalize_completes_the_job_once(storing):
+    job_id, attempt, _ = finalizing(storing)
+    storing.claim_finalize(job_id, attempt.attempt_id, lease_s=60, max_tries=5)
+    output = {"source": "storage", "videoPath": f"jobs/{job_id}/video.mp4"}
+    assert storing.complete_finalize(job_id, attempt.attempt_id, output)
+    assert not storing.complete_finalize(job_id, attempt.attempt_id, output)
+    job = storing.get_job(job_id)
+    assert (job.status, job.progress, job.doc["finalizing"]) == (Status.COMPLETED, 100, False)
+    assert job.doc["output"] == output
+    assert storing.claim_finalize(job_id, attempt.attempt_id, lease_s=60, max_tries=5).verdict == "done"
+
+
+def test_giving_up_on_the_finalize_fails_the_job_with_the_cause(storing):
+    job_id, attempt, _ = finalizing(storing)
+    error = {"code": "download_failed", "message": "HTTP 404"}
+    assert not storing.release_finalize(job_id, attempt.attempt_id, error, give_up=False)
+    assert storing.get_job(job_id).status is Status.PROCESSING
+    assert storing.release_finalize(job_id, attempt.attempt_id, error, give_up=True)
+    job = storing.get_job(job_id)
+    assert (job.status, job.doc["error"]["code"], job.doc["error"]["cause"]) == (
+        Status.FAILED,
+        "finalize_failed",
+        "download_failed",
+    )
+
+
+def test_a_job_cancelled_while_finalizing_is_not_completed_by_it(storing):
+    job_id, attempt, _ = finalizing(storing)
+    storing.finish_job(job_id, Status.CANCELLED)
+    assert storing.get_job(job_id).doc["finalizing"] is False
+    assert not storing.complete_finalize(job_id, attempt.attempt_id, {"source": "storage"})
+    assert storing.get_job(job_id).status is Status.CANCELLED
+
+
+# -- sweeps ---------------------------------------------------------------------------------------
+
+
+def test_purge_finds_terminal_jobs_by_ended_at_or_else_updated_at(store, firestore_client, settings):
+    old = T0 - timedelta(days=60)
+    jobs = firestore_client.collection(settings.jobs_collection)
+    jobs.document("ended").set({"jobId": "ended", "status": "failed", "endedAt": old, "updatedAt": old})
+    jobs.document("no-end").set({"jobId": "no-end", "status": "completed", "updatedAt": old})
+    jobs.document("live").set({"jobId": "live", "status": "processing", "updatedAt": old})
+    jobs.document("recent").set({"jobId": "recent", "status": "failed", "endedAt": T0, "updatedAt": old})
+    assert store.purge_jobs(T0 - timedelta(days=30), dry_run=True) == (2, 0)
+    assert len(list(jobs.stream())) == 4
+    assert store.purge_jobs(T0 - timedelta(days=30)) == (2, 0)
+    assert sorted(d.id for d in jobs.stream()) == ["live", "recent"]
+
+
+def test_purge_expired_removes_only_what_expired(store, firestore_client):
+    events = firestore_client.collection("video_webhook_events")
+    for i in range(3):
+        events.document(f"old-{i}").set({"expireAt": T0 - timedelta(minutes=i + 1)})
+    events.document("new").set({"expireAt": T0 + timedelta(minutes=1)})
+    assert store.purge_expired("video_webhook_events", T0, page_size=2) == 3
+    assert [d.id for d in events.stream()] == ["new"]

@@ -1,0 +1,342 @@
+"""The scheduled cleanup (`runwayml_cleanup_task`, Cloud Scheduler every 15 min): nothing is lost, old
+records go.
+
+Policy, in the order a run applies it (each step pages through its query with cursors, so memory
+stays bounded; a run stops paging after BUDGET_S and reports `complete: false`, the next run goes on)::
+
+    1 deadline      active job past `deadlineAt` (not finalizing) -> `timed_out`; its provider task
+                    cancelled (best effort) and its record closed
+    2 crash windows active job quiet for a while (`updatedAt` old), by its current attempt:
+                    submitting for > SUBMIT_GRACE        -> attempt `unknown` (never re-sent to that
+                                                            provider); next provider via Runner.run, or
+                                                            the job fails
+                    none open for > RESUME_GRACE         -> Runner.run (next candidate), or fail (none left)
+                    active, task not checked for > 3 x the provider's longest poll delay (or never
+                    checked for > NEVER_CHECKED_GRACE)   -> Poller.refresh now, then a poll is enqueued
+                                                            (a fresh name, so a spent one cannot block it)
+    3 finalizing    lease expired and no try for > FINALIZE_STALL -> finalize enqueued again (fresh name);
+                    tries used up or its window passed  -> the job fails, stored objects deleted
+    4 retention     terminal job with `endedAt` (else `updatedAt`) older than RETENTION_DAYS -> its
+                    stored objects, then the job and its provider task records (one BulkWriter)
+    5 expired       webhook event ids and quota counters whose `expireAt` passed (TTL does the same
+                    within about a day; this keeps the collections small between TTL runs)
+
+Every action goes through the same store transactions as the rest of the system, so a second run,
+or a duplicate Scheduler delivery, finds nothing left to do. `dryRun` classifies and counts without
+changing anything (the counts say what a real run would do). Records carry `expireAt` for the
+Firestore TTL policy as well; TTL is the backstop, this sweep the guarantee.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from api import Body
+from config import Settings
+from jobs import model
+from jobs.model import AttemptStatus, Job, TaskRecord
+from jobs.service import Runner
+from jobs.store import ExpiredJob, JobStore, utcnow
+from jobs.views import stop_task
+from logs import get_logger
+from providers.base import Provider, ProviderError, Status, is_terminal
+from storage import VideoStorage, job_prefix, storage_for
+from tasks.poll import Poller
+from tasks.queue import FINALIZE_FUNCTION, POLL_FUNCTION, TaskQueue, finalize_name_key, poll_name_key
+
+log = get_logger("tasks.cleanup")
+
+SUBMIT_GRACE = timedelta(minutes=5)
+RESUME_GRACE = timedelta(minutes=5)
+NEVER_CHECKED_GRACE = timedelta(minutes=2)
+ORPHAN_FACTOR = 3
+FINALIZE_STALL = timedelta(minutes=10)
+SWEEP_POLL_DELAY_S = 5.0
+BUDGET_S = 420.0  # the function may run 540 s
+CHUNK = 200
+
+
+class CleanupRequest(Body):
+    dry_run: bool = False
+
+
+class Action(enum.StrEnum):
+    NONE = "none"
+    RESOLVE_SUBMITTING = "resolve_submitting"
+    RESUME = "resume"
+    FAIL = "fail"
+    POLL = "poll"
+    REQUEUE_FINALIZE = "requeue_finalize"
+    FAIL_FINALIZE = "fail_finalize"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Decisions (pure)
+
+
+def crash_action(job: Job, task: TaskRecord | None, now: datetime, *, orphan_after: timedelta) -> Action:
+    """What a quiet active job needs, judged by its current attempt (see the module docstring)."""
+    if is_terminal(job.status) or job.doc.get("finalizing"):
+        return Action.NONE
+    attempt = job.current_attempt
+    if attempt is None or not attempt.is_open:
+        since = (attempt.started_at if attempt else None) or job.doc.get("createdAt")
+        if since is None or now - since < RESUME_GRACE:
+            return Action.NONE
+        return Action.RESUME if model.next_candidate(job.candidates, job.attempts) else Action.FAIL
+    if attempt.status is AttemptStatus.SUBMITTING:
+        started = attempt.started_at
+        return Action.RESOLVE_SUBMITTING if started is None or now - started > SUBMIT_GRACE else Action.NONE
+    if task is None or is_terminal(task.status):
+        return Action.NONE
+    checked = task.doc.get("lastCheckedAt")
+    if checked is None:
+        created = task.doc.get("createdAt")
+        return Action.POLL if created is None or now - created > NEVER_CHECKED_GRACE else Action.NONE
+    return Action.POLL if now - checked > orphan_after else Action.NONE
+
+
+def finalize_action(job: Job, now: datetime, *, max_tries: int) -> Action:
+    state = job.doc.get("finalize") or {}
+    if is_terminal(job.status) or not job.doc.get("finalizing"):
+        return Action.NONE
+    lease = state.get("leaseUntil")
+    if lease is not None and lease > now:
+        return Action.NONE
+    window_end = state.get("deadlineAt")
+    if int(state.get("tries", 0)) >= max_tries or (window_end is not None and now > window_end):
+        return Action.FAIL_FINALIZE
+    moments = [state.get(k) for k in ("requestedAt", "lastTriedAt", "requeuedAt")]
+    last = max((m for m in moments if m is not None), default=None)
+    return Action.REQUEUE_FINALIZE if last is None or now - last > FINALIZE_STALL else Action.NONE
+
+
+def _chunks(items: Iterable[Job], size: int) -> Iterator[list[Job]]:
+    chunk: list[Job] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _task_key(job: Job) -> tuple[str, str] | None:
+    attempt = job.current_attempt
+    if attempt is None or attempt.task_id is None or attempt.status is not AttemptStatus.ACTIVE:
+        return None
+    return attempt.provider, attempt.task_id
+
+
+# ---------------------------------------------------------------------------------------------------
+# The run
+
+
+class Cleanup:
+    def __init__(
+        self,
+        store: JobStore,
+        providers: Mapping[str, Provider],
+        poller: Poller,
+        runner: Runner,
+        queue: TaskQueue,
+        storage: VideoStorage | None,
+        settings: Settings,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        monotonic: Callable[[], float] = time.monotonic,
+        budget_s: float = BUDGET_S,
+    ) -> None:
+        self.store, self.providers, self.poller, self.runner = store, providers, poller, runner
+        self.queue, self.storage, self.settings = queue, storage, settings
+        self.clock, self.monotonic, self.budget_s = clock, monotonic, budget_s
+        self._ends = 0.0
+
+    def run(self, *, dry_run: bool = False) -> dict[str, Any]:
+        """One sweep; the counts of what it did (or, with `dry_run`, would do)."""
+        now, self._ends = self.clock(), self.monotonic() + self.budget_s
+        report: dict[str, Any] = {"dryRun": dry_run, "complete": True, "errors": []}
+        steps = (
+            ("deadline", self._deadlines),
+            ("crashWindows", self._crash_windows),
+            ("finalize", self._finalizing),
+            ("retention", self._retention),
+            ("expired", self._expired),
+        )
+        for name, step in steps:
+            counts: Counter[str] = Counter()
+            try:
+                step(counts, now, dry_run)
+            except Exception as exc:  # one failing step must not keep the others from running
+                log.exception("cleanup step failed", extra={"step": name})
+                report["errors"].append({"step": name, "code": type(exc).__name__})
+            report[name] = dict(counts)
+        report["complete"] = report["complete"] and not self.out_of_time()
+        log.info("cleanup done", extra={"report": report})
+        return report
+
+    def out_of_time(self) -> bool:
+        return self.monotonic() > self._ends
+
+    # -- 1 deadline ---------------------------------------------------------------------------------
+
+    def _deadlines(self, counts: Counter[str], now: datetime, dry_run: bool) -> None:
+        error = {"code": "deadline_exceeded", "message": "the job did not finish by its deadline"}
+        for job in self.store.iter_jobs_past_deadline(now):
+            if self.out_of_time():
+                break
+            if job.doc.get("finalizing"):
+                continue  # the finalize window bounds these (step 3)
+            if dry_run:
+                counts["timedOut"] += 1
+                continue
+            _, changed = self.store.finish_job(job.job_id, Status.TIMED_OUT, error)
+            if not changed:
+                continue
+            counts["timedOut"] += 1
+            attempt = job.current_attempt
+            if attempt is not None and attempt.is_open and attempt.task_id is not None:
+                stop_task(self.store, self.providers[attempt.provider], attempt.provider, attempt.task_id)
+                counts["cancelSent"] += 1
+
+    # -- 2 crash windows ----------------------------------------------------------------------------
+
+    def _crash_windows(self, counts: Counter[str], now: datetime, dry_run: bool) -> None:
+        quiet = min(SUBMIT_GRACE, RESUME_GRACE, NEVER_CHECKED_GRACE, *map(self._orphan_after, self.providers))
+        for chunk in _chunks(self.store.iter_stale_active_jobs(now - quiet), CHUNK):
+            tasks = self.store.get_tasks(k for k in map(_task_key, chunk) if k is not None)
+            for job in chunk:
+                key = _task_key(job)
+                task = tasks.get(key) if key else None
+                orphan_after = self._orphan_after(job.provider) if job.provider else NEVER_CHECKED_GRACE
+                action = crash_action(job, task, now, orphan_after=orphan_after)
+                if action is not Action.NONE:
+                    counts[action.value] += 1
+                    if not dry_run:
+                        self._resolve(job, task, action, now)
+            if self.out_of_time():
+                break
+
+    def _orphan_after(self, provider: str) -> timedelta:
+        return timedelta(seconds=ORPHAN_FACTOR * self.poller.envelopes(provider).max_delay_s)
+
+    def _resolve(self, job: Job, task: TaskRecord | None, action: Action, now: datetime) -> None:
+        context = {"jobId": job.job_id, "provider": job.provider, "action": str(action)}
+        log.warning("cleanup resolves a stuck job", extra=context)
+        if action is Action.RESOLVE_SUBMITTING:
+            attempt = job.current_attempt
+            error = {
+                "code": "outcome_unknown",
+                "message": "the provider create was never recorded (the process stopped); not repeated",
+                "provider": job.provider,
+                "fallbackAllowed": True,
+            }
+            fallback = self.store.record_attempt_failure(
+                job.job_id, attempt.attempt_id, error, fallback_allowed=True, unknown=True
+            )
+            if fallback is not None:
+                self.runner.run(job.job_id)
+        elif action is Action.RESUME:
+            self.runner.run(job.job_id)
+        elif action is Action.FAIL:
+            error = {"code": "no_provider", "message": "no provider is left to try"}
+            self.store.finish_job(job.job_id, Status.FAILED, error)
+        elif action is Action.POLL and task is not None:
+            self._poll_now(task, now)
+
+    def _poll_now(self, task: TaskRecord, now: datetime) -> None:
+        """Look at the task now, then restart its poll chain under a name no earlier poll used."""
+        try:
+            self.poller.refresh(task.provider, task.task_id)
+        except ProviderError as exc:  # the poll enqueued below deals with provider trouble
+            log.warning("refresh failed", extra={"taskId": task.task_id, "code": exc.code})
+        after = self.store.get_task(task.provider, task.task_id)
+        if after is None or is_terminal(after.status):
+            return
+        number = after.last_poll_number + 1
+        payload = {
+            "jobId": task.job_id,
+            "provider": task.provider,
+            "taskId": task.task_id,
+            "pollNumber": number,
+        }
+        key = f"{poll_name_key(task.job_id, task.provider, task.task_id, number)}:sweep:{now:%Y%m%dT%H%M%S}"
+        self.queue.enqueue(function=POLL_FUNCTION, payload=payload, name_key=key, delay_s=SWEEP_POLL_DELAY_S)
+
+    # -- 3 finalizing -------------------------------------------------------------------------------
+
+    def _finalizing(self, counts: Counter[str], now: datetime, dry_run: bool) -> None:
+        for job in self.store.iter_finalizing_jobs():
+            if self.out_of_time():
+                break
+            action = finalize_action(job, now, max_tries=self.settings.finalize_max_attempts)
+            if action is Action.NONE:
+                continue
+            counts[action.value] += 1
+            if not dry_run:
+                self._finalize_action(job, action, now)
+
+    def _finalize_action(self, job: Job, action: Action, now: datetime) -> None:
+        attempt_id = job.doc["finalize"]["attemptId"]
+        if action is Action.REQUEUE_FINALIZE:
+            key = f"{finalize_name_key(job.job_id, attempt_id)}:sweep:{now:%Y%m%dT%H%M%S}"
+            payload = {"jobId": job.job_id, "attemptId": attempt_id}
+            self.queue.enqueue(function=FINALIZE_FUNCTION, payload=payload, name_key=key, delay_s=0.0)
+            self.store.note_finalize_requeued(job.job_id, attempt_id)
+            return
+        last = job.doc["finalize"].get("lastError") or {}
+        error = {
+            "code": last.get("code") or "finalize_timeout",
+            "message": last.get("message") or "timed out",
+        }
+        if self.store.release_finalize(job.job_id, attempt_id, error, give_up=True) and self.storage:
+            self.storage.delete_prefix(job_prefix(job.job_id))
+
+    # -- 4 retention, 5 expired ---------------------------------------------------------------------
+
+    def _retention(self, counts: Counter[str], now: datetime, dry_run: bool) -> None:
+        def drop_objects(page: list[ExpiredJob]) -> None:
+            if self.storage is not None:
+                counts["objects"] += _delete_objects(self.storage, page, dry_run)
+
+        cutoff = now - timedelta(days=self.settings.retention_days)
+        jobs, tasks = self.store.purge_jobs(
+            cutoff, dry_run=dry_run, before_delete=drop_objects, stop=self.out_of_time
+        )
+        counts.update(jobs=jobs, taskRecords=tasks)
+
+    def _expired(self, counts: Counter[str], now: datetime, dry_run: bool) -> None:
+        for name, collection in (("webhookEvents", "webhook_events"), ("quotaCounters", "quota")):
+            counts[name] += self.store.purge_expired(
+                self.settings.collection(collection), now, dry_run=dry_run, stop=self.out_of_time
+            )
+
+
+def _delete_objects(storage: VideoStorage, page: list[ExpiredJob], dry_run: bool) -> int:
+    """The stored objects of a page of expired jobs: named ones directly, unnamed ones by prefix."""
+    named = [path for expired in page for path in expired.objects]
+    unnamed = [expired.job_id for expired in page if expired.stored and not expired.objects]
+    if dry_run:
+        return len(named)
+    # a StorageError propagates: the records stay until their objects are gone (next run)
+    return storage.delete(named) + sum(storage.delete_prefix(job_prefix(j)) for j in unnamed)
+
+
+def cleanup_for(deps: Any) -> Cleanup:
+    """The cleanup over a `deps.Deps` (the entry point's collaborators)."""
+    return Cleanup(
+        deps.store,
+        deps.providers,
+        deps.poller,
+        deps.runner,
+        deps.queue,
+        storage_for(deps.settings),
+        deps.settings,
+        clock=deps.store.clock,
+    )

@@ -1,0 +1,224 @@
+"""The scheduled cleanup against the emulators and simulators: what it removes, what it rescues, and
+that a second run finds nothing left. Time moves by giving the cleanup a later clock.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from api import GenerateRequest
+from jobs.store import NewJob, utcnow
+from providers import prompts
+from tasks.cleanup import Cleanup
+from tasks.queue import FINALIZE_FUNCTION, POLL_FUNCTION
+from tests.stack import OPS_SA, SCHEDULER_SA, SCRIPT, TASKS_SA
+from tests.test_finalize import deliver, finalizing_job, take_finalize
+
+CLEANUP = "runwayml_cleanup_task"
+
+
+def cleanup(stack, later: timedelta = timedelta(0)) -> Cleanup:
+    d = stack.deps
+    clock = lambda: utcnow() + later  # noqa: E731
+    return Cleanup(d.store, d.providers, d.poller, d.runner, d.queue, stack.storage, d.settings, clock=clock)
+
+
+def total(report) -> int:
+    return sum(n for step in report.values() if isinstance(step, dict) for n in step.values())
+
+
+def doc_exists(stack, collection, doc_id) -> bool:
+    return stack.deps.store.client.collection(collection).document(doc_id).get().exists
+
+
+def runway_job(stack) -> str:
+    answer = stack.generate(provider="runwayml")
+    assert answer.status_code == 202, answer.get_json()
+    return answer.get_json()["jobId"]
+
+
+# -- retention ------------------------------------------------------------------------------------
+
+
+def test_retention_deletes_old_jobs_with_their_task_records_and_objects(stack_factory):
+    stack = stack_factory(storage=True)
+    job_id = finalizing_job(stack)
+    deliver(stack, take_finalize(stack))
+    task_id = stack.deps.store.get_job(job_id).current_attempt.task_id
+    report = cleanup(stack, timedelta(days=31)).run()
+    assert report["retention"] == {"jobs": 1, "taskRecords": 1, "objects": 1}
+    assert not doc_exists(stack, stack.settings.jobs_collection, job_id)
+    assert not doc_exists(stack, stack.settings.runwayml_tasks_collection, task_id)
+    assert stack.storage.list_prefix(f"jobs/{job_id}/") == []
+    assert total(cleanup(stack, timedelta(days=31)).run()) == 0  # the second run has nothing to do
+
+
+def test_recent_terminal_jobs_are_kept(stack):
+    job_id = runway_job(stack)
+    stack.run_until_terminal(job_id)
+    report = cleanup(stack, timedelta(days=29)).run()
+    assert report["retention"] == {"jobs": 0, "taskRecords": 0}
+    assert stack.deps.store.get_job(job_id) is not None
+
+
+def test_a_dry_run_reports_and_changes_nothing(stack_factory):
+    stack = stack_factory(storage=True)
+    job_id = finalizing_job(stack)
+    deliver(stack, take_finalize(stack))
+    dry = cleanup(stack, timedelta(days=31)).run(dry_run=True)
+    assert dry["dryRun"] is True
+    assert dry["retention"] == {"jobs": 1, "taskRecords": 1, "objects": 1}
+    assert stack.deps.store.get_job(job_id) is not None
+    assert stack.storage.list_prefix(f"jobs/{job_id}/") != []
+    real = cleanup(stack, timedelta(days=31)).run()
+    assert real["retention"] == dry["retention"]
+
+
+def test_retention_pages_through_many_jobs(stack):
+    store = stack.deps.store
+    writer = store.client.bulk_writer()
+    old = utcnow() - timedelta(days=40)
+    for i in range(1100):
+        doc = {"jobId": f"old-{i}", "status": "completed", "endedAt": old, "updatedAt": old}
+        doc["attempts"] = [{"provider": "runwayml", "taskId": f"t-{i}"}]
+        writer.set(store.client.collection(stack.settings.jobs_collection).document(f"old-{i}"), doc)
+        writer.set(store.client.collection(stack.settings.runwayml_tasks_collection).document(f"t-{i}"), {})
+    writer.close()
+    report = cleanup(stack).run()
+    assert report["retention"] == {"jobs": 1100, "taskRecords": 1100}
+    assert list(store.client.collection(stack.settings.jobs_collection).limit(1).stream()) == []
+
+
+# -- deadlines ------------------------------------------------------------------------------------
+
+
+def test_a_job_past_its_deadline_is_timed_out_and_its_task_cancelled(stack):
+    job_id = runway_job(stack)
+    later = timedelta(seconds=stack.settings.job_deadline_s + 60)
+    report = cleanup(stack, later).run()
+    assert report["deadline"] == {"timedOut": 1, "cancelSent": 1}
+    job = stack.deps.store.get_job(job_id)
+    assert (job.status, job.doc["error"]["code"]) == ("timed_out", "deadline_exceeded")
+    assert stack.runway.count("DELETE", "/v1/tasks/") == 1
+    assert stack.deps.store.get_task("runwayml", job.current_attempt.task_id).status == "cancelled"
+    assert total(cleanup(stack, later).run()) == 0
+    assert stack.runway.count("DELETE", "/v1/tasks/") == 1
+
+
+def test_a_dry_run_does_not_time_anything_out(stack):
+    job_id = runway_job(stack)
+    report = cleanup(stack, timedelta(hours=1)).run(dry_run=True)
+    assert report["deadline"] == {"timedOut": 1}
+    assert stack.deps.store.get_job(job_id).status in ("queued", "processing")
+    assert stack.runway.count("DELETE", "/v1/tasks/") == 0
+
+
+# -- crash windows --------------------------------------------------------------------------------
+
+
+def test_a_stuck_submitting_attempt_is_closed_and_the_job_falls_back(stack):
+    request = GenerateRequest(script=SCRIPT)
+    new = NewJob(
+        owner_uid="alice",
+        request=request.stored(),
+        candidates=("heygen", "runwayml"),
+        prompt=prompts.build_prompt(SCRIPT).to_dict(),
+    )
+    job, _ = stack.deps.store.create_job(new)
+    stack.deps.store.begin_attempt(job.job_id, "heygen")  # then the process stopped: no create sent
+    report = cleanup(stack, timedelta(minutes=6)).run()
+    assert report["crashWindows"] == {"resolve_submitting": 1}
+    after = stack.deps.store.get_job(job.job_id)
+    assert [(a.provider, str(a.status)) for a in after.attempts] == [
+        ("heygen", "unknown"),
+        ("runwayml", "active"),
+    ]
+    assert (len(stack.heygen.videos), sum(stack.runway.creates.values())) == (0, 1)
+
+
+def test_an_attempt_still_submitting_within_the_grace_is_left_alone(stack):
+    new = NewJob(owner_uid="alice", request={"style": "professional"}, candidates=("heygen", "runwayml"))
+    job, _ = stack.deps.store.create_job(new)
+    stack.deps.store.begin_attempt(job.job_id, "heygen")
+    assert total(cleanup(stack, timedelta(minutes=2)).run()) == 0
+    assert stack.deps.store.get_job(job.job_id).current_attempt.status == "submitting"
+
+
+def test_an_orphaned_job_whose_poll_was_lost_is_polled_and_finishes(stack):
+    job_id = runway_job(stack)
+    stack.queue.take()  # poll 1 is lost
+    stack.clock.advance(600)  # the provider finished long ago
+    report = cleanup(stack, timedelta(minutes=10)).run()
+    assert report["crashWindows"] == {"poll": 1}
+    assert stack.deps.store.get_job(job_id).status == "completed"
+
+
+def test_an_orphaned_job_still_rendering_gets_a_new_poll_chain(stack):
+    job_id = runway_job(stack)
+    stack.queue.take()
+    cleanup(stack, timedelta(minutes=10)).run()
+    (poll,) = stack.queue.for_function(POLL_FUNCTION)
+    assert ":sweep:" in poll.name_key
+    assert stack.run_until_terminal(job_id)["status"] == "completed"
+
+
+def test_a_finalize_that_was_lost_is_enqueued_again(stack_factory):
+    stack = stack_factory(storage=True)
+    job_id = finalizing_job(stack)
+    stack.queue.take()  # the finalize task is lost
+    report = cleanup(stack, timedelta(minutes=11)).run()
+    assert report["finalize"] == {"requeue_finalize": 1}
+    (task,) = stack.queue.for_function(FINALIZE_FUNCTION)
+    assert deliver(stack, task.payload).status_code == 200
+    assert stack.deps.store.get_job(job_id).status == "completed"
+    assert total(cleanup(stack, timedelta(minutes=11)).run()) == 0
+
+
+def test_a_finalize_past_its_window_fails_the_job(stack_factory):
+    stack = stack_factory(storage=True)
+    job_id = finalizing_job(stack)
+    stack.queue.take()
+    report = cleanup(stack, timedelta(days=1)).run()
+    assert report["finalize"] == {"fail_finalize": 1}
+    job = stack.deps.store.get_job(job_id)
+    assert (job.status, job.doc["error"]["code"]) == ("failed", "finalize_failed")
+
+
+# -- expired support records ----------------------------------------------------------------------
+
+
+def test_expired_webhook_events_and_quota_counters_are_removed(stack):
+    client, now = stack.deps.store.client, utcnow()
+    for name in ("webhook_events", "quota"):
+        collection = client.collection(stack.settings.collection(name))
+        collection.document("old").set({"expireAt": now - timedelta(hours=1)})
+        collection.document("new").set({"expireAt": now + timedelta(hours=1)})
+    report = cleanup(stack).run()
+    assert report["expired"] == {"webhookEvents": 1, "quotaCounters": 1}
+    for name in ("webhook_events", "quota"):
+        assert [d.id for d in client.collection(stack.settings.collection(name)).stream()] == ["new"]
+
+
+# -- the entry point ------------------------------------------------------------------------------
+
+
+def test_only_the_scheduler_account_may_run_it(stack):
+    client = stack.client(CLEANUP)
+    assert client.post("/", json={}).status_code == 401
+    for account in (TASKS_SA, OPS_SA):
+        assert client.post("/", json={}, headers=stack.service(account, CLEANUP)).status_code == 403
+    answer = client.post("/", json={"dryRun": True}, headers=stack.service(SCHEDULER_SA, CLEANUP))
+    assert answer.status_code == 200, answer.get_json()
+    assert answer.get_json()["dryRun"] is True
+    assert client.get("/", headers=stack.service(SCHEDULER_SA, CLEANUP)).status_code == 405
+
+
+def test_a_token_minted_for_another_function_is_refused(stack):
+    headers = stack.service(SCHEDULER_SA, "runwayml_polling_task")
+    assert stack.client(CLEANUP).post("/", json={}, headers=headers).status_code == 401
+
+
+def test_unknown_fields_in_the_body_are_refused(stack):
+    headers = stack.service(SCHEDULER_SA, CLEANUP)
+    answer = stack.client(CLEANUP).post("/", json={"dryrun": True}, headers=headers)
+    assert answer.status_code == 400
