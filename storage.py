@@ -38,6 +38,7 @@ from urllib.parse import quote
 import requests
 from google.api_core import exceptions as gexc
 from google.auth import exceptions as auth_exc
+from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
 
 from config import Settings
 
@@ -105,10 +106,19 @@ def storage_client(project: str, emulator_url: str | None = None) -> Any:
     return storage.Client(project=project)
 
 
+FOREIGN_ERRORS = (
+    gexc.GoogleAPIError,
+    auth_exc.GoogleAuthError,
+    requests.RequestException,
+    ConnectionError,
+    TimeoutError,
+    DataCorruption,
+    InvalidResponse,
+)
+
+
 def _translate(exc: Exception, bucket: str) -> StorageError:
     """The one seam where foreign errors become `StorageError`."""
-    if isinstance(exc, StorageError):
-        return exc
     if isinstance(exc, gexc.Forbidden | gexc.Unauthorized | auth_exc.GoogleAuthError):
         return StorageError(
             f"access to bucket {bucket} denied: the runtime account needs roles/storage.objectAdmin "
@@ -127,8 +137,10 @@ def _translate(exc: Exception, bucket: str) -> StorageError:
         requests.RequestException,
         ConnectionError,
         TimeoutError,
+        DataCorruption,
+        InvalidResponse,
     )
-    if isinstance(exc, unavailable) or type(exc).__name__ in ("DataCorruption", "InvalidResponse"):
+    if isinstance(exc, unavailable):
         return StorageError(f"Cloud Storage trouble: {type(exc).__name__}", code="storage_unavailable")
     return StorageError(f"Cloud Storage error: {type(exc).__name__}")
 
@@ -173,9 +185,10 @@ class VideoStorage:
             return self._client.bucket(self.bucket_name)
 
     def _call(self, fn: Callable[[], Any]) -> Any:
+        """Run a client call; its errors become `StorageError`, a reader's own errors pass through."""
         try:
             return fn()
-        except Exception as exc:
+        except FOREIGN_ERRORS as exc:
             raise _translate(exc, self.bucket_name) from exc
 
     # -- writing ------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ every job's GIF has the same size and palette whichever provider made the video 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import ipaddress
 import subprocess
@@ -50,7 +51,7 @@ from api import Body, Identifier
 from config import Settings
 from jobs.store import JobStore
 from logs import get_logger
-from storage import StorageError, VideoStorage, gif_path, job_prefix, video_path
+from storage import StorageError, StoredObject, VideoStorage, gif_path, job_prefix, video_path
 
 log = get_logger("tasks.finalize")
 
@@ -308,9 +309,9 @@ class Finalizer:
         deadline = self.monotonic() + self.settings.finalize_timeout_s
         wants_gif = (doc.get("request") or {}).get("format") == "gif"
         with tempfile.TemporaryDirectory(prefix="finalize-") as tmp:
-            local = Path(tmp) / "video.mp4"
-            with open(local, "wb") as copy:
-                video, download = self._upload_video(job_id, urls[0], deadline, copy if wants_gif else None)
+            local = Path(tmp) / "video.mp4"  # the GIF's source; /tmp is memory on Cloud Functions
+            with open(local, "wb") if wants_gif else contextlib.nullcontext() as copy:
+                video, download = self._upload_video(job_id, urls[0], deadline, copy)
             output = _output(self.storage.bucket_name, video, download)
             if wants_gif:
                 gif = Path(tmp) / "video.gif"
@@ -319,7 +320,9 @@ class Finalizer:
                 output.update(gifPath=stored.path, gifSizeBytes=stored.size_bytes)
         return output
 
-    def _upload_video(self, job_id: str, url: str, deadline: float, copy: BinaryIO | None) -> tuple:
+    def _upload_video(
+        self, job_id: str, url: str, deadline: float, copy: BinaryIO | None
+    ) -> tuple[StoredObject, Download]:
         response = open_download(url, self.settings, deadline)
         with response:
             download = Download(
@@ -331,7 +334,7 @@ class Finalizer:
         return video, download
 
 
-def _output(bucket: str, video: Any, download: Download) -> dict[str, Any]:
+def _output(bucket: str, video: StoredObject, download: Download) -> dict[str, Any]:
     return {
         "source": "storage",
         "bucket": bucket,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import socket
 import threading
 import time
@@ -16,7 +17,7 @@ import requests
 
 from local.simcore import SAMPLE_MP4
 from storage import gif_path, video_path
-from tasks.finalize import refusal
+from tasks.finalize import Download, FinalizeError, refusal
 from tests.stack import TASKS_SA
 
 FINALIZE = "finalize_video_task"
@@ -251,6 +252,40 @@ def test_without_storage_the_job_completes_with_the_provider_link_marked(stack):
     assert output["videoUrls"][0].startswith(stack.runway.base_url)
     assert timedelta(hours=23) < output["expiresAt"] - job["endedAt"] <= timedelta(hours=24)
     assert not finalize_tasks(stack)
+
+
+def test_an_output_over_the_size_limit_fails_at_once(stack_factory):
+    stack = stack_factory(storage=True, FINALIZE_MAX_BYTES="1024")
+    job_id = finalizing_job(stack)
+    assert deliver(stack, take_finalize(stack)).status_code == 200  # a retry cannot shrink it
+    job = stack.deps.store.get_job(job_id)
+    assert (job.status, job.doc["error"]["cause"]) == ("failed", "output_too_large")
+    assert stack.storage.list_prefix(f"jobs/{job_id}/") == []
+
+
+def body_without_length(data: bytes) -> requests.Response:
+    """A streamed response as requests builds it, with no Content-Length to check up front."""
+    response = requests.Response()
+    response.status_code, response.raw = 200, io.BytesIO(data)
+    return response
+
+
+def test_the_stream_stops_at_the_size_limit_even_without_a_content_length():
+    download = Download(body_without_length(SAMPLE), max_bytes=4096, deadline=time.monotonic() + 5)
+    with pytest.raises(FinalizeError) as caught:
+        download.read(len(SAMPLE))
+    assert (caught.value.code, caught.value.retryable) == ("output_too_large", False)
+
+
+def test_the_stream_counts_and_checksums_what_it_passes_on():
+    download = Download(body_without_length(SAMPLE), max_bytes=len(SAMPLE), deadline=time.monotonic() + 5)
+    data = b"".join(iter(lambda: download.read(1000), b""))
+    assert (data, download.count, download.tell(), download.md5) == (
+        SAMPLE,
+        len(SAMPLE),
+        len(SAMPLE),
+        SAMPLE_MD5,
+    )
 
 
 # -- the allow-list (pure) --------------------------------------------------------------------------
