@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-MET, NOT_MET, NOT_RUN = "met", "not met", "not run"
+MET, NOT_MET, NOT_RUN, REPORTED = "met", "not met", "not run", "reported"
 
 
 class MissingCode(RuntimeError):

@@ -15,33 +15,31 @@ from benchmarks.common import ROOT
 
 @dataclass(frozen=True)
 class Price:
-    usd: float
+    usd: float  # per single unit
     per: str
     source: str
+    label: str  # the price as the page states it
 
 
+FIRESTORE = "cloud.google.com/firestore/pricing"
+RUN = "cloud.google.com/run/pricing"
+TASKS = "cloud.google.com/tasks/docs/pricing"
 PRICES: dict[str, Price] = {
-    "firestore_read": Price(
-        0.03 / 100_000, "document read", "cloud.google.com/firestore/pricing (us-central1, Standard edition)"
-    ),
+    "firestore_read": Price(0.03 / 100_000, "document read", f"{FIRESTORE} (us-central1)", "$0.03 / 100,000"),
     "firestore_write": Price(
-        0.09 / 100_000, "document write", "cloud.google.com/firestore/pricing (us-central1)"
+        0.09 / 100_000, "document write", f"{FIRESTORE} (us-central1)", "$0.09 / 100,000"
     ),
     "firestore_delete": Price(
-        0.01 / 100_000, "document delete", "cloud.google.com/firestore/pricing (us-central1)"
+        0.01 / 100_000, "document delete", f"{FIRESTORE} (us-central1)", "$0.01 / 100,000"
     ),
     "tasks_operation": Price(
-        0.40 / 1_000_000,
-        "billable operation (API call or push delivery attempt)",
-        "cloud.google.com/tasks/docs/pricing",
+        0.40 / 1_000_000, "billable operation (API call or push delivery attempt)", TASKS, "$0.40 / million"
     ),
     "function_invocation": Price(
-        0.40 / 1_000_000, "request", "cloud.google.com/run/pricing (Cloud Run functions bill as Cloud Run)"
+        0.40 / 1_000_000, "request", f"{RUN} (Cloud Run functions bill as Cloud Run)", "$0.40 / million"
     ),
-    "vcpu_second": Price(
-        0.000024, "vCPU-second, CPU allocated during requests, Tier 1", "cloud.google.com/run/pricing"
-    ),
-    "gib_second": Price(0.0000025, "GiB-second, Tier 1", "cloud.google.com/run/pricing"),
+    "vcpu_second": Price(0.000024, "vCPU-second, CPU allocated during requests, Tier 1", RUN, "$0.000024"),
+    "gib_second": Price(0.0000025, "GiB-second, Tier 1", RUN, "$0.0000025"),
 }
 BILLING_QUANTUM_S = 0.1  # Cloud Run rounds billable time up to the nearest 100 ms
 PRICES_READ = "November 2026"

@@ -13,12 +13,12 @@ import pytest
 from benchmarks import polling
 from benchmarks.__main__ import main as bench_main
 from benchmarks.__main__ import run_all
-from benchmarks.common import MET, NOT_MET, NOT_RUN, Section, interleave, percentile, table
+from benchmarks.common import MET, NOT_MET, NOT_RUN, REPORTED, Section, interleave, percentile, table
 from benchmarks.counting import FirestoreCounter
 from benchmarks.env import Context
 from benchmarks.report import render
 
-VERDICTS = (MET, NOT_MET, "reported")
+VERDICTS = (MET, NOT_MET, REPORTED)
 
 
 @pytest.fixture
@@ -188,3 +188,22 @@ def test_the_command_writes_the_page(firestore_emulator, tmp_path):
     text = out.read_text()
     assert text.startswith("# Performance")
     assert "## Polling efficiency" in text
+
+
+@pytest.mark.slow
+def test_cleanup_benchmark_deletes_every_record_in_both_variants(ctx):
+    pytest.importorskip("tasks.cleanup")
+    section = run_one(ctx, "cleanup")
+    records = section.data["records"]
+    assert section.data["sweep"]["deletes"] == section.data["naive"]["deletes"] == records
+    assert section.data["naive"]["rpcs"] > section.data["sweep"]["rpcs"]
+    assert all(section.data[v]["peak_rss_mib"] > 0 for v in ("sweep", "naive", "small"))
+
+
+@pytest.mark.slow
+def test_throughput_benchmark_ends_every_job_on_the_local_stack(ctx):
+    section = run_one(ctx, "throughput")
+    assert section.data["submitted"] == 4
+    assert section.data["lost"] == 0
+    assert sum(section.data["statuses"].values()) == 4
+    assert "functions" in section.data["cpu"]
