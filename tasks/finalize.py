@@ -49,7 +49,7 @@ import requests
 
 from api import Body, Identifier
 from config import Settings
-from jobs.store import JobStore
+from jobs.store import JobNotFound, JobStore
 from logs import get_logger
 from storage import StorageError, StoredObject, VideoStorage, gif_path, job_prefix, video_path
 
@@ -80,7 +80,7 @@ class FinalizeError(Exception):
 
 @dataclass(frozen=True)
 class FinalizeResult:
-    outcome: str  # completed | skipped | busy | retry | failed | discarded
+    outcome: str  # completed | skipped | busy | retry | failed | discarded | missing
     job_id: str
     error: dict[str, Any] | None = None
 
@@ -264,9 +264,13 @@ class Finalizer:
     def finalize(self, job_id: str, attempt_id: str) -> FinalizeResult:
         settings = self.settings
         lease_s = settings.finalize_timeout_s + LEASE_SLACK_S
-        claim = self.store.claim_finalize(
-            job_id, attempt_id, lease_s=lease_s, max_tries=settings.finalize_max_attempts
-        )
+        try:
+            claim = self.store.claim_finalize(
+                job_id, attempt_id, lease_s=lease_s, max_tries=settings.finalize_max_attempts
+            )
+        except JobNotFound:  # purged by retention, or never ours: nothing to store, do not retry
+            log.info("finalize for a job that does not exist", extra={"jobId": job_id})
+            return FinalizeResult("missing", job_id)
         if claim.verdict in ("done", "busy"):
             return FinalizeResult("skipped" if claim.verdict == "done" else "busy", job_id)
         if claim.verdict == "exhausted":
