@@ -163,8 +163,14 @@ def is_content_failure(code: str | None) -> bool:
     return any(marker in code for marker in CONTENT_MARKERS)
 
 
-def snapshot_from_video(video_id: str, data: Mapping[str, Any]) -> ProviderSnapshot:
-    """A `GET /v3/videos/{id}` `data` object (or a bulk status entry) in the project's terms."""
+def snapshot_from_video(
+    video_id: str, data: Mapping[str, Any], usd_per_second: float | None = None
+) -> ProviderSnapshot:
+    """A `GET /v3/videos/{id}` `data` object (or a bulk status entry) in the project's terms.
+
+    Cost: HeyGen charges per output second and not for failed renders, so a completed video costs
+    `duration * usd_per_second` and a failed one nothing; unknown otherwise.
+    """
     raw = str(data.get("status") or "")
     status = _STATUSES.get(raw.lower(), Status.PROCESSING)
     code = _text(data.get("failure_code"))
@@ -181,7 +187,18 @@ def snapshot_from_video(video_id: str, data: Mapping[str, Any]) -> ProviderSnaps
         failure_code=(code or "render_failed") if failure else None,
         failure_message=_text(data.get("failure_message")) if failure else None,
         fallback_allowed=failure and not is_content_failure(code),
+        cost_usd=_cost(status, data.get("duration"), usd_per_second),
     )
+
+
+def _cost(status: Status, duration: object, usd_per_second: float | None) -> float | None:
+    if usd_per_second is None:
+        return None
+    if status is Status.FAILED:
+        return 0.0
+    if status is Status.COMPLETED and isinstance(duration, int | float) and not isinstance(duration, bool):
+        return round(float(duration) * usd_per_second, 4)
+    return None
 
 
 def error_fields(body: object) -> tuple[str | None, str]:
@@ -370,7 +387,7 @@ class HeyGenProvider:
                 "unknown HeyGen status; treating it as processing",
                 extra={"provider": PROVIDER, "taskId": video_id, "status": str(data.get("status"))[:50]},
             )
-        return snapshot_from_video(video_id, data)
+        return snapshot_from_video(video_id, data, self._settings.heygen_usd_per_second)
 
     def _refresh(self, video_id: str, snapshots: dict[str, ProviderSnapshot]) -> None:
         """Replace a bulk entry by the full video; drop it (the caller polls it singly) on failure."""

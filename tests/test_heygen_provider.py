@@ -440,3 +440,14 @@ def wait_for(condition, timeout_s: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not reached"
         time.sleep(0.01)
+
+
+def test_a_completed_video_costs_its_duration_at_the_configured_price():
+    snapshot = snapshot_from_video(
+        "v1", {"status": "completed", "duration": 30, "video_url": "https://x"}, 0.05
+    )
+    assert snapshot.cost_usd == 1.5
+
+
+def test_a_failed_render_costs_nothing():
+    assert snapshot_from_video("v1", {"status": "failed"}, 0.05).cost_usd == 0.0
