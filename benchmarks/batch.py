@@ -7,6 +7,8 @@ documents read (benchmarks/counting.py). The jobs are finished, so neither side 
 
 from __future__ import annotations
 
+import math
+import re
 import time
 from typing import Any
 
@@ -42,6 +44,7 @@ def run(ctx: Context) -> Section:
     batch_client = functions_framework.create_app(target=BATCH, source=str(ROOT / "main.py")).test_client()
     single_client = functions_framework.create_app(target=SINGLE, source=str(ROOT / "main.py")).test_client()
     rows: list[dict[str, Any]] = []
+    hot: list[tuple[str, float, float]] = []
     try:
         for size in sizes:
             ids = job_ids[:size]
@@ -62,6 +65,8 @@ def run(ctx: Context) -> Section:
             cost = {"batch": _counted(counter, one_batch), "single": _counted(counter, singles)}
             times = interleave({"batch": _timer(one_batch), "single": _timer(singles)}, rounds)
             reported = one_batch()
+            if size == max(sizes):
+                hot = profile(one_batch)
             rows.append(
                 {
                     "jobs": size,
@@ -79,7 +84,27 @@ def run(ctx: Context) -> Section:
     finally:
         deps.use(None)
         built.store.client.close()
-    return _section(rows, rounds)
+    return _section(rows, rounds, hot)
+
+
+def profile(fn, count: int = 8) -> list[tuple[str, float, float]]:
+    """cProfile of one call: the project's functions by cumulative time (ms), with their own time."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.runcall(fn)
+    stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    ours, everything = [], []
+    for (path, line, name), (_, _, own, cumulative, _) in stats.items():
+        where = re.split(r"site-packages/|lib/python3\.\d+/", path)[-1].removeprefix(str(ROOT) + "/")
+        row = (f"{name} ({where}:{line})", cumulative * 1000, own * 1000)
+        everything.append(row)
+        if path.startswith(str(ROOT)) and "/.venv/" not in path and "/benchmarks/" not in path:
+            ours.append(row)
+    by_cumulative = sorted(ours, key=lambda r: -r[1])[:count]
+    by_own = sorted(everything, key=lambda r: -r[2])[:count]
+    return [*by_cumulative, ("**by own time, any code:**", math.nan, math.nan), *by_own]
 
 
 def _timer(fn):
@@ -97,7 +122,7 @@ def _counted(counter: FirestoreCounter, fn) -> dict[str, Any]:
     return FirestoreCounter.delta(before, counter.snapshot())
 
 
-def _section(rows: list[dict[str, Any]], rounds: int) -> Section:
+def _section(rows: list[dict[str, Any]], rounds: int, hot: list[tuple[str, float, float]]) -> Section:
     largest = rows[-1]
     headline = (
         f"{largest['jobs']:,} jobs: one batch call {largest['batch_s'] * 1000:.0f} ms vs "
@@ -131,7 +156,14 @@ def _section(rows: list[dict[str, Any]], rounds: int) -> Section:
         "batch reports firestoreReads",
         "provider calls",
     )
-    body = "\n\n".join([METHOD.format(rounds=rounds), table(header, table_rows), f"Headline: {headline}."])
+    parts = [METHOD.format(rounds=rounds), table(header, table_rows), f"Headline: {headline}."]
+    if hot:
+        parts += [
+            f"Where one batch call of {largest['jobs']:,} jobs spends its time (cProfile, which slows Python "
+            "code down, so read the shares, not the totals):",
+            table(("project function", "cumulative ms", "own ms"), hot),
+        ]
+    body = "\n\n".join(parts)
     return Section(
         key="batch",
         title="Batch scaling",
@@ -139,7 +171,7 @@ def _section(rows: list[dict[str, Any]], rounds: int) -> Section:
         verdict=MET if largest["speedup"] >= GOAL else NOT_MET,
         headline=headline,
         body=body,
-        data={"rows": rows},
+        data={"rows": rows, "profile": hot},
     )
 
 
