@@ -218,8 +218,8 @@ def error_from_response(status: int, body: object, retry_after: float | None = N
     kwargs: dict[str, Any] = {"provider": PROVIDER, "code": code, "http_status": status}
     if status == 400 and is_content_failure(code):
         return ContentRejected(message, **kwargs)
-    if status in (401, 403):
-        return AuthenticationFailed(message, **kwargs)
+    if status in (401, 403):  # HeyGen's wording is not passed on: a message may quote the key sent
+        return AuthenticationFailed(f"HeyGen refused the API key (HTTP {status})", **kwargs)
     if status == 402:
         return InsufficientCredits(message, **kwargs)
     if status == 404:
