@@ -148,8 +148,8 @@ def status(
         job_id = task.job_id
     job = owned_job(store, caller, job_id, ops_accounts)
     attempt = job.current_attempt
-    if attempt is None or attempt.task_id is None:
-        return job
+    if is_terminal(job.status) or attempt is None or attempt.task_id is None:
+        return job  # one document read: a finished job is never refreshed
     task = store.get_task(attempt.provider, attempt.task_id)
     if needs_refresh(job, task, now):
         try:
