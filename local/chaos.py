@@ -21,299 +21,24 @@ prints its table and exits 1 on any violation.
 
 The simulators run in this process (`local.chaos_sims`), so their books can be read; the rest is
 `local.stack.LocalStack` as `make stack` starts it, with the functions' FUNCTIONS_BASE_URL pointed
-at the delivery proxy.
+at the delivery proxy. `local.chaos_driver.Run` holds the parts and plays the app;
+`local.chaos_report` prints the table.
 """
 
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
-import contextlib
-import os
-import random
-import signal
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import requests
-
-from jobs.store import job_id_for
 from local import chaos_checks as checks
-from local import stack_env as plan
+from local.chaos_driver import DEFAULT_FAULTS, ChaosConfig, Run
 from local.chaos_report import ChaosResult, render
-from local.chaos_sims import SimPlan, injected, start_simulators
-from local.delivery_proxy import DeliveryProxy, ProxyPlan
-from local.procs import http_ready
-from local.stack import LocalStack, StackOptions
-from local.stack_state import ROOT
+from local.chaos_sims import callers_gone, injected
 
-DEFAULT_FAULTS = {
-    "http_5xx": 0.10,
-    "http_429": 0.05,
-    "read_timeout": 0.03,
-    "reset": 0.01,
-    "malformed": 0.02,
-    "stuck": 0.02,
-    "moderation": 0.02,
-}
-WORK_DIR = ROOT / "build" / "chaos-stack"
-RUNWAYML_KEY = "key_" + "c4a05" * 8
-HEYGEN_KEY = "chaos-heygen-key"
-WEBHOOK_SECRET = "whsec_chaos-heygen-webhook-secret"  # noqa: S105 - a simulator's, on loopback
-SCRIPT = (
-    "I am a senior data engineer with {years} years in logistics. I led a team of {team} that cut "
-    "delivery delays by {cut}% and built pipelines in Python, Kafka and AWS. Reference {ref}."
-)
-
-
-@dataclass(frozen=True)
-class ChaosConfig:
-    jobs: int = 300
-    seed: int = 7
-    speed: float = 100.0
-    faults: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_FAULTS))
-    p_duplicate: float = 0.15
-    p_late: float = 0.15
-    kills: int = 2
-    clients: int = 4
-    deadline_s: int = 60  # JOB_DEADLINE_SECONDS (the settings allow no less)
-    p_cancel: float = 0.03
-    p_watch: float = 0.2
-    max_wait_s: float = 240.0  # bound on waiting for the deadlines after the last submission
-    runwayml_key: str = RUNWAYML_KEY
-    heygen_key: str = HEYGEN_KEY
-    webhook_secret: str = WEBHOOK_SECRET
-    work_dir: Path = WORK_DIR
-    extra_env: dict[str, str] = field(default_factory=dict)  # more settings for the functions
-
-
-@contextlib.contextmanager
-def _emulator_env(host: str) -> Iterator[None]:
-    """FIRESTORE_EMULATOR_HOST for the clients made inside (the client reads it when it is built)."""
-    previous = os.environ.get("FIRESTORE_EMULATOR_HOST")
-    os.environ["FIRESTORE_EMULATOR_HOST"] = host
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
-        else:
-            os.environ["FIRESTORE_EMULATOR_HOST"] = previous
-
-
-class Run:
-    """One chaos run: the parts it started, the app-side driver, and what it saw."""
-
-    def __init__(self, config: ChaosConfig) -> None:
-        self.config = config
-        self.rng = random.Random(config.seed)
-        self.result = ChaosResult(seed=config.seed, jobs=config.jobs, speed=config.speed)
-        self.job_for_seed: dict[int, str] = {}
-        self.accepted: set[str] = set()
-        self.owners: dict[str, str] = {}
-        self.answered = 0
-        self.lock = threading.Lock()
-        self.runway = self.heygen = self.proxy = self.stack = self.client = None
-        self.log = checks.TransitionLog()
-
-    # -- parts --------------------------------------------------------------------------------------
-
-    def start(self) -> None:
-        c = self.config
-        sims = SimPlan(c.speed, c.faults, c.seed, c.runwayml_key, c.heygen_key)
-        self.runway, self.heygen = start_simulators(sims)
-        self.proxy = DeliveryProxy(ProxyPlan(c.p_duplicate, c.p_late, seed=c.seed)).start()
-        environ = dict(os.environ) | {
-            "RUNWAYML_API_KEY": c.runwayml_key,
-            "RUNWAYML_BASE_URL": self.runway.base_url,
-            "HEYGEN_API_KEY": c.heygen_key,
-            "HEYGEN_BASE_URL": self.heygen.base_url,
-            "HEYGEN_AVATAR_ID": plan.HEYGEN_SIM_AVATAR,
-        }
-        extra = {
-            "FUNCTIONS_BASE_URL": self.proxy.base_url,
-            "JOB_DEADLINE_SECONDS": str(c.deadline_s),
-            "HEYGEN_WEBHOOK_SECRET": c.webhook_secret,
-            "HTTP_READ_TIMEOUT_SECONDS": "1",
-            "HTTP_MAX_ATTEMPTS": "2",
-            "RUNWAYML_QUOTA": "100000/60",
-            "HEYGEN_QUOTA": "100000/60",
-        } | c.extra_env
-        options = StackOptions(work_dir=c.work_dir, environ=environ, extra_env=extra, storage=False)
-        self.stack = LocalStack(options).start()
-        self.proxy.target = self.stack.base_url
-        self.heygen.hook(self.stack.url("heygen_webhook"), c.webhook_secret)
-        from google.cloud import firestore
-
-        with _emulator_env(self.stack.firestore.host):
-            self.client = firestore.Client(project=plan.PROJECT)
-        settings = self.stack.settings
-        self.log.listen(
-            self.client,
-            (settings.jobs_collection, settings.runwayml_tasks_collection, settings.heygen_tasks_collection),
-        )
-
-    def stop(self) -> None:
-        self.log.stop()
-        for part in (self.proxy, self.stack, self.runway, self.heygen):
-            if part is not None:
-                with contextlib.suppress(Exception):
-                    part.stop()
-        if self.client is not None:
-            self.client.close()
-
-    def kill_functions(self) -> None:
-        """SIGKILL the function host's process group, then start it again on the same port."""
-        proc = self.stack.functions
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.proc.wait(timeout=10)
-        proc.proc = None
-        began = time.monotonic()
-        proc.start()
-        proc.wait_ready(http_ready(self.stack.url("generate_video")), 60)
-        self.result.kills.append(round(time.monotonic() - began, 1))
-
-    # -- the app side -------------------------------------------------------------------------------
-
-    def headers(self, function: str, uid: str | None = None, role: str | None = None) -> dict[str, str]:
-        if uid is not None:
-            return self.stack.user_headers(uid)
-        url = f"{self.proxy.base_url}/{function}"  # the audience the functions expect
-        token = self.stack.issuer.service_token(plan.service_account(role or "ops"), url)
-        return {"Authorization": f"Bearer {token}"}
-
-    def call(self, method: str, function: str, *, tries: int = 8, **kwargs: Any) -> requests.Response | None:
-        """One call, repeated (bounded, with backoff) while the answer is lost or a 5xx of ours."""
-        pause = 0.5
-        for _ in range(tries):
-            try:
-                answer = requests.request(method, self.stack.url(function), timeout=(2, 60), **kwargs)
-            except requests.RequestException:
-                answer = None
-            if answer is not None:
-                self.result.responses.append(answer.content)
-                if answer.status_code < 500 or answer.status_code == 503:
-                    return answer
-            time.sleep(pause)
-            pause = min(pause * 2, 4.0)
-        return None
-
-    def submit(self, i: int) -> None:
-        c = self.config
-        rng = random.Random(c.seed * 1_000_003 + i)
-        uid, key, seed = f"user-{i % 7}", f"chaos-{c.seed}-{i}", c.seed * 100_000 + i
-        script = SCRIPT.format(years=3 + i % 20, team=2 + i % 9, cut=10 + i % 60, ref=f"{c.seed}-{i}")
-        body = {
-            "script": script,
-            "seed": seed,
-            "style": rng.choice(["professional", "friendly", "energetic"]),
-        }
-        body |= rng.choice(
-            [{}, {"provider": "heygen"}, {"provider": "runwayml"}, {"kind": "clip", "quality": "premium"}]
-        )
-        job_id = job_id_for(uid, key)
-        with self.lock:
-            self.job_for_seed[seed], self.owners[job_id] = job_id, uid
-        answer = self.call(
-            "POST", "generate_video", json=body, headers={**self.headers("", uid), "Idempotency-Key": key}
-        )
-        outcome = "lost" if answer is None else str(answer.status_code)
-        with self.lock:
-            self.result.submissions[outcome] = self.result.submissions.get(outcome, 0) + 1
-            self.answered += 1
-            if answer is not None and answer.status_code in (200, 202):
-                self.accepted.add(job_id)
-        if answer is not None and answer.status_code == 202 and rng.random() < c.p_cancel:
-            time.sleep(rng.uniform(0.0, 1.0))
-            self.call("POST", "cancel_video", json={"jobId": job_id}, headers=self.headers("", uid))
-
-    def watch(self, job_id: str) -> None:
-        self.call(
-            "GET",
-            "runwayml_status_check",
-            tries=2,
-            params={"jobId": job_id},
-            headers=self.headers("", self.owners[job_id]),
-        )
-
-    def submit_all(self) -> None:
-        """Submit every job from `clients` threads; kill the function host at even marks meanwhile."""
-        c = self.config
-        marks = [round(c.jobs * (k + 1) / (c.kills + 1)) for k in range(c.kills)]
-        killer = threading.Thread(target=self._kill_at, args=(marks,), name="chaos-killer", daemon=True)
-        killer.start()
-        with concurrent.futures.ThreadPoolExecutor(max_workers=c.clients) as pool:
-            list(pool.map(self.submit, range(c.jobs)))
-        killer.join(timeout=120)
-
-    def _kill_at(self, marks: list[int]) -> None:
-        """Kill when `mark` submissions have been answered: the other clients are mid-request."""
-        for mark in marks:
-            ends = time.monotonic() + 300
-            while self.answered < mark and time.monotonic() < ends:
-                time.sleep(0.02)
-            self.kill_functions()
-
-    # -- the end --------------------------------------------------------------------------------------
-
-    def jobs(self) -> dict[str, dict[str, Any]]:
-        return {
-            s.id: s.to_dict() for s in self.client.collection(self.stack.settings.jobs_collection).stream()
-        }
-
-    def settle(self) -> None:
-        """Wait until every job ended or every deadline passed (bounded), watching a few meanwhile."""
-        ends = time.monotonic() + self.config.max_wait_s
-        while time.monotonic() < ends:
-            jobs = self.jobs()
-            live = [j for j, d in jobs.items() if d.get("status") not in checks.TERMINAL]
-            if not live:
-                return
-            latest = max(jobs[j]["deadlineAt"].timestamp() for j in live)
-            if time.time() > latest + 2:
-                return
-            for job_id in self.rng.sample(live, min(3, len(live))):
-                if self.rng.random() < self.config.p_watch * 5 and job_id in self.owners:
-                    self.watch(job_id)
-            time.sleep(1.0)
-
-    def cleanup(self) -> dict[str, Any]:
-        answer = self.call(
-            "POST",
-            "runwayml_cleanup_task",
-            json={},
-            headers=self.headers("runwayml_cleanup_task", role="scheduler"),
-        )
-        return (
-            {}
-            if answer is None
-            else {"status": answer.status_code, **(answer.json() if answer.content else {})}
-        )
-
-    def books(self) -> checks.Books:
-        settings = self.stack.settings
-        tasks = {}
-        for provider, name in (
-            ("runwayml", settings.runwayml_tasks_collection),
-            ("heygen", settings.heygen_tasks_collection),
-        ):
-            tasks |= {(provider, s.id): s.to_dict() for s in self.client.collection(name).stream()}
-        return checks.Books(
-            jobs=self.jobs(),
-            tasks=tasks,
-            runway_seeds=dict(self.runway.seeds),
-            job_for_seed=dict(self.job_for_seed),
-            heygen_callbacks=self.heygen.callbacks(),
-            heygen_by_key=dict(self.heygen.videos_by_key),
-            accepted=set(self.accepted),
-            states=dict(self.log.states),
-            jobs_collection=settings.jobs_collection,
-        )
+__all__ = ["DEFAULT_FAULTS", "ChaosConfig", "ChaosResult", "Run", "main", "run"]
 
 
 def run(config: ChaosConfig, during: Callable[[Run], None] | None = None) -> ChaosResult:
@@ -337,7 +62,8 @@ def run(config: ChaosConfig, during: Callable[[Run], None] | None = None) -> Cha
         chaos.result.record(
             books, checks.account(books), injected(chaos.runway, chaos.heygen), chaos.proxy.stats
         )
-        chaos.result.transitions = chaos.log.events
+        chaos.result.transitions = sum(len(states) for states in books.states.values())
+        chaos.result.callers_gone = callers_gone(chaos.runway, chaos.heygen)
         chaos.result.responses += [answer for _, _, answer in chaos.proxy.answers]
     finally:
         mark = time.monotonic()

@@ -1,9 +1,12 @@
 """The chaos run's books: a transition log from Firestore listeners, and the final accounting (pure).
 
-`TransitionLog` listens (`on_snapshot`) to the jobs collection and both provider-task collections
-for the whole run and keeps, per document, every distinct state it was seen in. A listener may
-coalesce changes that follow each other closely, so the log is a subsequence of what happened: a
-backward move it shows is real; one it misses would need two moves within one listener batch.
+`TransitionLog` keeps, per document, every distinct state a witness saw, in the order it saw them.
+A chaos run has two witnesses, each with its own log (merging them would interleave two clocks):
+the Firestore listeners (`on_snapshot` on the jobs and both provider-task collections) and a
+sampler that reads every document every few seconds; both logs end with the final state. Either
+log is a subsequence of what happened (a listener coalesces changes that follow each other
+closely; a sampler sees one state per round): a backward move it shows is real, and one that both
+miss would have to be undone again before either looked.
 
 `account(...)` checks, in the spirit of Jepsen's queue checks, and names each violation::
 
@@ -113,6 +116,7 @@ class Books:
     accepted: set[str] = field(default_factory=set)  # job ids answered 200/202 (or 503 with a job)
     states: Mapping[str, list[State]] = field(default_factory=dict)  # "<collection>/<id>" -> states
     jobs_collection: str = "enhanced_video_jobs"
+    witnessed: dict[str, int] = field(default_factory=dict)  # witness -> documents it saw during the run
 
 
 def account(books: Books) -> list[Violation]:

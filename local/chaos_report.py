@@ -18,6 +18,7 @@ class ChaosResult:
     speed: float
     submissions: dict[str, int] = field(default_factory=dict)  # answer status (or "lost") -> count
     kills: list[float] = field(default_factory=list)  # seconds each restart of the function host took
+    callers_gone: int = 0  # provider answers that found the function host gone (killed mid-request)
     cleanup: dict[str, Any] = field(default_factory=dict)
     faults: dict[str, int] = field(default_factory=dict)
     deliveries: dict[str, int] = field(default_factory=dict)
@@ -47,7 +48,8 @@ class ChaosResult:
             "taskRecords": len(books.tasks),
             "runwaymlTasks": len(books.runway_seeds),
             "heygenVideos": len(books.heygen_callbacks),
-            "documentsWatched": len(books.states),
+            "seenByListener": books.witnessed.get("listener", 0),
+            "seenBySampler": books.witnessed.get("sampler", 0),
         }
 
     @property
@@ -61,6 +63,7 @@ class ChaosResult:
             "speed": self.speed,
             "submissions": self.submissions,
             "kills": self.kills,
+            "providerAnswersLostWithTheHost": self.callers_gone,
             "cleanup": {k: v for k, v in self.cleanup.items() if k in ("status", "deadline", "crashWindows")},
             "faults": self.faults,
             "deliveries": self.deliveries,
@@ -88,10 +91,25 @@ def timed_out_causes(books: Books) -> dict[str, int]:
     for job_id, doc in books.jobs.items():
         if doc.get("status") != "timed_out":
             continue
-        seen = [s for s in books.states.get(f"{books.jobs_collection}/{job_id}", []) if s[0] != "timed_out"]
+        logs = [
+            books.states.get(f"{w}:{books.jobs_collection}/{job_id}", []) for w in ("listener", "sampler")
+        ]
+        seen = [s for s in max(logs, key=len) if s[0] != "timed_out"]
         attempts = seen[-1][2] if seen else ()
         causes[attempts[-1][1] if attempts else "no attempt"] += 1
     return dict(causes.most_common())
+
+
+def _kills(result: ChaosResult) -> str:
+    restarts = ", ".join(f"{s:g} s" for s in result.kills) or "-"
+    lost = result.callers_gone
+    return f"{len(result.kills)} (restarted in {restarts}; provider answers lost with the host {lost})"
+
+
+def _witnesses(books: Mapping[str, int]) -> str:
+    total = books.get("jobs", 0) + books.get("taskRecords", 0)
+    listener, sampler = books.get("seenByListener", 0), books.get("seenBySampler", 0)
+    return f"of {total} documents the listeners saw {listener} and the sampler {sampler} while running"
 
 
 def _pairs(values: Mapping[str, Any]) -> str:
@@ -111,15 +129,13 @@ def render(result: ChaosResult) -> str:
         ("submit answers", _pairs(result.submissions)),
         ("faults injected", _pairs(result.faults)),
         ("task deliveries", _pairs(copies)),
-        (
-            "host kills",
-            f"{len(result.kills)} (restarted in {', '.join(f'{s:g} s' for s in result.kills) or '-'})",
-        ),
+        ("host kills", _kills(result)),
         ("final cleanup", _pairs(cleanup)),
         ("outcomes", _pairs(result.outcomes)),
         ("timed out, had", _pairs(result.ended_by_cleanup)),
-        ("books", _pairs(result.books)),
-        ("transitions seen", str(result.transitions)),
+        ("books", _pairs({k: v for k, v in result.books.items() if not k.startswith("seenBy")})),
+        ("witnesses", _witnesses(result.books)),
+        ("distinct states", str(result.transitions)),
         ("violations", _pairs(result.violation_counts) + f"  (total {len(result.violations)})"),
         (
             "reproduce",

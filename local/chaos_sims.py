@@ -16,6 +16,7 @@ What the accounting reads, counted on the provider's side:
 
 from __future__ import annotations
 
+import sys
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +26,19 @@ from local.runwayml_sim import RunwayMLSim
 from local.simcore import FaultPlan, SimClock
 
 
-class CountingRunwayML(RunwayMLSim):
+class CallerGone:
+    """Counts answers that found their caller gone (the function host was killed mid-request)."""
+
+    callers_gone = 0
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            self.callers_gone += 1  # not a simulator fault: counted, not printed
+            return
+        super().handle_error(request, client_address)  # type: ignore[misc]
+
+
+class CountingRunwayML(CallerGone, RunwayMLSim):
     """The RunwayML simulator, remembering the seed of every task it created."""
 
     def __init__(self, **kwargs: Any) -> None:
@@ -41,7 +54,7 @@ class CountingRunwayML(RunwayMLSim):
         return status, payload, headers
 
 
-class CountingHeyGen(HeyGenSim):
+class CountingHeyGen(CallerGone, HeyGenSim):
     """The HeyGen simulator, remembering which job (callback id) each video was made for."""
 
     def hook(self, url: str, secret: str) -> None:
@@ -97,3 +110,7 @@ def injected(runway: CountingRunwayML, heygen: CountingHeyGen) -> dict[str, int]
         for kind, count in sim.faults.injected.items():
             total[kind] = total.get(kind, 0) + count
     return total
+
+
+def callers_gone(runway: CountingRunwayML, heygen: CountingHeyGen) -> int:
+    return runway.callers_gone + heygen.callers_gone
