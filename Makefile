@@ -43,3 +43,11 @@ clean:
 .PHONY: bench
 bench: tasks-emulator
 	$(PY) -m benchmarks $(ARGS)
+
+# The figures of docs/RELIABILITY.md (about 6 minutes): a 300-job chaos run over the local stack
+# (build/reliability/chaos.json) and the fuzzer at 300 requests per function (fuzz.json beside it).
+# Another run: `make chaos ARGS="--jobs 50 --seed 3 --kills 1"`.
+.PHONY: chaos
+chaos: tasks-emulator
+	$(PY) -m local.chaos --json build/reliability/chaos.json $(ARGS)
+	FUZZ_EXAMPLES=300 $(PY) -m pytest tests/test_fuzz.py -q
