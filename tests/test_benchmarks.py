@@ -148,7 +148,8 @@ def test_status_check_benchmark_measures_both_functions_over_http(ctx):
     for by_name in results.values():
         assert len(by_name) == 2
         assert all(r["errors"] == 0 and r["rps"] > 0 and r["p99_ms"] >= r["p50_ms"] for r in by_name.values())
-    assert set(section.data["steps_ms"]) >= {"verify ID token", "read job document", "read task record"}
+    assert {"verify ID token", "job view + JSON", "rpcs"} <= set(section.data["steps_ms"])
+    assert section.data["steps_ms"]["rpcs"] >= 1
 
 
 @pytest.mark.slow
@@ -158,7 +159,7 @@ def test_batch_benchmark_counts_round_trips_on_both_sides(ctx):
     assert [r["jobs"] for r in rows] == [3, 10]
     for row in rows:
         assert row["batch_rpcs"] >= 1
-        assert row["single_rpcs"] == 2 * row["jobs"]
+        assert row["single_rpcs"] >= row["jobs"]
         assert row["batch_reads"] == row["reported_reads"] == row["jobs"]
         assert row["provider_calls"] == 0
 
