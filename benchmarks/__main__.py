@@ -16,7 +16,7 @@ from pathlib import Path
 
 from benchmarks.common import NOT_RUN, ROOT, MissingCode, Section, machine
 from benchmarks.env import Context
-from benchmarks.report import now, render, write
+from benchmarks.report import code_version, now, render, write
 
 BENCHMARKS = ("polling", "status_check", "batch", "cleanup", "cold_start", "cost", "throughput")
 TITLES = {
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or default_out
     ctx = Context(quick=args.quick, docs_dir=out.parent, plots=not args.no_plots)
     ctx.log_to_file()
-    conditions = {"before": machine(), "when": now()}
+    conditions = {"before": machine(), "when": now(), "code": code_version()}
     began = time.perf_counter()
     try:
         sections = run_all(ctx, names)

@@ -30,7 +30,8 @@ def render(sections: list[Section], conditions: dict[str, Any], total_s: float, 
     parts = [
         "# Performance",
         INTRO,
-        f"Run {conditions['when']} in {total_s / 60:.1f} minutes{' (--quick)' if quick else ''}. {machine}",
+        f"Run {conditions['when']} in {total_s / 60:.1f} minutes{' (--quick)' if quick else ''}, "
+        f"{conditions.get('code', 'code version unknown')}. {machine}",
         "## Summary",
         summary,
     ]
@@ -42,6 +43,31 @@ def render(sections: list[Section], conditions: dict[str, Any], total_s: float, 
             f"_({section.seconds:.0f} s)_",
         ]
     return "\n\n".join(parts) + "\n"
+
+
+def code_version() -> str:
+    """The commit measured, and the project files that differed from it (read-only git calls)."""
+    import subprocess
+
+    from benchmarks.common import ROOT
+
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=30, check=False
+        )
+        return done.stdout.rstrip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short", "HEAD")
+    if not commit:
+        return "code version unknown (not a git checkout)"
+    changed = [
+        line[3:]
+        for line in git("status", "--porcelain", "--untracked-files=no").splitlines()
+        if line[3:].endswith(".py")
+    ]
+    if not changed:
+        return f"code at commit {commit}"
+    return f"code at commit {commit} with uncommitted changes to {', '.join(f'`{c}`' for c in changed)}"
 
 
 def _load(load: tuple[float, float, float]) -> str:
