@@ -2,8 +2,12 @@
 records go.
 
 Policy, in the order a run applies it (each step pages through its query with cursors, so memory
-stays bounded; a run stops paging after BUDGET_S and reports `complete: false`, the next run goes on)::
+stays bounded; a run stops paging after BUDGET_S and reports `complete: false`, the next run goes on).
+Retention runs first, so the other steps' queries do not wade through a backlog of dead jobs, but
+it may use only half the budget: the live jobs' steps always get their turn::
 
+    0 retention     terminal job with `endedAt` (else `updatedAt`) older than RETENTION_DAYS -> its
+                    stored objects, then the job and its provider task records (one BulkWriter)
     1 deadline      active job past `deadlineAt` (not finalizing) -> `timed_out`; its provider task
                     cancelled (best effort) and its record closed
     2 crash windows active job quiet for a while (`updatedAt` old), by its current attempt:
@@ -16,9 +20,7 @@ stays bounded; a run stops paging after BUDGET_S and reports `complete: false`, 
                                                             (a fresh name, so a spent one cannot block it)
     3 finalizing    lease expired and no try for > FINALIZE_STALL -> finalize enqueued again (fresh name);
                     tries used up or its window passed  -> the job fails, stored objects deleted
-    4 retention     terminal job with `endedAt` (else `updatedAt`) older than RETENTION_DAYS -> its
-                    stored objects, then the job and its provider task records (one BulkWriter)
-    5 expired       webhook event ids and quota counters whose `expireAt` passed (TTL does the same
+    4 expired       webhook event ids and quota counters whose `expireAt` passed (TTL does the same
                     within about a day; this keeps the collections small between TTL runs)
 
 Every action goes through the same store transactions as the rest of the system, so a second run,
@@ -156,17 +158,17 @@ class Cleanup:
         self.store, self.providers, self.poller, self.runner = store, providers, poller, runner
         self.queue, self.storage, self.settings = queue, storage, settings
         self.clock, self.monotonic, self.budget_s = clock, monotonic, budget_s
-        self._ends = 0.0
+        self._ends, self._incomplete = 0.0, False
 
     def run(self, *, dry_run: bool = False) -> dict[str, Any]:
         """One sweep; the counts of what it did (or, with `dry_run`, would do)."""
-        now, self._ends = self.clock(), self.monotonic() + self.budget_s
+        now, self._ends, self._incomplete = self.clock(), self.monotonic() + self.budget_s, False
         report: dict[str, Any] = {"dryRun": dry_run, "complete": True, "errors": []}
         steps = (
+            ("retention", self._retention),
             ("deadline", self._deadlines),
             ("crashWindows", self._crash_windows),
             ("finalize", self._finalizing),
-            ("retention", self._retention),
             ("expired", self._expired),
         )
         for name, step in steps:
@@ -177,7 +179,7 @@ class Cleanup:
                 log.exception("cleanup step failed", extra={"step": name})
                 report["errors"].append({"step": name, "code": type(exc).__name__})
             report[name] = dict(counts)
-        report["complete"] = report["complete"] and not self.out_of_time()
+        report["complete"] = not (self._incomplete or self.out_of_time())
         log.info("cleanup done", extra={"report": report})
         return report
 
@@ -298,17 +300,22 @@ class Cleanup:
         if self.store.release_finalize(job.job_id, attempt_id, error, give_up=True) and self.storage:
             self.storage.delete_prefix(job_prefix(job.job_id))
 
-    # -- 4 retention, 5 expired ---------------------------------------------------------------------
+    # -- 0 retention, 4 expired ---------------------------------------------------------------------
 
     def _retention(self, counts: Counter[str], now: datetime, dry_run: bool) -> None:
         def drop_objects(page: list[ExpiredJob]) -> None:
             if self.storage is not None:
                 counts["objects"] += _delete_objects(self.storage, page, dry_run)
 
+        def half_spent() -> bool:  # the live jobs' steps keep the other half of the budget
+            return self.monotonic() > self._ends - self.budget_s / 2
+
         cutoff = now - timedelta(days=self.settings.retention_days)
         jobs, tasks = self.store.purge_jobs(
-            cutoff, dry_run=dry_run, before_delete=drop_objects, stop=self.out_of_time
+            cutoff, dry_run=dry_run, before_delete=drop_objects, stop=half_spent
         )
+        if half_spent():
+            self._incomplete = True
         counts.update(jobs=jobs, taskRecords=tasks)
 
     def _expired(self, counts: Counter[str], now: datetime, dry_run: bool) -> None:

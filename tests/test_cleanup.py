@@ -80,7 +80,7 @@ def test_retention_pages_through_many_jobs(stack):
     old = utcnow() - timedelta(days=40)
     for i in range(1100):
         doc = {"jobId": f"old-{i}", "status": "completed", "endedAt": old, "updatedAt": old}
-        doc["attempts"] = [{"provider": "runwayml", "taskId": f"t-{i}"}]
+        doc |= {"attemptCount": 1, "provider": "runwayml", "providerTaskId": f"t-{i}"}
         writer.set(store.client.collection(stack.settings.jobs_collection).document(f"old-{i}"), doc)
         writer.set(store.client.collection(stack.settings.runwayml_tasks_collection).document(f"t-{i}"), {})
     writer.close()

@@ -168,6 +168,12 @@ def test_a_finalize_for_a_cancelled_job_stores_nothing(stack_factory):
     assert stack.runway.count("GET", "/outputs/") == 0
 
 
+def test_a_finalize_for_a_job_that_no_longer_exists_is_acknowledged(stack_factory):
+    stack = stack_factory(storage=True)
+    answer = deliver(stack, {"jobId": "purged-job", "attemptId": "purged-job-a1"})
+    assert (answer.status_code, answer.get_json()["outcome"]) == (200, "missing")
+
+
 # -- failing clearly ------------------------------------------------------------------------------
 
 

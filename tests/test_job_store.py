@@ -409,3 +409,16 @@ def test_purge_expired_removes_only_what_expired(store, firestore_client):
     events.document("new").set({"expireAt": T0 + timedelta(minutes=1)})
     assert store.purge_expired("video_webhook_events", T0, page_size=2) == 3
     assert [d.id for d in events.stream()] == ["new"]
+
+
+def test_purge_deletes_the_task_records_of_every_attempt(store, firestore_client, settings):
+    job_id, _ = submitted_job(store, provider="heygen", task_id="video-1")
+    failed = snap(Status.FAILED, task_id="video-1", failure_code="RENDER_ERROR", fallback_allowed=True)
+    store.apply_snapshot("heygen", "video-1", failed, 1)
+    second = store.begin_attempt(job_id, "runwayml")
+    store.record_submission(job_id, second.attempt_id, CreateResult(task_id="task-2", model="gen4.5"))
+    store.apply_snapshot("runwayml", "task-2", snap(Status.COMPLETED, task_id="task-2"), 1)
+    assert store.purge_jobs(T0 + timedelta(days=1)) == (1, 2)
+    assert store.get_task("heygen", "video-1") is None
+    assert store.get_task("runwayml", "task-2") is None
+    assert store.get_job(job_id) is None
