@@ -18,7 +18,8 @@ it may use only half the budget: the live jobs' steps always get their turn::
                     active, task not checked for > 3 x the provider's longest poll delay (or never
                     checked for > NEVER_CHECKED_GRACE)   -> Poller.refresh now, then a poll is enqueued
                                                             (a fresh name, so a spent one cannot block it)
-    3 finalizing    lease expired and no try for > FINALIZE_STALL -> finalize enqueued again (fresh name);
+    3 finalizing    lease expired and no try for > FINALIZE_STALL (never tried: NEVER_CLAIMED_GRACE)
+                                                         -> finalize enqueued again (fresh name);
                     tries used up or its window passed  -> the job fails, stored objects deleted
     4 expired       webhook event ids and quota counters whose `expireAt` passed (TTL does the same
                     within about a day; this keeps the collections small between TTL runs)
@@ -58,6 +59,7 @@ RESUME_GRACE = timedelta(minutes=5)
 NEVER_CHECKED_GRACE = timedelta(minutes=2)
 ORPHAN_FACTOR = 3
 FINALIZE_STALL = timedelta(minutes=10)
+NEVER_CLAIMED_GRACE = timedelta(minutes=2)  # a finalize is enqueued without delay
 SWEEP_POLL_DELAY_S = 5.0
 BUDGET_S = 420.0  # the function may run 540 s
 CHUNK = 200
@@ -115,7 +117,8 @@ def finalize_action(job: Job, now: datetime, *, max_tries: int) -> Action:
         return Action.FAIL_FINALIZE
     moments = [state.get(k) for k in ("requestedAt", "lastTriedAt", "requeuedAt")]
     last = max((m for m in moments if m is not None), default=None)
-    return Action.REQUEUE_FINALIZE if last is None or now - last > FINALIZE_STALL else Action.NONE
+    stall = FINALIZE_STALL if int(state.get("tries", 0)) else NEVER_CLAIMED_GRACE
+    return Action.REQUEUE_FINALIZE if last is None or now - last > stall else Action.NONE
 
 
 def _chunks(items: Iterable[Job], size: int) -> Iterator[list[Job]]:

@@ -7,9 +7,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 from api import GenerateRequest
+from jobs.model import Job
 from jobs.store import NewJob, utcnow
 from providers import prompts
-from tasks.cleanup import Cleanup
+from tasks.cleanup import Action, Cleanup, finalize_action
 from tasks.queue import FINALIZE_FUNCTION, POLL_FUNCTION
 from tests.stack import OPS_SA, SCHEDULER_SA, SCRIPT, TASKS_SA
 from tests.test_finalize import deliver, finalizing_job, take_finalize
@@ -222,3 +223,32 @@ def test_unknown_fields_in_the_body_are_refused(stack):
     headers = stack.service(SCHEDULER_SA, CLEANUP)
     answer = stack.client(CLEANUP).post("/", json={"dryrun": True}, headers=headers)
     assert answer.status_code == 400
+
+
+# -- decisions (pure) -----------------------------------------------------------------------------
+
+T0 = utcnow()
+
+
+def finalizing_doc(**finalize) -> Job:
+    state = {"attemptId": "j-a1", "tries": 0, "leaseUntil": None, "requestedAt": T0, **finalize}
+    doc = {"jobId": "j", "ownerUid": "u", "status": "processing", "finalizing": True, "finalize": state}
+    return Job.from_doc(doc)
+
+
+def test_a_finalize_never_claimed_is_requeued_after_a_short_grace():
+    job = finalizing_doc()
+    assert finalize_action(job, T0 + timedelta(minutes=1), max_tries=5) is Action.NONE
+    assert finalize_action(job, T0 + timedelta(minutes=3), max_tries=5) is Action.REQUEUE_FINALIZE
+
+
+def test_a_finalize_that_was_tried_waits_for_its_retries_first():
+    job = finalizing_doc(tries=1, lastTriedAt=T0)
+    assert finalize_action(job, T0 + timedelta(minutes=3), max_tries=5) is Action.NONE
+    assert finalize_action(job, T0 + timedelta(minutes=11), max_tries=5) is Action.REQUEUE_FINALIZE
+
+
+def test_a_finalize_holding_its_lease_is_left_alone():
+    job = finalizing_doc(tries=5, leaseUntil=T0 + timedelta(minutes=5))
+    assert finalize_action(job, T0 + timedelta(minutes=1), max_tries=5) is Action.NONE
+    assert finalize_action(job, T0 + timedelta(minutes=6), max_tries=5) is Action.FAIL_FINALIZE
