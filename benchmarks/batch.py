@@ -116,9 +116,11 @@ def over_http(ctx: Context, sizes, job_ids, ops, user, rounds) -> dict[int, dict
             body = json.dumps({"jobIds": ids}).encode()
 
             def one_batch(body=body) -> None:
+                batch_conn.fresh()
                 batch_conn.expect_ok("POST", "/", {**ops, "Content-Type": "application/json"}, body)
 
             def singles(ids=ids) -> None:
+                single_conn.fresh()
                 for job_id in ids:
                     single_conn.expect_ok("GET", f"/?jobId={job_id}", user)
 
@@ -135,16 +137,33 @@ def over_http(ctx: Context, sizes, job_ids, ops, user, rounds) -> dict[int, dict
 
 
 class KeepAlive:
-    """One persistent HTTP connection; every answer must be 200."""
+    """A persistent HTTP connection; every answer must be 200. gunicorn closes idle connections after
+    2 s, so each timed call starts with `fresh()` (the connect is part of its time) and a request that
+    finds the connection closed is sent again once on a new one (both calls only read)."""
 
     def __init__(self, url: str) -> None:
         parts = urlsplit(url)
-        self.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
+        self.host, self.port = parts.hostname, parts.port
+        self.conn = self._connect()
+
+    def _connect(self) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection(self.host, self.port, timeout=120)
+
+    def fresh(self) -> None:
+        self.conn.close()
+        self.conn = self._connect()
 
     def expect_ok(self, method: str, path: str, headers: dict[str, str], body: bytes | None = None) -> bytes:
-        self.conn.request(method, path, body=body, headers=headers)
-        answer = self.conn.getresponse()
-        data = answer.read()
+        for attempt in (1, 2):
+            try:
+                self.conn.request(method, path, body=body, headers=headers)
+                answer = self.conn.getresponse()
+                data = answer.read()
+                break
+            except (ConnectionError, http.client.RemoteDisconnected):
+                self.fresh()
+                if attempt == 2:
+                    raise
         if answer.status != 200:
             raise RuntimeError(f"{method} {path[:60]} answered {answer.status}: {data[:200]!r}")
         return data
