@@ -47,6 +47,9 @@ def generate(
         existing = store.get_job(job_id_for(owner_uid, key))
         if existing is not None:
             return _repeat(existing, req, deps)
+    if req.format == "gif" and deps.settings.storage_bucket is None:
+        message = "format gif needs the storage bucket (STORAGE_BUCKET), where GIFs are made; ask for mp4"
+        raise ApiError(400, "unsupported_format", message, field="format")
     prompt = _prompt(req)
     template = VideoRequest(
         job_id="pending",
@@ -126,7 +129,7 @@ def _options(req: GenerateRequest) -> dict[str, Any]:
         "duration_s": req.duration_s,
         "aspect_ratio": req.aspect_ratio,
         "resolution": req.resolution,
-        "output_format": req.format,
+        "output_format": "mp4",  # providers make MP4; a GIF is made from it by the finalize step
         "image_url": req.image_url,
         "seed": req.seed,
         "camera_motion": req.camera_motion,

@@ -90,7 +90,7 @@ def video_request(job: Job, provider: str, attempt_id: str) -> VideoRequest:
         duration_s=int(req.get("durationS", 5)),
         aspect_ratio=req.get("aspectRatio", "16:9"),
         resolution=req.get("resolution", "720p"),
-        output_format=req.get("format", "mp4"),
+        output_format="mp4",  # a GIF is made from the MP4 by the finalize step (tasks/finalize.py)
         image_url=req.get("imageUrl"),
         seed=req.get("seed"),
         camera_motion=prompt.get("cameraMotion"),

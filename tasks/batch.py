@@ -8,7 +8,7 @@
       v
     stale (views.needs_refresh)? -> status requests per provider, on a pool of REFRESH_WORKERS:
         HeyGen    GET /v3/videos/statuses, BULK_IDS["heygen"] ids a request (Provider.get_many),
-                  each snapshot applied with JobStore.apply_snapshot (forward-only, one transaction),
+                  each snapshot applied with Poller.apply (forward-only, then the poll's own hooks),
                   a fallback it starts run as a poll would run it (Runner.run); an id the bulk answer
                   leaves out (unknown, or its full read failed) goes the single way below
         RunwayML  no bulk endpoint: Poller.refresh per task (GET, apply, fallback, vanished tasks)
@@ -161,13 +161,10 @@ def _apply_or_refresh(
     if snapshot is None:
         return _refresh_one(deps, task, tally)
     try:
-        outcome = deps.store.apply_snapshot(task.provider, task.task_id, snapshot)
+        deps.poller.apply(task.provider, task.task_id, snapshot)  # finalize or fallback as a poll would
     except StoreError:
         return "task_not_found"
     tally.add(reads=2)
-    if outcome.fallback_to is not None:
-        log.info("falling back", extra={"jobId": outcome.job_id, "provider": outcome.fallback_to})
-        deps.runner.run(outcome.job_id)
     return None
 
 

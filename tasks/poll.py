@@ -89,8 +89,7 @@ class Poller:
             snapshot = self.providers[provider].get(task_id)
         except ProviderError as exc:
             return self._on_fetch_error(task, poll_number, exc)
-        outcome = self.store.apply_snapshot(provider, task_id, snapshot, poll_number)
-        self._after_apply(outcome)
+        outcome = self.apply(provider, task_id, snapshot, poll_number)
         if outcome.job_status is not None and is_terminal(outcome.job_status) and not outcome.task_terminal:
             stop_task(self.store, self.providers[provider], provider, task_id)  # e.g. cancelled meanwhile
             return PollResult("stopped", outcome.job_id, str(outcome.job_status))
@@ -107,7 +106,13 @@ class Poller:
             snapshot = self.providers[provider].get(task_id)
         except NotFound as exc:
             snapshot = _vanished(task_id, exc)
-        outcome = self.store.apply_snapshot(provider, task_id, snapshot)
+        return self.apply(provider, task_id, snapshot)
+
+    def apply(
+        self, provider: str, task_id: str, snapshot: ProviderSnapshot, poll_number: int | None = None
+    ) -> ApplyOutcome:
+        """Apply a snapshot and do what it calls for: the finalize step, or the next provider."""
+        outcome = self.store.apply_snapshot(provider, task_id, snapshot, poll_number)
         self._after_apply(outcome)
         return outcome
 
@@ -124,10 +129,7 @@ class Poller:
         context = {"jobId": task.job_id, "provider": task.provider, "taskId": task.task_id, "code": exc.code}
         if isinstance(exc, NotFound):
             log.warning("provider task vanished", extra=context)
-            outcome = self.store.apply_snapshot(
-                task.provider, task.task_id, _vanished(task.task_id, exc), poll_number
-            )
-            self._after_apply(outcome)
+            outcome = self.apply(task.provider, task.task_id, _vanished(task.task_id, exc), poll_number)
             return PollResult("applied", task.job_id, str(outcome.task_status))
         if not exc.retryable:
             log.error("provider refused the status read", extra=context)

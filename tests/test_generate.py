@@ -170,3 +170,19 @@ def test_a_pro_user_asking_for_a_premium_clip_gets_runwayml(stack):
     answer = stack.client("generate_video").post("/", json=body, headers=headers)
     assert answer.get_json()["provider"] == "runwayml"
     assert any("premium" in reason for reason in answer.get_json()["selection"]["reasons"]["runwayml"])
+
+
+def test_a_gif_without_a_storage_bucket_is_refused_and_writes_nothing(stack):
+    answer = stack.generate(format="gif")
+    assert answer.status_code == 400
+    assert answer.get_json()["error"]["field"] == "format"
+    assert jobs_in(stack) == []
+
+
+def test_a_gif_with_a_storage_bucket_is_made_from_the_providers_mp4(stack_factory):
+    stack = stack_factory(storage=True)
+    answer = stack.generate(format="gif", provider="runwayml")
+    assert answer.status_code == 202, answer.get_json()
+    job = stack.run_until_terminal(answer.get_json()["jobId"], step_s=10)
+    assert job["status"] == "completed"
+    assert job["output"]["gifPath"].endswith("video.gif")
