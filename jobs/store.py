@@ -35,10 +35,9 @@ import hashlib
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-import tenacity
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
@@ -47,6 +46,7 @@ from google.cloud.firestore_v1.bulk_writer import BulkWriterOptions
 from config import Settings
 from jobs import model
 from jobs.model import Attempt, AttemptStatus, Job, TaskRecord, Verdict
+from jobs.txn import run_transaction, utcnow
 from providers.base import ACTIVE_STATUSES, TERMINAL_STATUSES, CreateResult, ProviderSnapshot, Status
 
 Clock = Callable[[], datetime]
@@ -73,22 +73,6 @@ PURGE_FIELDS = (
 BULK_OPS_PER_SECOND = 10_000
 BULK_BATCH = 250
 BULK_MAX_ATTEMPTS = 5
-# Contention on one document is low in practice (a poll, a webhook and a status check at most). The
-# client retries an aborted transaction at once; when a burst exhausts those tries, the whole
-# transaction is run again after a jittered backoff (it has no side effects, so that is safe).
-TXN_ATTEMPTS = 5
-_retry_contention = tenacity.retry(
-    retry=tenacity.retry_if_exception(
-        lambda exc: isinstance(exc, ValueError) and isinstance(exc.__cause__, gexc.Aborted)
-    ),
-    wait=tenacity.wait_random_exponential(multiplier=0.05, max=2.0),
-    stop=tenacity.stop_after_attempt(10),
-    reraise=True,
-)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class StoreError(Exception):
@@ -226,9 +210,9 @@ class JobStore:
         base = self.clock() if terminal or deadline is None else deadline
         return {**fields, "updatedAt": firestore.SERVER_TIMESTAMP, "expireAt": base + self.retention}
 
-    @_retry_contention
     def _transact(self, fn: Callable[[firestore.Transaction], Any]) -> Any:
-        return firestore.transactional(fn)(self.client.transaction(max_attempts=TXN_ATTEMPTS))
+        # Contention on one job is low (a poll, a webhook and a status check at most).
+        return run_transaction(self.client, fn)
 
     # -- jobs ---------------------------------------------------------------------------------------
 
