@@ -49,7 +49,6 @@ from __future__ import annotations
 import hashlib
 import random
 import re
-import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
@@ -80,12 +79,10 @@ from providers.base import (
     is_terminal,
 )
 from providers.http import (
-    RetryPolicy,
-    new_session,
+    Plumbing,
     parse_retry_after,
     retry_read,
     translate_transport_error,
-    with_retries,
 )
 
 PROVIDER = "heygen"
@@ -278,15 +275,7 @@ class HeyGenProvider:
         rand: Callable[[], float] = random.random,
     ) -> None:
         self._settings = settings
-        self._session_factory = session_factory or new_session
-        self._session: requests.Session | None = None
-        self._lock = threading.Lock()
-        self._sleep = sleep
-        self._rand = rand
-        self._timeout = (settings.http_connect_timeout_s, settings.http_read_timeout_s)
-        self._policy = RetryPolicy(
-            max_attempts=settings.http_max_attempts, retry_after_cap_s=settings.retry_after_cap_s
-        )
+        self._http = Plumbing(settings, session_factory=session_factory, sleep=sleep, rand=rand)
 
     def __repr__(self) -> str:
         return f"HeyGenProvider(base_url={self._settings.heygen_base_url!r})"
@@ -399,31 +388,19 @@ class HeyGenProvider:
                 "heygen video read failed", extra={"provider": PROVIDER, "taskId": video_id, "code": exc.code}
             )
 
-    def _get_session(self) -> requests.Session:
-        with self._lock:
-            if self._session is None:
-                self._session = self._session_factory()
-            return self._session
-
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        return with_retries(
-            lambda: self._send(method, path, **kwargs),
-            policy=self._policy,
-            should_retry=retry_read,
-            sleep=self._sleep,
-            rand=self._rand,
-        )
+        return self._http.retry(lambda: self._send(method, path, **kwargs), retry_read)
 
     def _send(
         self, method: str, path: str, *, headers: Mapping[str, str] | None = None, **kwargs: Any
     ) -> Any:
         key = self._settings.require("heygen_api_key").get_secret_value()
         try:
-            response = self._get_session().request(
+            response = self._http.session().request(
                 method,
                 self._settings.heygen_base_url + path,
                 headers={"X-Api-Key": key, **(headers or {})},
-                timeout=self._timeout,
+                timeout=self._http.timeout,
                 **kwargs,
             )
         except requests.RequestException as exc:

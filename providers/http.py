@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import email.utils
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ import requests
 import tenacity
 import urllib3
 
+from config import Settings
 from providers.base import (
     ConnectFailed,
     OutcomeUnknown,
@@ -148,3 +150,36 @@ def with_retries(
         reraise=True,
     )
     return retrying(call)
+
+
+class Plumbing:
+    """What every provider client holds: one lazily created session, timeouts, the retry policy,
+    and the sleep and randomness that retries use (injected by tests)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        session_factory: Callable[[], requests.Session] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.timeout = (settings.http_connect_timeout_s, settings.http_read_timeout_s)
+        self.policy = RetryPolicy(
+            max_attempts=settings.http_max_attempts, retry_after_cap_s=settings.retry_after_cap_s
+        )
+        self.sleep, self.rand = sleep, rand
+        self._factory = session_factory or new_session
+        self._session: requests.Session | None = None
+        self._lock = threading.Lock()
+
+    def session(self) -> requests.Session:
+        with self._lock:
+            if self._session is None:
+                self._session = self._factory()
+            return self._session
+
+    def retry(self, call: Callable[[], T], should_retry: Callable[[BaseException], bool]) -> T:
+        return with_retries(
+            call, policy=self.policy, should_retry=should_retry, sleep=self.sleep, rand=self.rand
+        )

@@ -76,13 +76,11 @@ from providers.base import (
     VideoRequest,
 )
 from providers.http import (
-    RetryPolicy,
-    new_session,
+    Plumbing,
     parse_retry_after,
     retry_read,
     retry_unsent_or_refused,
     translate_transport_error,
-    with_retries,
 )
 
 __all__ = [
@@ -436,12 +434,7 @@ class RunwayMLProvider:
         rand: Callable[[], float] = random.random,
     ) -> None:
         self._settings = settings
-        self._session_factory = session_factory or new_session
-        self._session: requests.Session | None = None
-        self._sleep, self._rand = sleep, rand
-        self._policy = RetryPolicy(
-            max_attempts=settings.http_max_attempts, retry_after_cap_s=settings.retry_after_cap_s
-        )
+        self._http = Plumbing(settings, session_factory=session_factory, sleep=sleep, rand=rand)
 
     def __repr__(self) -> str:
         return f"RunwayMLProvider(base_url={self._settings.runwayml_base_url!r})"
@@ -497,12 +490,9 @@ class RunwayMLProvider:
     ) -> T | None:
         is_create = method == "POST"
         try:
-            return with_retries(
+            return self._http.retry(
                 lambda: self._attempt(method, path, parse, body, is_create),
-                policy=self._policy,
-                should_retry=retry_unsent_or_refused if is_create else retry_read,
-                sleep=self._sleep,
-                rand=self._rand,
+                retry_unsent_or_refused if is_create else retry_read,
             )
         except ProviderError as exc:
             extra = {"provider": NAME, "code": exc.code, "event": f"{method} {path}"}
@@ -521,12 +511,12 @@ class RunwayMLProvider:
 
     def _send(self, method: str, path: str, body: object, is_create: bool) -> requests.Response:
         try:
-            return self._http().request(
+            return self._http.session().request(
                 method,
                 self._settings.runwayml_base_url + path,
                 json=body,
                 headers=self._headers(),
-                timeout=(self._settings.http_connect_timeout_s, self._settings.http_read_timeout_s),
+                timeout=self._http.timeout,
             )
         except requests.RequestException as exc:
             raise translate_transport_error(exc, provider=NAME, is_create=is_create) from exc
@@ -539,11 +529,6 @@ class RunwayMLProvider:
             "Content-Type": "application/json",
             "Accept": "application/json",
         }
-
-    def _http(self) -> requests.Session:
-        if self._session is None:
-            self._session = self._session_factory()
-        return self._session
 
 
 def _parse(content: bytes, parse: Callable[[Any], T], is_create: bool) -> T:
