@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import functions_framework
 
 import deps
-from benchmarks.common import MET, NOT_MET, ROOT, Section, interleave, median, ratio, table
+from benchmarks.common import ROOT, Section, interleave, judge, median, ratio, table
 from benchmarks.counting import FirestoreCounter
 from benchmarks.env import OPS_SA, PROJECT, Context
 from benchmarks.fixtures import OWNER, clone_finished, finished_job, store_for
@@ -265,7 +265,7 @@ def _section(rows: list[dict[str, Any]], rounds: int, hot: list[tuple[str, float
         key="batch",
         title="Batch scaling",
         goal=f"at 1,000 jobs, ≥ {GOAL:.0f}× faster than N single status checks",
-        verdict=MET if largest["speedup"] >= GOAL else NOT_MET,
+        verdict=judge(largest["speedup"], GOAL, at_least=True),
         headline=headline,
         body=body,
         data={"rows": rows, "profile": hot},

@@ -15,7 +15,7 @@ import sys
 from datetime import timedelta
 from typing import Any
 
-from benchmarks.common import MET, NOT_MET, ROOT, MissingCode, Section, interleave, median, ratio, table
+from benchmarks.common import ROOT, MissingCode, Section, interleave, judge, median, ratio, table
 from benchmarks.env import PROJECT, Context
 from benchmarks.fixtures import clone_finished, finished_job, store_for
 from jobs.store import utcnow
@@ -137,7 +137,7 @@ def _section(results: dict[str, list[dict[str, Any]]], records: int, small: int,
         key="cleanup",
         title="Cleanup scaling",
         goal=f"delete 10,000 expired records ≥ {GOAL:.0f}× faster than one-by-one deletes, memory flat",
-        verdict=MET if speedup >= GOAL else NOT_MET,
+        verdict=judge(speedup, GOAL, at_least=True),
         headline=headline,
         body=body,
         data={"sweep": sweep, "naive": naive, "small": little, "speedup": speedup, "records": records},

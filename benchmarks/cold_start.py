@@ -20,7 +20,7 @@ import sys
 import time
 from typing import Any
 
-from benchmarks.common import MET, NOT_MET, ROOT, Section, interleave, median, ratio, table
+from benchmarks.common import ROOT, Section, interleave, judge, median, ratio, table
 from benchmarks.env import PROJECT, Context
 from benchmarks.fixtures import OWNER, finished_job, store_for
 
@@ -131,7 +131,7 @@ def _section(results: dict[str, list[dict[str, Any]]], runs: int) -> Section:
         key="cold_start",
         title="Cold start",
         goal=f"import main.py and answer the first request in ≤ {GOAL}× the time of a hello-world function",
-        verdict=MET if full <= GOAL else NOT_MET,
+        verdict=judge(full, GOAL, at_least=False),
         headline=headline,
         body=body,
         data={

@@ -39,6 +39,18 @@ class Section:
     seconds: float = 0.0  # how long the benchmark took
 
 
+BORDERLINE = 0.2  # a measured ratio this close to its goal is not decisive on a shared machine
+
+
+def judge(value: float, goal: float, *, at_least: bool) -> str:
+    """MET or NOT_MET, marked "(borderline)" when `value` is within BORDERLINE of `goal`."""
+    met = value >= goal if at_least else value <= goal
+    verdict = MET if met else NOT_MET
+    if abs(value - goal) <= BORDERLINE * goal:
+        verdict += " (borderline)"
+    return verdict
+
+
 def percentile(values: Sequence[float], pct: float) -> float:
     """The nearest-rank percentile (`pct` in 0-100); NaN for no values."""
     if not values:

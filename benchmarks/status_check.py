@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from benchmarks.common import MET, NOT_MET, ROOT, Section, interleave, mean, median, percentile, ratio, table
+from benchmarks.common import ROOT, Section, interleave, judge, mean, median, percentile, ratio, table
 from benchmarks.counting import FirestoreCounter
 from benchmarks.env import PROJECT, Context
 from benchmarks.fixtures import OWNER, finished_job, store_for
@@ -167,7 +167,7 @@ def _section(results, rounds: int, per_round: int, parts: dict[str, float]) -> S
         key="status_check",
         title="Status-check overhead",
         goal=f"≥ {GOAL}× the requests/s of a function doing only the same document read",
-        verdict=MET if min(ratios.values()) >= GOAL else NOT_MET,
+        verdict=judge(min(ratios.values()), GOAL, at_least=True),
         headline=headline,
         body=body,
         data={"results": results, "ratios": ratios, "steps_ms": parts},

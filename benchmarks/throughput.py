@@ -243,7 +243,7 @@ class Profiler:
         ours: Counter[str] = Counter()
         inside: Counter[str] = Counter()
         leaves: Counter[str] = Counter()
-        total = in_transactions = in_generate = 0
+        total = in_transactions = in_generate = generate_in_transactions = 0
         for line in lines:
             stack, _, samples = line.rpartition(" ")
             if not samples.isdigit():
@@ -256,6 +256,8 @@ class Profiler:
                 in_transactions += n
             if any(f.startswith("generate_video (main.py") for f in frames):
                 in_generate += n
+                if any(f.startswith(TRANSACTIONS) for f in frames):
+                    generate_in_transactions += n
             project = [f for f in frames if _is_project(f)]
             ours[_short(project[-1]) if project else "(outside the project's code)"] += n
             for name in {_short(f) for f in project if not f.startswith(WRAPPERS)}:
@@ -264,6 +266,7 @@ class Profiler:
             "samples": total,
             "in_transactions": in_transactions,
             "in_generate": in_generate,
+            "generate_in_transactions": generate_in_transactions,
             "project": ours.most_common(count),
             "inside": inside.most_common(count),
             "leaves": leaves.most_common(count),
@@ -278,7 +281,7 @@ PROJECT_TOPS = {
 
 
 CPU_BOUND_PCT = 150.0  # of the 200% two cores give
-TRANSACTION_BOUND = 0.3  # share of the functions' samples inside Firestore transactions
+ADMISSION_TAIL_S = 15.0  # the run was admission-bound when the last job ended this soon after it
 TRANSACTIONS = ("JobStore._transact (jobs/store.py", "run_transaction (jobs/guards.py")
 WRAPPERS = ("serve ", "_at_root", "endpoint.", "wrapped_f ", "BaseRetrying", "Retrying")
 
@@ -398,37 +401,42 @@ def _section(jobs, speed, submitted, refused, ended, docs, wall, cpu, profile, i
 
 
 def bottleneck(accepted: int, tail_s: float, load, cpu, wall, profile, invocations) -> str:
-    """The limit this run ran into, stated from its own numbers."""
+    """The limit this run ran into, stated from its own numbers.
+
+    CPU when the parts together used most of the machine; else admission when accepting the jobs took
+    most of the run (the rest kept up), with the share of `generate_video`'s samples spent inside
+    Firestore transactions saying where admission waits; else the pipeline after it.
+    """
     used = sum(cpu.values()) / wall * 100
     rate = accepted / load["accepted_s"] if load["accepted_s"] else float("nan")
     samples = profile.get("samples") or 0
-    share = (profile.get("in_transactions", 0) / samples) if samples else float("nan")
-    in_generate = (profile.get("in_generate", 0) / samples) if samples else float("nan")
+    in_generate = profile.get("in_generate", 0)
+    waiting = profile.get("generate_in_transactions", 0) / in_generate if in_generate else float("nan")
     timeouts = invocations.get("Firestore emulator: transaction lock time-outs", 0)
     measured = (
-        f"Jobs were accepted at {rate:.1f} a second; the last job ended {tail_s:.0f} s after the last one "
-        f"was accepted. All parts together used {used:.0f}% of the 200% of CPU the machine has. The "
-        f"functions process spent {in_generate:.0%} of its samples in `generate_video` and {share:.0%} "
-        f"inside Firestore transactions (`JobStore._transact`, `guards.run_transaction`), mostly blocked "
-        f"on the emulator's answer; the emulator logged {timeouts} transaction lock time-outs."
+        f"Jobs were accepted at {rate:.1f} a second over {load['accepted_s']:.0f} s; the last job ended "
+        f"{tail_s:.0f} s after the last one was accepted. All parts together used {used:.0f}% of the "
+        f"200% of CPU the machine has. `generate_video` took {in_generate / samples if samples else 0:.0%} "
+        f"of the functions process's samples, and {waiting:.0%} of those were inside Firestore "
+        "transactions (`JobStore._transact`, `guards.run_transaction`), mostly blocked on the emulator's "
+        f"answer; the emulator logged {timeouts} transaction lock time-outs."
     )
     if used >= CPU_BOUND_PCT:
         busiest = max(cpu.items(), key=lambda kv: kv[1])[0]
         return f"**Bottleneck: CPU** (busiest part: {busiest}). {measured}"
-    if share >= TRANSACTION_BOUND:
+    if tail_s <= ADMISSION_TAIL_S:
+        where = ", waiting in Firestore transactions" if waiting >= 0.3 else ""
         return (
-            "**Bottleneck: admission, in `generate_video`'s Firestore transactions.** "
+            f"**Bottleneck: admission — `generate_video`{where}.** "
             + measured
-            + " The only documents every create writes are the provider's request-budget counters and "
-            "its health record (jobs/guards.py), so concurrent creates queue on them. At the default "
-            "budget (20–25 creates a minute per provider) that is below the limit by design; a budget "
-            "above about one create a second per provider needs the sharded counters jobs/guards.py "
+            + " The documents every create writes are the provider's request-budget counters and its "
+            "health record (jobs/guards.py), so concurrent creates queue on them. At the default budget "
+            "(20–25 creates a minute per provider) that is below the limit by design; a budget above "
+            "about one create a second per provider needs the sharded counters jobs/guards.py "
             "describes, and the health record written on every create outcome would then be the next "
             "hot document."
         )
-    return (
-        f"**Bottleneck: none in the project's code at this load** (neither CPU nor transactions). {measured}"
-    )
+    return f"**Bottleneck: after admission (polls, webhooks, finalize).** {measured}"
 
 
 METHOD = """\

@@ -13,7 +13,17 @@ import pytest
 from benchmarks import polling
 from benchmarks.__main__ import main as bench_main
 from benchmarks.__main__ import run_all
-from benchmarks.common import MET, NOT_MET, NOT_RUN, REPORTED, Section, interleave, percentile, table
+from benchmarks.common import (
+    MET,
+    NOT_MET,
+    NOT_RUN,
+    REPORTED,
+    Section,
+    interleave,
+    judge,
+    percentile,
+    table,
+)
 from benchmarks.counting import FirestoreCounter
 from benchmarks.env import Context
 from benchmarks.report import render
@@ -32,7 +42,7 @@ def ctx(firestore_emulator, tmp_path):
 
 def run_one(ctx, name: str) -> Section:
     [section] = run_all(ctx, [name], echo=False)
-    assert section.verdict in VERDICTS, section.body
+    assert section.verdict.removesuffix(" (borderline)") in VERDICTS, section.body
     assert section.headline
     assert section.body
     return section
@@ -60,6 +70,13 @@ def test_interleave_alternates_the_order_of_the_variants():
     pooled = interleave({"a": lambda: calls.append("a") or [1.0], "b": lambda: calls.append("b") or [2.0]}, 3)
     assert calls == ["a", "b", "b", "a", "a", "b"]
     assert pooled == {"a": [1.0] * 3, "b": [2.0] * 3}
+
+
+def test_a_verdict_near_its_goal_is_marked_borderline():
+    assert judge(12.5, 10, at_least=True) == MET
+    assert judge(10.5, 10, at_least=True) == "met (borderline)"
+    assert judge(0.7, 0.8, at_least=True) == "not met (borderline)"
+    assert judge(3.0, 1.5, at_least=False) == NOT_MET
 
 
 def test_a_table_has_a_header_a_rule_and_one_line_per_row():
