@@ -15,6 +15,7 @@ import contextlib
 import http.client
 import json
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -252,11 +253,12 @@ class Profiler:
             total += n
             frames = stack.split(";")
             leaves[_short(frames[-1])] += n
-            if any(f.startswith(TRANSACTIONS) for f in frames):
+            in_transaction = any(TRANSACTION_FRAME.match(f) and _is_project(f) for f in frames)
+            if in_transaction:
                 in_transactions += n
             if any(f.startswith("generate_video (main.py") for f in frames):
                 in_generate += n
-                if any(f.startswith(TRANSACTIONS) for f in frames):
+                if in_transaction:
                     generate_in_transactions += n
             project = [f for f in frames if _is_project(f)]
             ours[_short(project[-1]) if project else "(outside the project's code)"] += n
@@ -282,7 +284,7 @@ PROJECT_TOPS = {
 
 CPU_BOUND_PCT = 150.0  # of the 200% two cores give
 ADMISSION_TAIL_S = 15.0  # the run was admission-bound when the last job ended this soon after it
-TRANSACTIONS = ("JobStore._transact (jobs/store.py", "run_transaction (jobs/guards.py")
+TRANSACTION_FRAME = re.compile(r"^(?:\w+\.)?(?:_transact|run_transaction)\b")
 WRAPPERS = ("serve ", "_at_root", "endpoint.", "wrapped_f ", "BaseRetrying", "Retrying")
 
 
@@ -418,7 +420,8 @@ def bottleneck(accepted: int, tail_s: float, load, cpu, wall, profile, invocatio
         f"{tail_s:.0f} s after the last one was accepted. All parts together used {used:.0f}% of the "
         f"200% of CPU the machine has. `generate_video` took {in_generate / samples if samples else 0:.0%} "
         f"of the functions process's samples, and {waiting:.0%} of those were inside Firestore "
-        "transactions (`JobStore._transact`, `guards.run_transaction`), mostly blocked on the emulator's "
+        "transactions (the project's helpers `_transact` / `run_transaction`), mostly blocked on "
+        "the emulator's "
         f"answer; the emulator logged {timeouts} transaction lock time-outs."
     )
     if used >= CPU_BOUND_PCT:
