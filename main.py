@@ -6,6 +6,8 @@ The error shape and status codes are those of `web.py`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import flask
 import functions_framework
 
@@ -101,26 +103,26 @@ def _webhook_body(request: flask.Request) -> bytes:
     return raw_body(request)
 
 
-@functions_framework.http
-@endpoint(_project)
-def heygen_webhook(request: flask.Request) -> flask.Response:
-    if request.method in ("GET", "OPTIONS"):  # HeyGen pings the URL when it is registered
+def _webhook(request: flask.Request, secrets: str, variable: str, receive: Callable) -> flask.Response:
+    """A webhook: registration pings answered at once; POSTs verified, then confirmed at the provider."""
+    if request.method in ("GET", "OPTIONS"):  # providers ping the URL when it is registered
         return respond({"ok": True})
     require_method(request, "POST", "GET", "OPTIONS")
     d = deps.get()
-    webhooks.require_secrets(d.settings.heygen_webhook_secrets, "HEYGEN_WEBHOOK_SECRET")
-    return respond(webhooks.receive_heygen(d, _webhook_body(request), dict(request.headers)))
+    webhooks.require_secrets(getattr(d.settings, secrets), variable)
+    return respond(receive(d, _webhook_body(request), dict(request.headers)))
+
+
+@functions_framework.http
+@endpoint(_project)
+def heygen_webhook(request: flask.Request) -> flask.Response:
+    return _webhook(request, "heygen_webhook_secrets", "HEYGEN_WEBHOOK_SECRET", webhooks.receive_heygen)
 
 
 @functions_framework.http
 @endpoint(_project)
 def runwayml_webhook(request: flask.Request) -> flask.Response:
-    if request.method in ("GET", "OPTIONS"):
-        return respond({"ok": True})
-    require_method(request, "POST", "GET", "OPTIONS")
-    d = deps.get()
-    webhooks.require_secrets(d.settings.runwayml_webhook_secrets, "RUNWAYML_WEBHOOK_SECRET")
-    return respond(webhooks.receive_runwayml(d, _webhook_body(request), dict(request.headers)))
+    return _webhook(request, "runwayml_webhook_secrets", "RUNWAYML_WEBHOOK_SECRET", webhooks.receive_runwayml)
 
 
 @functions_framework.http

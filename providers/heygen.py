@@ -47,17 +47,16 @@ render's eventual result is ignored.
 from __future__ import annotations
 
 import hashlib
-import random
 import re
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import requests
 
 import logs
-from config import ConfigError, Settings
+from config import ConfigError
 from providers.base import (
     AuthenticationFailed,
     Capabilities,
@@ -79,7 +78,7 @@ from providers.base import (
     is_terminal,
 )
 from providers.http import (
-    Plumbing,
+    HttpProvider,
     parse_retry_after,
     retry_read,
     translate_transport_error,
@@ -260,22 +259,11 @@ def _mapping(value: object) -> Mapping[str, Any]:
 # The provider
 
 
-class HeyGenProvider:
+class HeyGenProvider(HttpProvider):
     """HeyGen v3 behind the `Provider` protocol. One lazily created session; the key stays inside."""
 
     name = PROVIDER
     capabilities = CAPABILITIES
-
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        session_factory: Callable[[], requests.Session] | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        rand: Callable[[], float] = random.random,
-    ) -> None:
-        self._settings = settings
-        self._http = Plumbing(settings, session_factory=session_factory, sleep=sleep, rand=rand)
 
     def __repr__(self) -> str:
         return f"HeyGenProvider(base_url={self._settings.heygen_base_url!r})"

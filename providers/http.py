@@ -183,3 +183,18 @@ class Plumbing:
         return with_retries(
             call, policy=self.policy, should_retry=should_retry, sleep=self.sleep, rand=self.rand
         )
+
+
+class HttpProvider:
+    """Base of the provider clients: the settings and one `Plumbing`, built the same way for each."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        session_factory: Callable[[], requests.Session] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self._settings = settings
+        self._http = Plumbing(settings, session_factory=session_factory, sleep=sleep, rand=rand)

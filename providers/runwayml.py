@@ -46,7 +46,6 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import json
-import random
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
@@ -76,7 +75,7 @@ from providers.base import (
     VideoRequest,
 )
 from providers.http import (
-    Plumbing,
+    HttpProvider,
     parse_retry_after,
     retry_read,
     retry_unsent_or_refused,
@@ -419,22 +418,11 @@ def error_for_response(
 # The provider
 
 
-class RunwayMLProvider:
+class RunwayMLProvider(HttpProvider):
     """RunwayML behind the `Provider` protocol; one lazily created HTTP session per instance."""
 
     name = NAME
     capabilities = CAPABILITIES
-
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        session_factory: Callable[[], requests.Session] | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        rand: Callable[[], float] = random.random,
-    ) -> None:
-        self._settings = settings
-        self._http = Plumbing(settings, session_factory=session_factory, sleep=sleep, rand=rand)
 
     def __repr__(self) -> str:
         return f"RunwayMLProvider(base_url={self._settings.runwayml_base_url!r})"
