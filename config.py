@@ -1,10 +1,10 @@
 """Every setting, read once from the environment into a frozen object.
 
-`load_settings(environ)` builds and validates a `Settings`; `get_settings()` caches the one built
-from `os.environ`. Settings that only some functions need (provider keys, the polling URL, ...) are
-optional at load time and checked where they are used with `Settings.require(field)`, which fails
-with a message naming the environment variable. Secrets are `SecretStr`, so they never appear in a
-repr, a log line or an error.
+`load_settings(environ)` builds and validates a `Settings`; the entry points' collaborators build it
+once from `os.environ` (`web/deps.py`). Settings that only some functions need (provider keys, the
+polling URL, ...) are optional at load time and checked where they are used with
+`Settings.require(field)`, which fails with a message naming the environment variable. Secrets are
+`SecretStr`, so they never appear in a repr, a log line or an error.
 
 The README's configuration table lists every variable; `ENV_VARS` below is the single source of
 the names (a test keeps the two in sync).
@@ -12,16 +12,16 @@ the names (a test keeps the two in sync).
 
 from __future__ import annotations
 
-import functools
 import json
-import os
 from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from errors import AppError
 
-class ConfigError(RuntimeError):
+
+class ConfigError(AppError):
     """A setting is missing or invalid; the message names the environment variable."""
 
 
@@ -92,8 +92,9 @@ class Settings(BaseModel):
     firebase_project_id: str | None = None
 
     jobs_collection: str = "enhanced_video_jobs"
-    runwayml_tasks_collection: str = "runwayml_jobs"
-    heygen_tasks_collection: str = "heygen_jobs"
+    # None: the provider's own default (`ProviderSpec.records_collection(settings)`)
+    runwayml_tasks_collection: str | None = None
+    heygen_tasks_collection: str | None = None
     support_collection_prefix: str = "video_"
     retention_days: int = Field(default=30, ge=1, le=3650)
     job_deadline_s: int = Field(default=1800, ge=60, le=86400)
@@ -140,9 +141,10 @@ class Settings(BaseModel):
     retry_after_cap_s: float = Field(default=30.0, ge=0, le=600)
     webhook_tolerance_s: int = Field(default=300, ge=1, le=3600)
 
-    # the project's own request budget per provider: COUNT/SECONDS per fixed window (providers/quota.py)
-    runwayml_quota: str = Field(default="25/60,100/3600,500/86400", pattern=QUOTA_PATTERN)
-    heygen_quota: str = Field(default="20/60,200/3600,1000/86400", pattern=QUOTA_PATTERN)
+    # the project's own request budget per provider: COUNT/SECONDS per fixed window (providers/quota.py);
+    # None: the provider's own default (`ProviderSpec.quota(settings)`)
+    runwayml_quota: str | None = Field(default=None, pattern=QUOTA_PATTERN)
+    heygen_quota: str | None = Field(default=None, pattern=QUOTA_PATTERN)
     circuit_failure_threshold: int = Field(default=5, ge=1, le=1000)
     circuit_cooldown_s: float = Field(default=60.0, gt=0, le=86400)
 
@@ -236,9 +238,3 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         if first["type"] == "missing":
             raise ConfigError(f"{name} is not set; it is required") from None
         raise ConfigError(f"{name} is invalid: {first['msg']}") from None
-
-
-@functools.lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    """The process-wide settings, built once from `os.environ`."""
-    return load_settings(os.environ)

@@ -1,26 +1,32 @@
 """Cloud Functions entry points: parse -> authorize -> call one service function -> respond.
 
 Each function is deployed under its own name (see deploy.sh); all share the lazily built `deps.get()`.
-The error shape and status codes are those of `web.py`.
+The error shape and status codes are those of `web/http.py`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import flask
 import functions_framework
 
-import deps
-from api import BatchStatusRequest, CancelRequest, GenerateRequest, HealthQuery, PollPayload, StatusQuery
-from auth import Caller, bearer_token
-from jobs import views
+from jobs import access as views
 from jobs.generate import generate
-from storage import storage_for
-from tasks import batch, monitoring, webhooks
-from tasks.cleanup import CleanupRequest, cleanup_for
-from tasks.finalize import FinalizePayload, Finalizer, links_for
-from web import ApiError, endpoint, json_object, parse, raw_body, require_method, respond
+from tasks import batch, monitoring
+from tasks.finalize import Finalizer, links_for
+from tasks.storage import storage_for
+from web import deps, webhooks
+from web.auth import Caller, bearer_token
+from web.http import ApiError, endpoint, json_object, parse, raw_body, require_method, respond
+from web.schemas import (
+    BatchStatusRequest,
+    CancelRequest,
+    CleanupRequest,
+    FinalizePayload,
+    GenerateRequest,
+    HealthQuery,
+    PollPayload,
+    StatusQuery,
+)
 
 
 def _project() -> str | None:
@@ -47,7 +53,7 @@ def generate_video(request: flask.Request) -> flask.Response:
     caller = _user(request)
     body = parse(GenerateRequest, json_object(request))
     key = request.headers.get("Idempotency-Key")
-    result = generate(deps.get(), caller.uid, body, key, caller.tier)
+    result = generate(deps.get().intake, caller.uid, body.script, body.job_request(), key, caller.tier)
     return respond(result.body, result.status, result.headers)
 
 
@@ -58,7 +64,7 @@ def cancel_video(request: flask.Request) -> flask.Response:
     caller = _user(request)
     body = parse(CancelRequest, json_object(request))
     d = deps.get()
-    job = views.cancel(d.store, d.providers, caller, body.job_id)
+    job = views.cancel(d.store, d.providers, caller.uid, body.job_id)
     return respond({"job": views.job_view(job)})
 
 
@@ -71,13 +77,9 @@ def runwayml_status_check(request: flask.Request) -> flask.Response:
         bearer_token(request.headers), d.settings.function_url("runwayml_status_check")
     )
     query = parse(StatusQuery, dict(request.args))
+    viewer = caller.viewer(d.settings.ops_service_accounts)
     job = views.status(
-        d.store,
-        caller,
-        query,
-        ops_accounts=d.settings.ops_service_accounts,
-        refresh=d.poller.refresh,
-        now=d.store.clock(),
+        d.store, viewer, query.job_id, query.task(), refresh=d.poller.refresh, now=d.store.clock()
     )
     links = links_for(storage_for(d.settings), d.store.clock())
     return respond({"job": views.job_view(job, links)})
@@ -103,26 +105,26 @@ def _webhook_body(request: flask.Request) -> bytes:
     return raw_body(request)
 
 
-def _webhook(request: flask.Request, secrets: str, variable: str, receive: Callable) -> flask.Response:
+def _webhook(request: flask.Request, provider: str) -> flask.Response:
     """A webhook: registration pings answered at once; POSTs verified, then confirmed at the provider."""
     if request.method in ("GET", "OPTIONS"):  # providers ping the URL when it is registered
         return respond({"ok": True})
     require_method(request, "POST", "GET", "OPTIONS")
     d = deps.get()
-    webhooks.require_secrets(getattr(d.settings, secrets), variable)
-    return respond(receive(d, _webhook_body(request), dict(request.headers)))
+    webhooks.require_secrets(d, provider)
+    return respond(webhooks.receive(d, provider, _webhook_body(request), dict(request.headers)))
 
 
 @functions_framework.http
 @endpoint(_project)
 def heygen_webhook(request: flask.Request) -> flask.Response:
-    return _webhook(request, "heygen_webhook_secrets", "HEYGEN_WEBHOOK_SECRET", webhooks.receive_heygen)
+    return _webhook(request, "heygen")
 
 
 @functions_framework.http
 @endpoint(_project)
 def runwayml_webhook(request: flask.Request) -> flask.Response:
-    return _webhook(request, "runwayml_webhook_secrets", "RUNWAYML_WEBHOOK_SECRET", webhooks.receive_runwayml)
+    return _webhook(request, "runwayml")
 
 
 @functions_framework.http
@@ -132,7 +134,7 @@ def runwayml_batch_status_check(request: flask.Request) -> flask.Response:
     d = deps.get()
     _service(request, "runwayml_batch_status_check", d.settings.ops_service_accounts)
     body = parse(BatchStatusRequest, json_object(request))
-    return respond(batch.check_jobs(d, body))
+    return respond(batch.check_jobs(d.poller, body.selection()))
 
 
 @functions_framework.http
@@ -142,7 +144,7 @@ def provider_health(request: flask.Request) -> flask.Response:
     d = deps.get()
     _service(request, "provider_health", d.settings.ops_service_accounts)
     query = parse(HealthQuery, dict(request.args))
-    return respond(monitoring.provider_health(d, query.window_hours))
+    return respond(monitoring.provider_health(d.store, d.providers, d.health, d.quota, query.window_hours))
 
 
 @functions_framework.http
@@ -169,7 +171,7 @@ def runwayml_cleanup_task(request: flask.Request) -> flask.Response:
     d = deps.get()
     _service(request, "runwayml_cleanup_task", (d.settings.require("scheduler_service_account"),))
     body = parse(CleanupRequest, json_object(request))
-    report = cleanup_for(d).run(dry_run=body.dry_run)
+    report = deps.cleanup_for(d).run(dry_run=body.dry_run)
     if report["errors"]:  # 5xx so the Scheduler job shows the failure; the counts go along
         failed = ", ".join(e["step"] for e in report["errors"])
         raise ApiError(503, "cleanup_incomplete", f"cleanup steps failed: {failed}", report=report)

@@ -17,7 +17,6 @@ from urllib.parse import urlsplit
 
 import functions_framework
 
-import deps
 from benchmarks.common import ROOT, Section, interleave, judge, median, ratio, table
 from benchmarks.counting import FirestoreCounter
 from benchmarks.env import OPS_SA, PROJECT, Context
@@ -25,6 +24,7 @@ from benchmarks.fixtures import OWNER, clone_finished, finished_job, store_for
 from benchmarks.served import serve
 from config import load_settings
 from tasks.memory import InMemoryQueue
+from web import deps
 
 FUNCTIONS_BASE = "http://127.0.0.1:9999"
 BATCH, SINGLE = "runwayml_batch_status_check", "runwayml_status_check"

@@ -18,7 +18,7 @@ from typing import Any
 from benchmarks.common import ROOT, MissingCode, Section, interleave, judge, median, ratio, table
 from benchmarks.env import PROJECT, Context
 from benchmarks.fixtures import clone_finished, finished_job, store_for
-from jobs.store import utcnow
+from jobs.txn import utcnow
 
 GOAL = 10.0
 SWEEP, NAIVE = "cleanup (tasks/cleanup.py)", "naive one-by-one deletes"

@@ -20,8 +20,8 @@ from benchmarks.counting import FirestoreCounter
 
 
 def sweep() -> dict:
-    import deps
-    from tasks.cleanup import cleanup_for
+    from web import deps
+    from web.deps import cleanup_for
 
     built = deps.get()
     counter = FirestoreCounter().attach(built.store.client)
@@ -37,9 +37,9 @@ def sweep() -> dict:
 def naive() -> dict:
     from google.cloud.firestore_v1.base_query import FieldFilter
 
-    import deps
     from jobs.store import utcnow
     from providers.base import TERMINAL_STATUSES
+    from web import deps
 
     built = deps.get()
     store = built.store

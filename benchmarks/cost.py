@@ -22,11 +22,11 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import deps
 from benchmarks.common import REPORTED, Section, mean, table
 from benchmarks.counting import FirestoreCounter
 from benchmarks.env import Context
 from benchmarks.prices import BILLING_QUANTUM_S, PRICES, PRICES_READ, function_sizes
+from web import deps
 
 TEST_PROJECT = "cvplus-test"  # the project tests/stack.py configures
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
@@ -115,8 +115,8 @@ def _one_job(stack, counter: FirestoreCounter, provider: str, tasks_sa: str) -> 
         "invocations": dict(invocations),
         "handler_s": dict(handler_s),
         "billed_s": dict(billed_s),
-        "provider_usd": job.doc.get("actualCostUsd") or job.doc.get("estimatedCostUsd") or 0.0,
-        "provider_credits": job.doc.get("actualCredits"),
+        "provider_usd": job.actual_cost_usd or job.estimated_cost_usd or 0.0,
+        "provider_credits": job.actual_credits,
         "simulated_s": stack.clock.now(),
     }
 

@@ -14,6 +14,7 @@ from typing import Any
 from google.cloud import firestore
 
 from config import Settings, load_settings
+from jobs.records import JobRequest
 from jobs.store import JobStore, NewJob
 from providers.base import CreateResult, ProviderSnapshot, Status
 
@@ -28,7 +29,7 @@ def store_for(project: str, **env: str) -> JobStore:
 
 def finished_job(store: JobStore, owner: str = OWNER, provider: str = "runwayml") -> str:
     """A completed job and its task record, written by the store's own transactions; its id."""
-    request = {"script": "benchmark", "provider": provider, "n": uuid.uuid4().hex}
+    request = JobRequest(provider=provider, title=uuid.uuid4().hex)
     job, _ = store.create_job(NewJob(owner_uid=owner, request=request, candidates=(provider,)))
     attempt = store.begin_attempt(job.job_id, provider)
     assert attempt is not None

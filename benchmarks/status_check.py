@@ -58,14 +58,15 @@ def run(ctx: Context) -> Section:
 def breakdown(ctx: Context, job_id: str, token: str, count: int) -> dict[str, float]:
     """Milliseconds of each step of a status check, measured in this process in interleaved batches
     (the median batch mean), and the number
-    of Firestore round trips `jobs.views.status` makes for the finished job (key `rpcs`)."""
+    of Firestore round trips `jobs.access.status` makes for the finished job (key `rpcs`)."""
     import json
 
-    from api import StatusQuery
-    from auth import Verifier
     from config import load_settings
-    from jobs import views
-    from web import respond
+    from jobs import access as views
+    from jobs.records import job_to_doc
+    from web.auth import Verifier
+    from web.http import respond
+    from web.schemas import StatusQuery
 
     settings = load_settings(ctx.function_env("http://x"))
     store = store_for(PROJECT)
@@ -81,14 +82,15 @@ def breakdown(ctx: Context, job_id: str, token: str, count: int) -> dict[str, fl
 
     def status() -> object:
         query = StatusQuery(job_id=job_id)
-        return views.status(store, caller, query, ops_accounts=(), refresh=_no_refresh, now=store.clock())
+        viewer = caller.viewer(())
+        return views.status(store, viewer, query.job_id, query.task(), refresh=_no_refresh, now=store.clock())
 
     steps = {
         "verify ID token": lambda: verifier.user(token),
-        "jobs.views.status (its Firestore reads included)": status,
+        "jobs.access.status (its Firestore reads included)": status,
         "read job document (the baseline's read)": lambda: store.get_job(job_id),
         "job view + JSON": lambda: respond({"job": views.job_view(job)}).get_data(),
-        "baseline JSON of the document": lambda: json.dumps({"job": job.doc}, default=str),
+        "baseline JSON of the document": lambda: json.dumps({"job": job_to_doc(job)}, default=str),
     }
     for step in steps.values():
         step()
@@ -182,7 +184,7 @@ Firebase ID token (RS256, google-auth; certificates cached per max-age), checks 
 answers the public job view; the baseline reads the job document and returns it, checking nothing."""
 
 WHY = """\
-What the status check does beyond the baseline: `jobs.views.status` makes {rpcs} Firestore round
+What the status check does beyond the baseline: `jobs.access.status` makes {rpcs} Firestore round
 trip(s) for a finished job (the baseline makes one); verifying the ID token (RS256, certificates cached) costs
 {verify:.2f} ms and the job view with its JSON {view:.2f} ms. The rest is per-request work the
 baseline skips, not timed one by one here: the entry point's settings and dependency lookups, query

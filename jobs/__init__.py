@@ -1,1 +1,18 @@
-"""The job life cycle: pure model and transitions (`model`), Firestore persistence (`store`)."""
+"""The job life cycle: records, rules, persistence, and the services built on them.
+
+    records.py   typed, immutable Job / Attempt / TaskRecord / JobRequest / FinalizeState and their
+                 one mapping to and from Firestore documents (nothing else reads a document by key)
+    rules.py     the pure transition rules: forward-only statuses, stale readings, fallback, the
+                 finalize lease; unit-tested without the emulator
+    store.py     JobStore: every multi-document change in one transaction (records in, records out)
+    queries.py   batched reads, one-off queries and cursor-paged sweeps (a JobStore mixin)
+    purge.py     the retention purge through a tuned BulkWriter (a JobStore mixin)
+    txn.py       transactions that survive contention; the one UTC clock
+    guards.py    the project's request budget and provider health, shared by every instance
+    events.py    seen webhook event ids
+    runner.py    one provider create per attempt, fallback down the ranking (the queue is handed in)
+    generate.py  admission of a new video request: prompt, ranking, budget, job, first attempt
+    access.py    what a caller may see and cancel, and the status refresh
+
+Nothing outside `jobs/` reads or writes Firestore documents; `jobs/` never imports `tasks/` or `web/`.
+"""

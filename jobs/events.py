@@ -18,18 +18,15 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
 from config import Settings
+from jobs.txn import utcnow
 
 RETENTION = timedelta(days=7)
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def event_doc_id(source: str, event_id: str) -> str:
@@ -38,7 +35,7 @@ def event_doc_id(source: str, event_id: str) -> str:
 
 class EventLog:
     def __init__(
-        self, client: firestore.Client, settings: Settings, clock: Callable[[], datetime] = _utcnow
+        self, client: firestore.Client, settings: Settings, clock: Callable[[], datetime] = utcnow
     ) -> None:
         self.client = client
         self.collection = settings.collection("webhook_events")

@@ -15,19 +15,32 @@ submitted --> 202 {jobId, provider, estimate, where to watch}   nobody took it -
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from api import GenerateRequest
-from errors import ApiError
-from jobs.model import Job
-from jobs.service import Runner, Submission, video_request
-from jobs.store import IdempotencyConflict, JobStore, NewJob, job_id_for
-from providers import PRIORITY, prompts, selection
-from providers.base import Provider, ProviderError, VideoRequest
+import errors
+from config import Settings
+from jobs.guards import HealthStore, QuotaGuard
+from jobs.records import Job, JobRequest
+from jobs.rules import job_id_for
+from jobs.runner import Runner, Submission, video_request
+from jobs.store import IdempotencyConflict, JobStore, NewJob
+from providers import prompts, registry, selection
+from providers.base import Provider, ProviderError, Status, VideoRequest
 from providers.circuit import CLOSED
+
+
+@dataclass(frozen=True)
+class Intake:
+    """What accepting a video request works with."""
+
+    settings: Settings
+    store: JobStore
+    providers: Mapping[str, Provider]
+    health: HealthStore
+    quota: QuotaGuard
+    runner: Runner
 
 
 @dataclass(frozen=True)
@@ -38,71 +51,68 @@ class Result:
 
 
 def generate(
-    deps: Any, owner_uid: str, req: GenerateRequest, idempotency_key: str | None, user_tier: str = "free"
+    intake: Intake,
+    owner_uid: str,
+    script: str,
+    request: JobRequest,
+    idempotency_key: str | None,
+    tier: str = "free",
 ) -> Result:
     """Accept one video request from `owner_uid` (see the module docstring for the flow)."""
     key = _check_key(idempotency_key)
-    store: JobStore = deps.store
+    store = intake.store
     if key is not None:
         existing = store.get_job(job_id_for(owner_uid, key))
         if existing is not None:
-            return _repeat(existing, req, deps)
-    if req.format == "gif" and deps.settings.storage_bucket is None:
+            return _repeat(intake, existing, request)
+    if request.format == "gif" and intake.settings.storage_bucket is None:
         message = "format gif needs the storage bucket (STORAGE_BUCKET), where GIFs are made; ask for mp4"
-        raise ApiError(400, "unsupported_format", message, field="format")
-    prompt = _prompt(req)
-    template = VideoRequest(
-        job_id="pending",
-        attempt_id="pending",
-        prompt_text=prompt.runway_prompt,
-        script=prompt.heygen_script,
-        **_options(req),
-    )
-    invalid = _invalid_reasons(deps.providers, template)
-    if deps.providers and len(invalid) == len(deps.providers):
-        raise ApiError(400, "unsupported_request", "; ".join(f"{p}: {r}" for p, r in invalid.items()))
-    ranking = _rank(deps, req, template, invalid, user_tier)
+        raise errors.InvalidInput(message, code="unsupported_format", field="format")
+    prompt = _prompt(script, request)
+    draft = Job("pending", owner_uid, Status.QUEUED, request=request, prompt=prompt.to_dict())
+    template = video_request(draft, "pending")
+    invalid = _invalid_reasons(intake.providers, template)
+    if intake.providers and len(invalid) == len(intake.providers):
+        reasons = "; ".join(f"{p}: {r}" for p, r in invalid.items())
+        raise errors.InvalidInput(reasons, code="unsupported_request")
+    ranking = _rank(intake, request, template, invalid, tier)
     if not ranking.candidates:
-        retry = ranking.retry_after_s
-        headers = {"Retry-After": str(math.ceil(retry))} if retry is not None else None
         message = "no provider can take this video now"
-        raise ApiError(503, "no_provider", message, headers=headers, reasons=ranking.excluded)
-    candidates = _within_budget(deps.quota, ranking.candidates)
+        raise errors.Unavailable(
+            message, code="no_provider", retry_after=ranking.retry_after_s, reasons=ranking.excluded
+        )
+    candidates = _within_budget(intake.quota, ranking.candidates)
     new = NewJob(
         owner_uid=owner_uid,
         idempotency_key=key,
-        request=req.stored(),
+        request=request,
         candidates=candidates,
-        prompt=prompt.to_dict(),
+        prompt=draft.prompt,
         selection=ranking.to_doc(),
-        estimated_usd=_estimate(deps.providers[candidates[0]], template),
+        estimated_usd=_estimate(intake.providers[candidates[0]], template),
     )
     try:
         job, created = store.create_job(new)
     except IdempotencyConflict:
-        raise ApiError(
-            409, "idempotency_key_reused", "this Idempotency-Key was used for another request"
-        ) from None
+        raise _key_reused() from None
     if not created:
-        return _accepted(job, job.doc.get("selection", {}), 200, deps)
-    runner: Runner = deps.runner
-    submission = runner.run(job.job_id, admitted=candidates[0])
+        return _accepted(intake, job, 200)
+    submission = intake.runner.run(job.job_id, admitted=candidates[0])
     job = store.get_job(job.job_id) or job
     if not submission.submitted:
         return _rejected(job, submission)
-    return _accepted(job, ranking.to_doc(), 202, deps)
+    return _accepted(intake, replace(job, selection=ranking.to_doc()), 202)
 
 
-def _repeat(job: Job, req: GenerateRequest, deps: Any) -> Result:
+def _repeat(intake: Intake, job: Job, request: JobRequest) -> Result:
     """A request repeated with its Idempotency-Key: the same job, or 409 if the body differs."""
-    fingerprint = NewJob(owner_uid=job.owner_uid, request=req.stored(), candidates=()).fingerprint()
-    if job.doc.get("requestFingerprint") != fingerprint:
+    if job.request_fingerprint != request.fingerprint():
         raise _key_reused()
-    return _accepted(job, job.doc.get("selection", {}), 200, deps)
+    return _accepted(intake, job, 200)
 
 
-def _key_reused() -> ApiError:
-    return ApiError(409, "idempotency_key_reused", "this Idempotency-Key was used for another request")
+def _key_reused() -> errors.Conflict:
+    return errors.Conflict("this Idempotency-Key was used for another request", code="idempotency_key_reused")
 
 
 def _check_key(key: str | None) -> str | None:
@@ -110,31 +120,16 @@ def _check_key(key: str | None) -> str | None:
         return None
     key = key.strip()
     if not 1 <= len(key) <= 255 or not key.isprintable():
-        raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key must be 1-255 printable characters")
+        message = "Idempotency-Key must be 1-255 printable characters"
+        raise errors.InvalidInput(message, code="invalid_idempotency_key")
     return key
 
 
-def _prompt(req: GenerateRequest) -> prompts.PromptResult:
+def _prompt(script: str, request: JobRequest) -> prompts.PromptResult:
     try:
-        return prompts.build_prompt(req.script, req.style, req.camera_motion, req.camera_intensity)
+        return prompts.build_prompt(script, request.style, request.camera_motion, request.camera_intensity)
     except ValueError as exc:
-        raise ApiError(400, "invalid_request", str(exc)) from None
-
-
-def _options(req: GenerateRequest) -> dict[str, Any]:
-    return {
-        "title": req.title or "",
-        "style": req.style,
-        "quality": req.quality,
-        "duration_s": req.duration_s,
-        "aspect_ratio": req.aspect_ratio,
-        "resolution": req.resolution,
-        "output_format": "mp4",  # providers make MP4; a GIF is made from it by the finalize step
-        "image_url": req.image_url,
-        "seed": req.seed,
-        "camera_motion": req.camera_motion,
-        "camera_intensity": req.camera_intensity,
-    }
+        raise errors.InvalidInput(str(exc)) from None
 
 
 def _invalid_reasons(providers: Mapping[str, Provider], request: VideoRequest) -> dict[str, str]:
@@ -148,29 +143,30 @@ def _invalid_reasons(providers: Mapping[str, Provider], request: VideoRequest) -
 
 
 def _rank(
-    deps: Any, req: GenerateRequest, template: VideoRequest, invalid: Mapping[str, str], tier: str
+    intake: Intake, request: JobRequest, template: VideoRequest, invalid: Mapping[str, str], tier: str
 ) -> selection.Ranking:
-    circuits = deps.health.get_states()
+    circuits = intake.health.get_states(intake.providers)
     states = [
         selection.ProviderState(
             name=name,
-            priority=PRIORITY.index(name) + 1,
+            priority=registry.spec(name).priority,
             capabilities=provider.capabilities,
             circuit=circuits.get(name, CLOSED),
             est_cost_usd=_estimate(provider, template),
             invalid_reason=invalid.get(name),
+            traits=registry.spec(name).traits,
         )
-        for name, provider in deps.providers.items()
+        for name, provider in intake.providers.items()
     ]
     wanted = selection.SelectionRequest(
-        style=req.style,
-        quality=req.quality,
-        duration_s=req.duration_s,
-        wants_avatar=req.kind == "avatar",
+        style=request.style,
+        quality=request.quality,
+        duration_s=request.duration_s,
+        wants_avatar=request.kind == "avatar",
         user_tier=tier,
-        preference=req.provider,
+        preference=request.provider,
     )
-    return selection.rank(wanted, states, now=deps.store.clock())
+    return selection.rank(wanted, states, now=intake.store.clock())
 
 
 def _estimate(provider: Provider, request: VideoRequest) -> float | None:
@@ -180,7 +176,7 @@ def _estimate(provider: Provider, request: VideoRequest) -> float | None:
         return None
 
 
-def _within_budget(quota: Any, candidates: tuple[str, ...]) -> tuple[str, ...]:
+def _within_budget(quota: QuotaGuard, candidates: tuple[str, ...]) -> tuple[str, ...]:
     """Candidates reordered so the first is within budget (its slot taken); 429 when none is."""
     waits = []
     for index, name in enumerate(candidates):
@@ -188,32 +184,23 @@ def _within_budget(quota: Any, candidates: tuple[str, ...]) -> tuple[str, ...]:
         if decision.allowed:
             return (name, *candidates[:index], *candidates[index + 1 :])
         waits.append(decision.retry_after_s if decision.retry_after_s is not None else 60.0)
-    retry = str(math.ceil(min(waits)))
-    raise ApiError(
-        429,
-        "over_quota",
-        "every provider is over the request budget; retry later",
-        headers={"Retry-After": retry},
-    )
+    raise errors.OverLimit("every provider is over the request budget; retry later", retry_after=min(waits))
 
 
-def _accepted(job: Job, chosen: Mapping[str, Any], status: int, deps: Any) -> Result:
+def _accepted(intake: Intake, job: Job, status: int) -> Result:
+    settings = intake.settings
     body = {
         "jobId": job.job_id,
         "status": str(job.status),
         "provider": job.provider,
-        "estimatedCostUsd": job.doc.get("estimatedCostUsd"),
-        "selection": dict(chosen),
-        "statusUrl": _status_url(deps, job.job_id),
-        "document": f"{deps.settings.jobs_collection}/{job.job_id}",
+        "estimatedCostUsd": job.estimated_cost_usd,
+        "selection": dict(job.selection),
+        "statusUrl": None,
+        "document": f"{settings.jobs_collection}/{job.job_id}",
     }
+    if settings.functions_base_url is not None:
+        body["statusUrl"] = f"{settings.function_url('runwayml_status_check')}?jobId={job.job_id}"
     return Result(status, body)
-
-
-def _status_url(deps: Any, job_id: str) -> str | None:
-    if deps.settings.functions_base_url is None:
-        return None
-    return f"{deps.settings.function_url('runwayml_status_check')}?jobId={job_id}"
 
 
 def _rejected(job: Job, submission: Submission) -> Result:
@@ -227,6 +214,3 @@ def _rejected(job: Job, submission: Submission) -> Result:
     return Result(
         503, {"error": {"code": "no_provider", "message": message, "jobId": job.job_id, "reasons": reasons}}
     )
-
-
-__all__ = ["Result", "generate", "video_request"]

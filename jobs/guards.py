@@ -46,7 +46,7 @@ from google.cloud import firestore
 
 from config import ENV_VARS, ConfigError, Settings
 from jobs.txn import run_transaction, utcnow
-from providers import quota
+from providers import quota, registry
 from providers.base import ProviderError
 from providers.circuit import (
     CircuitPolicy,
@@ -61,7 +61,6 @@ from providers.circuit import (
 from providers.quota import QuotaDecision, Window
 
 Clock = Callable[[], datetime]
-PROVIDERS = tuple(sorted(quota.DEFAULT_LIMITS))
 COUNTER_MARGIN = timedelta(days=1)  # yesterday's counters stay readable for monitoring
 HEALTH_TTL = timedelta(days=1)
 
@@ -74,14 +73,13 @@ def run_counter_transaction(client: firestore.Client, fn: Callable[[firestore.Tr
 
 
 def quota_limits(settings: Settings, provider: str) -> tuple[Window, ...]:
-    """The provider's budget from settings (`{PROVIDER}_QUOTA`); a bad value names its variable."""
-    field = f"{provider}_quota"
-    if field not in ENV_VARS:
-        raise ValueError(f"no request budget is configured for provider {provider!r}")
+    """The provider's budget (its spec's default, or its setting); a bad value names its variable."""
+    spec = registry.spec(provider)
     try:
-        return quota.parse_limits(getattr(settings, field))
+        return quota.parse_limits(spec.quota(settings))
     except ValueError as exc:
-        raise ConfigError(f"{ENV_VARS[field][0]} is invalid: {exc}") from None
+        variable = ENV_VARS[spec.quota_field][0] if spec.quota_field else f"the {provider} default budget"
+        raise ConfigError(f"{variable} is invalid: {exc}") from None
 
 
 class QuotaGuard:
@@ -91,7 +89,9 @@ class QuotaGuard:
         self.client = client
         self.clock = clock
         self.collection = settings.collection("quota")
-        self.limits = {provider: quota_limits(settings, provider) for provider in PROVIDERS}
+        self.settings = settings
+        # every registered provider's budget is checked now, so a bad setting fails at start-up
+        self.limits = {spec.name: quota_limits(settings, spec.name) for spec in registry.specs()}
 
     def try_acquire(self, provider: str) -> QuotaDecision:
         """Take one request from every window of the provider's budget, or refuse and say how long."""
@@ -100,7 +100,7 @@ class QuotaGuard:
 
         def run(txn: firestore.Transaction) -> QuotaDecision:
             counts = self._counts(refs, txn)
-            decision = quota.decide(counts, self.limits[provider], now)
+            decision = quota.decide(counts, self._limits(provider), now)
             if decision.allowed:
                 for window, ref in refs.items():
                     txn.set(ref, self._counter_doc(provider, window, now, counts[window.name] + 1))
@@ -111,19 +111,25 @@ class QuotaGuard:
     def check(self, provider: str) -> QuotaDecision:
         """What `try_acquire` would answer now, without taking anything (for ranking)."""
         now = self.clock()
-        return quota.decide(self._counts(self._refs(provider, now)), self.limits[provider], now)
+        return quota.decide(self._counts(self._refs(provider, now)), self._limits(provider), now)
 
     def usage(self, provider: str) -> dict[str, Any]:
         """Monitoring view: per window its count, limit, what remains and when it resets."""
         now = self.clock()
         counts = self._counts(self._refs(provider, now))
-        return {"provider": provider, "windows": quota.describe(counts, self.limits[provider], now)}
+        return {"provider": provider, "windows": quota.describe(counts, self._limits(provider), now)}
+
+    def _limits(self, provider: str) -> tuple[Window, ...]:
+        if provider not in self.limits:  # registered after start-up
+            try:
+                self.limits[provider] = quota_limits(self.settings, provider)
+            except registry.UnknownProvider:
+                raise ValueError(f"no request budget is configured for provider {provider!r}") from None
+        return self.limits[provider]
 
     def _refs(self, provider: str, now: datetime) -> dict[Window, firestore.DocumentReference]:
-        if provider not in self.limits:
-            raise ValueError(f"no request budget is configured for provider {provider!r}")
         collection = self.client.collection(self.collection)
-        return {w: collection.document(quota.counter_id(provider, w, now)) for w in self.limits[provider]}
+        return {w: collection.document(quota.counter_id(provider, w, now)) for w in self._limits(provider)}
 
     def _counts(
         self, refs: Mapping[Window, firestore.DocumentReference], txn: firestore.Transaction | None = None
@@ -159,7 +165,7 @@ class HealthStore:
         self.collection = settings.collection("health")
         self.policy = CircuitPolicy(settings.circuit_failure_threshold, settings.circuit_cooldown_s)
 
-    def get_states(self, providers: Iterable[str] = PROVIDERS) -> dict[str, CircuitState]:
+    def get_states(self, providers: Iterable[str]) -> dict[str, CircuitState]:
         """Each provider's circuit as of now (an expired open one is half-open; missing: closed)."""
         now = self.clock()
         docs = self._docs(providers)

@@ -22,7 +22,7 @@ from typing import Any
 
 import requests
 
-from jobs.store import job_id_for
+from jobs.rules import job_id_for
 from local import chaos_checks as checks
 from local import stack_env as plan
 from local.chaos_report import ChaosResult
@@ -31,6 +31,7 @@ from local.delivery_proxy import DeliveryProxy, ProxyPlan
 from local.procs import http_ready
 from local.stack import LocalStack, StackOptions
 from local.stack_state import ROOT
+from providers import registry
 
 DEFAULT_FAULTS = {
     "http_5xx": 0.10,
@@ -138,9 +139,9 @@ class Run:
         self.log.listen(self.client, self.collections())
         threading.Thread(target=self._sample, name="chaos-sampler", daemon=True).start()
 
-    def collections(self) -> tuple[str, str, str]:
+    def collections(self) -> tuple[str, ...]:
         s = self.stack.settings
-        return s.jobs_collection, s.runwayml_tasks_collection, s.heygen_tasks_collection
+        return s.jobs_collection, *(spec.records_collection(s) for spec in registry.specs())
 
     def _sample(self) -> None:
         """Read every job and task document every SAMPLE_S until the run stops (a second witness)."""
@@ -292,7 +293,7 @@ class Run:
         """The final documents and the providers' books; the final state closes both witnesses' logs."""
         self.sampling.set()
         self.log.stop()
-        jobs_name, runway_name, heygen_name = self.collections()
+        jobs_name = self.stack.settings.jobs_collection
         finals = {
             name: {s.id: s.to_dict() or {} for s in self.client.collection(name).stream()}
             for name in self.collections()
@@ -302,8 +303,11 @@ class Run:
             for name, docs in finals.items():
                 for doc_id, doc in docs.items():
                     witness.record(f"{name}/{doc_id}", doc)
-        tasks = {("runwayml", i): d for i, d in finals[runway_name].items()}
-        tasks |= {("heygen", i): d for i, d in finals[heygen_name].items()}
+        tasks = {
+            (spec.name, doc_id): doc
+            for spec in registry.specs()
+            for doc_id, doc in finals[spec.records_collection(self.stack.settings)].items()
+        }
         return checks.Books(
             jobs=finals[jobs_name],
             tasks=tasks,

@@ -45,7 +45,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from local.simcore import REQUEST_FAULTS, TASK_FAULTS, Durations, FaultPlan, SimClock, SimHandler, SimServer
-from signatures import sign_heygen
+from providers.signatures import sign_heygen
 
 MODERATION_CODE = "content_moderation_rejected"
 IDEMPOTENCY_WINDOW_S = 24 * 3600

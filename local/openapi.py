@@ -3,7 +3,7 @@
     python -m local.openapi            # rewrite openapi.yaml
     python -m local.openapi --check    # exit 1 when openapi.yaml differs from the code
 
-The request schemas are the models the functions validate with (`api.py`, `tasks/*`), so the
+The request schemas are the models the functions validate with (`web/schemas.py`, `tasks/*`), so the
 document cannot drift from what is accepted; `tests/test_openapi.py` runs the check. Paths are the
 function names as served locally (`http://127.0.0.1:PORT/<function>`) and deployed
 (`https://REGION-PROJECT.cloudfunctions.net/<function>`).
@@ -19,9 +19,16 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from api import BatchStatusRequest, CancelRequest, GenerateRequest, HealthQuery, PollPayload, StatusQuery
-from tasks.cleanup import CleanupRequest
-from tasks.finalize import FinalizePayload
+from web.schemas import (
+    BatchStatusRequest,
+    CancelRequest,
+    CleanupRequest,
+    FinalizePayload,
+    GenerateRequest,
+    HealthQuery,
+    PollPayload,
+    StatusQuery,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "openapi.yaml"

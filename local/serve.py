@@ -16,10 +16,11 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -74,9 +75,24 @@ def build_app(names: list[str] | None = None, source: Path = MAIN) -> WsgiApp:
     return DispatcherMiddleware(_not_found(names), mounts)
 
 
+def use_local_queue(environ: Mapping[str, str]) -> None:
+    """On the local stack, tasks carry the OIDC header Cloud Tasks would add (the emulator does not)."""
+    from config import load_settings
+    from local.tokens import task_auth_headers
+    from tasks.queue import CloudTasksQueue
+    from web import deps
+
+    settings = load_settings(environ)
+    headers = task_auth_headers(settings)
+    if headers is not None:
+        deps.use(deps.build(settings, queue=CloudTasksQueue(settings, task_headers=headers)))
+
+
 def serve(port: int, host: str = "127.0.0.1") -> None:
     """Serve until SIGTERM or Ctrl-C (threaded: a webhook may arrive while a poll is running)."""
     from werkzeug.serving import make_server
+
+    use_local_queue(os.environ)
 
     names = function_names()
     server = make_server(host, port, build_app(names), threaded=True)

@@ -49,7 +49,7 @@ class StorageEmulator:
         return self
 
     def client(self, project: str):  # -> google.cloud.storage.Client
-        from storage import storage_client
+        from tasks.storage import storage_client
 
         return storage_client(project, self.url)
 

@@ -17,9 +17,11 @@ import functools
 import json
 import os
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from threading import Thread
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -146,6 +148,21 @@ class TokenIssuer:
 @functools.lru_cache(maxsize=4)
 def _minting_issuer(path: str, mtime_ns: int) -> TokenIssuer:
     return TokenIssuer(Path(path), serve=False)
+
+
+def task_auth_headers(settings: Any) -> Callable[[str], dict[str, str]] | None:
+    """With a Cloud Tasks emulator and a local key file: the `Authorization` header Cloud Tasks would
+    send to a task's URL (an OIDC token of TASKS_SERVICE_ACCOUNT), which the emulator does not add."""
+    if not (settings.tasks_emulator_host and settings.local_token_key_file):
+        return None
+    account = settings.require("tasks_service_account")
+
+    def headers(url: str) -> dict[str, str]:
+        audience = url.split("?", 1)[0]
+        token = service_token_from_key_file(settings.local_token_key_file, account, audience)
+        return {"Authorization": f"Bearer {token}"}
+
+    return headers
 
 
 def service_token_from_key_file(key_file: str | Path, email: str, audience: str) -> str:

@@ -94,7 +94,7 @@ def status(args: argparse.Namespace, target: Target) -> Result:
 
 def jobs(args: argparse.Namespace, target: Target) -> Result:
     found = list_jobs(target, owner=args.owner, status=args.status, limit=args.limit)
-    found.sort(key=lambda job: str(job.doc.get("createdAt") or ""), reverse=True)
+    found.sort(key=lambda job: str(job.created_at or ""), reverse=True)
     rows = [render.job_row(job) for job in found]
     text = render.table(render.JOB_COLUMNS, rows) if rows else "no jobs match"
     return Result({"jobs": [render.job_summary(job) for job in found]}, text)

@@ -84,32 +84,31 @@ def job_details(job: Mapping[str, Any]) -> str:
 
 
 def job_row(job: Any) -> list[Any]:
-    """A `jobs.model.Job` as one row of JOB_COLUMNS."""
-    doc = job.doc
+    """A `jobs.records.Job` as one row of JOB_COLUMNS."""
+    cost = job.actual_cost_usd if job.actual_cost_usd is not None else job.estimated_cost_usd
     return [
         job.job_id,
         str(job.status),
         percent(job.progress),
         job.provider or "-",
         job.owner_uid,
-        short_time(doc.get("createdAt")),
-        usd(doc.get("actualCostUsd", doc.get("estimatedCostUsd"))),
+        short_time(job.created_at),
+        usd(cost),
     ]
 
 
 def job_summary(job: Any) -> dict[str, Any]:
-    """A `jobs.model.Job` for --json output (no prompt, no idempotency key)."""
-    doc = job.doc
+    """A `jobs.records.Job` for --json output (no prompt, no idempotency key)."""
     return {
         "jobId": job.job_id,
         "status": str(job.status),
         "progress": job.progress,
         "provider": job.provider,
         "ownerUid": job.owner_uid,
-        "createdAt": doc.get("createdAt"),
-        "updatedAt": doc.get("updatedAt"),
-        "estimatedCostUsd": doc.get("estimatedCostUsd"),
-        "actualCostUsd": doc.get("actualCostUsd"),
+        "createdAt": job.created_at,
+        "updatedAt": job.updated_at,
+        "estimatedCostUsd": job.estimated_cost_usd,
+        "actualCostUsd": job.actual_cost_usd,
     }
 
 

@@ -1,29 +1,14 @@
 """Everything that speaks a provider's wire format, behind one protocol (`providers.base`).
 
-    base.py       Provider protocol, VideoRequest, ProviderSnapshot, Status, the error tree
-    http.py       sessions, transport-error translation, retries
-    runwayml.py   RunwayML API 2024-11-06           heygen.py   HeyGen API v3
-    prompts.py    CV script -> prompts (pure)       selection.py / quota.py   ranking, budgets (pure)
+    base.py        Provider protocol, VideoRequest, Capabilities, ProviderSnapshot, Status, error tree
+    spec.py        ProviderSpec: what the rest of the project knows about one provider
+    registry.py    the registered specs, in priority order; build_providers(settings)
+    http.py        HttpProvider (session, timeouts, retries), transport-error translation
+    signatures.py  shared webhook checks, Standard Webhooks, signing helpers for tests
+    runwayml/      RunwayML API 2024-11-06: request, answers, client, webhook, SPEC
+    heygen/        HeyGen API v3: mapping, client, webhook, SPEC
+    prompts/       CV script -> prompts (pure)
+    selection.py / quota.py / circuit.py   ranking, request budgets, circuit breaker (pure)
 
-`build_providers(settings)` returns the providers whose keys are configured, in priority order.
+A provider is one package exporting its `SPEC`, plus one line in `registry.py`.
 """
-
-from __future__ import annotations
-
-from config import Settings
-from providers.base import Provider
-
-PRIORITY = ("heygen", "runwayml")
-
-
-def build_providers(settings: Settings) -> dict[str, Provider]:
-    """The configured providers, keyed by name, in priority order (HeyGen first)."""
-    from providers.heygen import HeyGenProvider
-    from providers.runwayml import RunwayMLProvider
-
-    built: dict[str, Provider] = {}
-    if settings.heygen_api_key is not None:
-        built["heygen"] = HeyGenProvider(settings)
-    if settings.runwayml_api_key is not None:
-        built["runwayml"] = RunwayMLProvider(settings)
-    return built

@@ -1,6 +1,6 @@
 """The provider protocol, its request and snapshot types, and the error tree.
 
-Every provider module (`runwayml.py`, `heygen.py`) turns its wire format into these types with small
+Every provider package (`runwayml/`, `heygen/`) turns its wire format into these types with small
 pure functions; nothing above `providers/` sees a provider's JSON or an HTTP library.
 
 Statuses (one enum for jobs and provider tasks; providers never report `timed_out`)::
@@ -36,6 +36,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from errors import AppError
+
 
 class Status(enum.StrEnum):
     """Status of a job or of one provider task, in the project's own vocabulary."""
@@ -61,11 +63,9 @@ def is_terminal(status: Status | str) -> bool:
 # Errors
 
 
-class ProviderError(Exception):
+class ProviderError(AppError):
     """Base of every provider failure; subclasses fix `retryable` and `fallback_allowed`."""
 
-    retryable = False
-    fallback_allowed = False
     default_code = "provider_error"
 
     def __init__(
@@ -77,12 +77,9 @@ class ProviderError(Exception):
         http_status: int | None = None,
         retry_after: float | None = None,
     ) -> None:
-        super().__init__(message)
-        self.message = message
+        super().__init__(message, code=code, retry_after=retry_after)
         self.provider = provider
-        self.code = code or self.default_code
         self.http_status = http_status
-        self.retry_after = retry_after
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-safe description for job records and logs (no secrets by construction)."""
@@ -182,7 +179,12 @@ class VideoRequest:
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What a provider can make; used by validation and by the selection engine."""
+    """What a provider can make; its validation reads it (`problem`), and so does the selection engine.
+
+    `max_prompt_units` is the provider's one prompt limit, in the provider's own unit (RunwayML:
+    UTF-16 code units of the prompt; HeyGen: characters of the script); `providers/prompts` fits to it.
+    Whether a provider sends webhooks is its spec's `webhook` (`providers/spec.py`).
+    """
 
     models: tuple[str, ...]
     min_duration_s: int
@@ -194,7 +196,19 @@ class Capabilities:
     supports_image_input: bool
     supports_cancel: bool
     idempotent_create: bool
-    sends_webhooks: bool
+
+    def problem(self, request: VideoRequest) -> str | None:
+        """The first shape this provider does not make (input image, ratio, resolution, format)."""
+        if request.image_url and not self.supports_image_input:
+            return "image_url: this provider takes no input image; leave image_url out"
+        for name, allowed in (
+            ("aspect_ratio", self.aspect_ratios),
+            ("resolution", self.resolutions),
+            ("output_format", self.formats),
+        ):
+            if (value := getattr(request, name)) not in allowed:
+                return f"{name}: {value!r} is not supported; use one of {', '.join(allowed)}"
+        return None
 
 
 @dataclass(frozen=True)

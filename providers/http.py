@@ -1,8 +1,9 @@
 """HTTP plumbing shared by the provider modules: sessions, transport-error translation, retries.
 
-The only place in `providers/` that knows `requests` exceptions; each provider module maps HTTP
-status codes and bodies to the error tree itself (the tables differ), then calls `with_retries`
-with the predicate that fits the call:
+The only place in `providers/` that knows `requests` exceptions; each provider package maps HTTP
+status codes and bodies to the error tree itself (the tables differ). Its client derives from
+`HttpProvider` (settings, one lazy session, timeouts) and runs each call through `_retry` with the
+predicate that fits the call:
 
 - `retry_read`: GETs (and creates carrying an idempotency key) repeat anything `retryable`.
 - `retry_unsent_or_refused`: creates without an idempotency key repeat only what provably never
@@ -152,41 +153,9 @@ def with_retries(
     return retrying(call)
 
 
-class Plumbing:
-    """What every provider client holds: one lazily created session, timeouts, the retry policy,
-    and the sleep and randomness that retries use (injected by tests)."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        session_factory: Callable[[], requests.Session] | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        rand: Callable[[], float] = random.random,
-    ) -> None:
-        self.timeout = (settings.http_connect_timeout_s, settings.http_read_timeout_s)
-        self.policy = RetryPolicy(
-            max_attempts=settings.http_max_attempts, retry_after_cap_s=settings.retry_after_cap_s
-        )
-        self.sleep, self.rand = sleep, rand
-        self._factory = session_factory or new_session
-        self._session: requests.Session | None = None
-        self._lock = threading.Lock()
-
-    def session(self) -> requests.Session:
-        with self._lock:
-            if self._session is None:
-                self._session = self._factory()
-            return self._session
-
-    def retry(self, call: Callable[[], T], should_retry: Callable[[BaseException], bool]) -> T:
-        return with_retries(
-            call, policy=self.policy, should_retry=should_retry, sleep=self.sleep, rand=self.rand
-        )
-
-
 class HttpProvider:
-    """Base of the provider clients: the settings and one `Plumbing`, built the same way for each."""
+    """Base of the provider clients: settings, one lazily created session, timeouts, the retry
+    policy, and the sleep and randomness that retries use (injected by tests)."""
 
     def __init__(
         self,
@@ -197,4 +166,22 @@ class HttpProvider:
         rand: Callable[[], float] = random.random,
     ) -> None:
         self._settings = settings
-        self._http = Plumbing(settings, session_factory=session_factory, sleep=sleep, rand=rand)
+        self._timeout = (settings.http_connect_timeout_s, settings.http_read_timeout_s)
+        self._policy = RetryPolicy(
+            max_attempts=settings.http_max_attempts, retry_after_cap_s=settings.retry_after_cap_s
+        )
+        self._sleep, self._rand = sleep, rand
+        self._factory = session_factory or new_session
+        self._session: requests.Session | None = None
+        self._lock = threading.Lock()
+
+    def _http_session(self) -> requests.Session:
+        with self._lock:
+            if self._session is None:
+                self._session = self._factory()
+            return self._session
+
+    def _retry(self, call: Callable[[], T], should_retry: Callable[[BaseException], bool]) -> T:
+        return with_retries(
+            call, policy=self._policy, should_retry=should_retry, sleep=self._sleep, rand=self._rand
+        )

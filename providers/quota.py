@@ -1,11 +1,8 @@
 """The project's own request budget per provider, in fixed windows aligned to the epoch (pure).
 
-Limits are written `COUNT/SECONDS`, comma-separated, one per window (`RUNWAYML_QUOTA`,
-`HEYGEN_QUOTA`)::
-
-    provider   per minute   per hour   per day    setting
-    runwayml       25          100        500     25/60,100/3600,500/86400
-    heygen         20          200       1000     20/60,200/3600,1000/86400
+Limits are written `COUNT/SECONDS`, comma-separated, one per window, e.g. `25/60,100/3600,500/86400`
+(25 a minute, 100 an hour, 500 a day). Each provider's default is its spec's `default_quota`; a
+setting (`RUNWAYML_QUOTA`, `HEYGEN_QUOTA`) overrides it: `registry.spec(name).quota(settings)`.
 
 Windows are fixed, not sliding: window `b` of length `L` covers `[b*L, (b+1)*L)` seconds since
 1970-01-01T00:00Z, so minutes start on the minute and days at 00:00 UTC. `bucket_of(now, L)` is `b`;
@@ -25,10 +22,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-DEFAULT_LIMITS = {
-    "runwayml": "25/60,100/3600,500/86400",
-    "heygen": "20/60,200/3600,1000/86400",
-}
 _WINDOW = re.compile(r"\s*(?P<count>[0-9]+)\s*/\s*(?P<seconds>[0-9]+)\s*")
 _NAMES = {60: ("minute", "m"), 3600: ("hour", "h"), 86400: ("day", "d")}
 

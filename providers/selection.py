@@ -7,8 +7,6 @@ deterministic. Each factor leaves a reason such as `priority 1 (+20)` for the jo
     factor       rule                                                            points
     priority     priority 1 / 2 / 3 and above                                    +20 / +10 / 0
     health       circuit closed / half-open (cool-down over, on trial) / open    0 / -15 / excluded
-    load         in flight below the known concurrency limit: -10 x share used   -10..0
-                 at or over the limit (the provider queues or refuses extra)     -30
     quality      premium requested, provider strong at premium                   +15
     content      talking avatar reading the CV requested, provider makes them    +40
                  creative style (energetic, creative, artistic), creative clips  +20
@@ -17,17 +15,19 @@ deterministic. Each factor leaves a reason such as `priority 1 (+20)` for the jo
     user tier    free tier: the most expensive estimate, when estimates differ  -10
     preference   the user asked for this provider                                +70
 
+`traits` (what a provider is good at) come from its spec (`ProviderSpec.traits`). The project's own
+request budget is not a factor here: it is taken after the ranking, in ranked order
+(`jobs/generate.py`), so a provider over budget is skipped without a read for every ranking.
+
 The preference outweighs any difference that priority, quality, content, cost and tier can make
-between HeyGen and RunwayML (at most 65 points), so only poor health or load can still put a
-preferred provider second.
+between HeyGen and RunwayML (at most 65 points), so only poor health can still put a preferred
+provider second.
 
-Excluded, whatever the preference (reason recorded in `Ranking.excluded`): circuit open, over the
-project's own request budget, refused by the provider's own validation, duration outside what the
-provider makes. A load at the limit is a penalty, not an exclusion: a provider at its concurrency
-limit still takes the task (RunwayML queues it as THROTTLED), so it stays a last resort.
+Excluded, whatever the preference (reason recorded in `Ranking.excluded`): circuit open, refused by
+the provider's own validation, duration outside what the provider makes.
 
-What providers are good at (`DEFAULT_TRAITS`): HeyGen makes talking avatars; RunwayML makes premium,
-creative, short generated clips. With HeyGen at priority 1 and RunwayML at 2 this gives::
+With the registered specs' traits (HeyGen: avatar; RunwayML: premium, creative, short clips) and
+priorities (HeyGen 1, RunwayML 2) this gives::
 
     default (professional, standard, 5 s)     heygen 25    runwayml 7.8 (free) / 17.8 (pro)
     premium, pro tier                         heygen 25    runwayml 32.8
@@ -42,21 +42,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from providers.base import Capabilities, VideoRequest
+from providers.base import Capabilities
 from providers.circuit import CLOSED, CircuitState, Phase, effective_state
-from providers.quota import QuotaDecision
 
-AVATAR, PREMIUM, CREATIVE, SHORT_CLIPS = "avatar", "premium", "creative", "short_clips"
-DEFAULT_TRAITS = {
-    "heygen": frozenset({AVATAR}),
-    "runwayml": frozenset({PREMIUM, CREATIVE, SHORT_CLIPS}),
-}
+AVATAR, PREMIUM, CREATIVE, SHORT_CLIPS = "avatar", "premium", "creative", "short_clips"  # trait names
 CREATIVE_STYLES = frozenset({"energetic", "creative", "artistic"})
 SHORT_CLIP_S = (4, 10)
 
 PRIORITY_POINTS = {1: 20.0, 2: 10.0}
 HALF_OPEN_POINTS = -15.0
-LOAD_POINTS, AT_LIMIT_POINTS = -10.0, -30.0
 PREMIUM_POINTS, AVATAR_POINTS, CREATIVE_POINTS, SHORT_CLIP_POINTS = 15.0, 40.0, 20.0, 5.0
 COST_POINTS, FREE_TIER_POINTS, PREFERENCE_POINTS = 5.0, -10.0, 70.0
 
@@ -74,31 +68,18 @@ class SelectionRequest:
     user_tier: str = "free"
     preference: str | None = None
 
-    @classmethod
-    def for_video(
-        cls, request: VideoRequest, *, wants_avatar: bool, user_tier: str, preference: str | None = None
-    ) -> SelectionRequest:
-        return cls(request.style, request.quality, request.duration_s, wants_avatar, user_tier, preference)
-
 
 @dataclass(frozen=True)
 class ProviderState:
-    """One provider as the ranking sees it at one moment (`traits` None: `DEFAULT_TRAITS`)."""
+    """One provider as the ranking sees it at one moment; `traits` come from its spec."""
 
     name: str
     priority: int
     capabilities: Capabilities | None = None
     circuit: CircuitState = CLOSED
-    in_flight: int = 0
-    max_concurrent: int | None = None
-    quota: QuotaDecision | bool = True
     est_cost_usd: float | None = None
     invalid_reason: str | None = None
-    traits: frozenset[str] | None = None
-
-    @property
-    def strengths(self) -> frozenset[str]:
-        return self.traits if self.traits is not None else DEFAULT_TRAITS.get(self.name, frozenset())
+    traits: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -114,11 +95,6 @@ class Ranking:
     excluded: dict[str, str]
     scores: dict[str, float] = field(default_factory=dict)
     retry_after_s: float | None = None
-
-    def explain(self) -> list[str]:
-        """One line per provider, e.g. `heygen: priority 1 (+20); cost $0.33 (+5) = 25`."""
-        ranked = [f"{n}: {'; '.join(self.reasons[n])} = {self.scores[n]:g}" for n in self.candidates]
-        return ranked + [f"{n}: excluded, {why}" for n, why in sorted(self.excluded.items())]
 
     def to_doc(self) -> dict[str, Any]:
         return {
@@ -159,21 +135,12 @@ def _exclusions(s: ProviderState, req: SelectionRequest, now: datetime) -> list[
     if circuit.state is Phase.OPEN and circuit.opened_until is not None:
         wait = (circuit.opened_until - now).total_seconds()
         out.append((f"circuit open after {circuit.consecutive_failures} failures, retry in {wait:g} s", wait))
-    quota = s.quota if isinstance(s.quota, QuotaDecision) else QuotaDecision(allowed=bool(s.quota))
-    if not quota.allowed:
-        out.append((_quota_reason(quota), quota.retry_after_s))
     if s.invalid_reason is not None:
         out.append((f"cannot take this request: {s.invalid_reason}", None))
     caps = s.capabilities
     if caps is not None and not caps.min_duration_s <= req.duration_s <= caps.max_duration_s:
         out.append((f"makes {caps.min_duration_s}-{caps.max_duration_s} s, not {req.duration_s:g} s", None))
     return out
-
-
-def _quota_reason(quota: QuotaDecision) -> str:
-    window = f" ({quota.window})" if quota.window else ""
-    wait = f", retry in {quota.retry_after_s:g} s" if quota.retry_after_s is not None else ""
-    return f"over the project's request budget{window}{wait}"
 
 
 def _earliest_return(outs: Any) -> float | None:
@@ -189,7 +156,6 @@ def _factors(s: ProviderState, req: SelectionRequest, now: datetime, costs: list
     return [
         (PRIORITY_POINTS.get(s.priority, 0.0), f"priority {s.priority}"),
         *_health(s, now),
-        *_load(s),
         *_content(s, req),
         *_cost(s, req, costs),
         *([(PREFERENCE_POINTS, "requested by the user")] if req.preference == s.name else []),
@@ -202,17 +168,8 @@ def _health(s: ProviderState, now: datetime) -> list[Factor]:
     return []
 
 
-def _load(s: ProviderState) -> list[Factor]:
-    if s.max_concurrent is None or s.in_flight <= 0:
-        return []
-    load = f"{s.in_flight}/{s.max_concurrent} in flight"
-    if s.in_flight >= s.max_concurrent:
-        return [(AT_LIMIT_POINTS, f"{load}, at its concurrency limit")]
-    return [(round(LOAD_POINTS * s.in_flight / s.max_concurrent, 1), load)]
-
-
 def _content(s: ProviderState, req: SelectionRequest) -> list[Factor]:
-    traits, style, short = s.strengths, req.style.lower(), f"short {req.duration_s:g} s clip"
+    traits, style, short = s.traits, req.style.lower(), f"short {req.duration_s:g} s clip"
     wanted = [
         (req.wants_avatar and AVATAR in traits, AVATAR_POINTS, "talking avatar requested"),
         (req.quality == "premium" and PREMIUM in traits, PREMIUM_POINTS, "premium quality"),

@@ -1,10 +1,16 @@
-"""Cloud Tasks: named, authenticated HTTP tasks, and the polling schedule.
+"""Cloud Tasks and Cloud Scheduler workers, and the clients they need.
 
-    queue.py     TaskQueue protocol, CloudTasksQueue (Cloud Tasks or its emulator), QueueError, names
-    memory.py    InMemoryQueue: records tasks, refuses duplicate names (unit tests)
-    schedule.py  Envelope per provider, next_delay (pure), the named polling policies
+    queue.py       TaskQueue protocol, CloudTasksQueue (Cloud Tasks or its emulator), QueueError, names
+    memory.py      InMemoryQueue: records tasks, refuses duplicate names (unit tests)
+    schedule.py    next_delay (pure) and the named polling policies; envelopes come from provider specs
+    poll.py        FirstPoll (what the runner schedules with) and Poller: fetch, apply, schedule next
+    finalize.py    copy a finished video into the bucket (GIF made here)
+    cleanup.py     the scheduled sweep: retention, deadlines, crash windows, stalled finalize steps
+    batch.py       many jobs at once, stale live ones refreshed
+    monitoring.py  provider health for operators (statistics are pure)
+    storage.py     the Cloud Storage seam
 
-Nothing here creates a client at import time; `get_queue()` builds the process-wide queue on first use.
+Nothing here creates a client at import time; `CloudTasksQueue` creates its client on first use.
 """
 
 from tasks.memory import InMemoryQueue, QueuedTask
@@ -15,27 +21,21 @@ from tasks.queue import (
     QueueError,
     TaskQueue,
     finalize_name_key,
-    get_queue,
     poll_name_key,
     task_id_for,
 )
-from tasks.schedule import ENVELOPES, HEYGEN, RUNWAYML, Envelope, envelope_for, next_delay, poll_budget
+from tasks.schedule import envelope_for, next_delay, poll_budget
 
 __all__ = [
-    "ENVELOPES",
     "FINALIZE_FUNCTION",
-    "HEYGEN",
     "POLL_FUNCTION",
-    "RUNWAYML",
     "CloudTasksQueue",
-    "Envelope",
     "InMemoryQueue",
     "QueueError",
     "QueuedTask",
     "TaskQueue",
     "envelope_for",
     "finalize_name_key",
-    "get_queue",
     "next_delay",
     "poll_budget",
     "poll_name_key",

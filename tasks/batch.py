@@ -1,17 +1,18 @@
 """`runwayml_batch_status_check`: many jobs at once, the stale live ones refreshed at their providers.
 
-    body: jobIds (at most api.MAX_BATCH_IDS) | filter: status, olderThanSeconds, limit
+    Selection: job ids (at most web.schemas.MAX_BATCH_IDS) | filter: status, olderThanSeconds, limit
       v
     jobs in bulk: JobStore.get_jobs (get_all, chunked) | JobStore.jobs_by_status (one query)
       v
     task records of the live jobs in bulk (get_all on the provider task collections)
       v
     stale (views.needs_refresh)? -> status requests per provider, on a pool of REFRESH_WORKERS:
-        HeyGen    GET /v3/videos/statuses, BULK_IDS["heygen"] ids a request (Provider.get_many),
+        bulk      a provider with a bulk status read (`ProviderSpec.bulk_ids`; HeyGen: GET
+                  /v3/videos/statuses, 100 ids a request, Provider.get_many),
                   each snapshot applied with Poller.apply (forward-only, then the poll's own hooks),
                   a fallback it starts run as a poll would run it (Runner.run); an id the bulk answer
                   leaves out (unknown, or its full read failed) goes the single way below
-        RunwayML  no bulk endpoint: Poller.refresh per task (GET, apply, fallback, vanished tasks)
+        single    no bulk read (RunwayML): Poller.refresh per task (GET, apply, fallback, vanished tasks)
       v
     the refreshed jobs read again in bulk -> per-job results and a summary
 
@@ -27,26 +28,24 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from api import DEFAULT_BATCH_LIMIT, BatchStatusRequest
-from jobs import views
-from jobs.model import Job, TaskRecord
-from jobs.store import GET_ALL_CHUNK, JobStore, StoreError
+from jobs import access as views
+from jobs.records import Job, TaskRecord
+from jobs.store import JobStore, StoreError
 from logs import get_logger
+from providers import registry
 from providers.base import ProviderError, ProviderSnapshot, Status, is_terminal
-
-if TYPE_CHECKING:
-    from deps import Deps
+from tasks.poll import Poller
 
 log = get_logger("tasks.batch")
 
-BULK_IDS = {"heygen": 100}  # ids per status request where the provider has a bulk call
 REFRESH_WORKERS = 8
+DEFAULT_LIMIT = 500
 STUCK_UNCHECKED = timedelta(minutes=10)
 
 
@@ -64,13 +63,24 @@ class Tally:
             self.provider_calls += calls
 
 
-def check_jobs(deps: Deps, body: BatchStatusRequest) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Selection:
+    """Which jobs one batch looks at: `job_ids`, or the jobs in `statuses` (older than, at most `limit`)."""
+
+    job_ids: Sequence[str] | None = None
+    statuses: Sequence[str] = ()
+    older_than_s: int | None = None
+    limit: int = DEFAULT_LIMIT
+
+
+def check_jobs(poller: Poller, selection: Selection) -> dict[str, Any]:
     """Read the jobs, refresh the stale live ones, and report each job and a summary."""
-    store, tally, now = deps.store, Tally(), deps.store.clock()
-    jobs, order = _select(store, body, now, tally)
+    store, tally = poller.store, Tally()
+    now = store.clock()
+    jobs, order = _select(store, selection, now, tally)
     tasks = read_tasks(store, _task_keys(jobs.values()), tally)
     stale = [t for job_id, t in tasks.items() if views.needs_refresh(jobs[job_id], t, now)]
-    errors = refresh(deps, stale, tally)
+    errors = refresh(poller, stale, tally)
     refreshed = [t.job_id for t in stale if errors.get(t.job_id) is None]
     if stale:
         jobs.update(store.get_jobs(t.job_id for t in stale))
@@ -86,15 +96,16 @@ def check_jobs(deps: Deps, body: BatchStatusRequest) -> dict[str, Any]:
 
 
 def _select(
-    store: JobStore, body: BatchStatusRequest, now: datetime, tally: Tally
+    store: JobStore, selection: Selection, now: datetime, tally: Tally
 ) -> tuple[dict[str, Job], list[str]]:
-    if body.job_ids is not None:
-        order = list(dict.fromkeys(body.job_ids))
+    if selection.job_ids is not None:
+        order = list(dict.fromkeys(selection.job_ids))
         tally.add(reads=len(order))
         return store.get_jobs(order), order
-    before = None if body.older_than_seconds is None else now - timedelta(seconds=body.older_than_seconds)
-    statuses = [Status(s) for s in body.status or ()]
-    found = store.jobs_by_status(statuses, updated_before=before, limit=body.limit or DEFAULT_BATCH_LIMIT)
+    older = selection.older_than_s
+    before = None if older is None else now - timedelta(seconds=older)
+    statuses = [Status(s) for s in selection.statuses]
+    found = store.jobs_by_status(statuses, updated_before=before, limit=selection.limit)
     tally.add(reads=max(1, len(found)))
     return {job.job_id: job for job in found}, [job.job_id for job in found]
 
@@ -110,68 +121,62 @@ def _task_keys(jobs: Iterable[Job]) -> list[tuple[str, str, str]]:
 
 
 def read_tasks(store: JobStore, keys: list[tuple[str, str, str]], tally: Tally) -> dict[str, TaskRecord]:
-    """Task records by job id, read with get_all in chunks; missing records are left out."""
-    found: dict[str, TaskRecord] = {}
-    for start in range(0, len(keys), GET_ALL_CHUNK):
-        chunk = keys[start : start + GET_ALL_CHUNK]
-        refs = [store.client.collection(store.task_collection(p)).document(t) for _, p, t in chunk]
-        tally.add(reads=len(refs))
-        for snap in store.client.get_all(refs):
-            if snap.exists:
-                task = TaskRecord.from_doc(snap.to_dict())
-                found[task.job_id] = task
-    return found
+    """Task records by job id, read in bulk; missing records are left out."""
+    tally.add(reads=len(keys))
+    return {task.job_id: task for task in store.get_tasks((p, t) for _, p, t in keys).values()}
 
 
 # -- refreshing -----------------------------------------------------------------------------------
 
 
-def refresh(deps: Deps, tasks: list[TaskRecord], tally: Tally) -> dict[str, str | None]:
+def refresh(poller: Poller, tasks: list[TaskRecord], tally: Tally) -> dict[str, str | None]:
     """Fetch and apply every task; job id -> None when refreshed, else the error code."""
     chunks: list[tuple[str, list[TaskRecord]]] = []
     for provider in sorted({t.provider for t in tasks}):
         group = [t for t in tasks if t.provider == provider]
-        size = BULK_IDS.get(provider, 1)
+        size = registry.spec(provider).bulk_ids or 1
         chunks += [(provider, group[i : i + size]) for i in range(0, len(group), size)]
     results: dict[str, str | None] = {}
     if not chunks:
         return results
     with ThreadPoolExecutor(max_workers=min(REFRESH_WORKERS, len(chunks))) as pool:
-        for part in pool.map(lambda chunk: _refresh_chunk(deps, *chunk, tally), chunks):
+        for part in pool.map(lambda chunk: _refresh_chunk(poller, *chunk, tally), chunks):
             results.update(part)
     return results
 
 
-def _refresh_chunk(deps: Deps, provider: str, tasks: list[TaskRecord], tally: Tally) -> dict[str, str | None]:
-    if provider not in BULK_IDS:
-        return {t.job_id: _refresh_one(deps, t, tally) for t in tasks}
+def _refresh_chunk(
+    poller: Poller, provider: str, tasks: list[TaskRecord], tally: Tally
+) -> dict[str, str | None]:
+    if registry.spec(provider).bulk_ids is None:
+        return {t.job_id: _refresh_one(poller, t, tally) for t in tasks}
     tally.add(calls=1)
     try:
-        snapshots = deps.providers[provider].get_many([t.task_id for t in tasks])
+        snapshots = poller.providers[provider].get_many([t.task_id for t in tasks])
     except ProviderError as exc:
         log.warning("bulk status read failed", extra={"provider": provider, "code": exc.code})
         return {t.job_id: exc.code for t in tasks}
     tally.add(calls=sum(1 for s in snapshots.values() if is_terminal(s.status)))
-    return {t.job_id: _apply_or_refresh(deps, t, snapshots.get(t.task_id), tally) for t in tasks}
+    return {t.job_id: _apply_or_refresh(poller, t, snapshots.get(t.task_id), tally) for t in tasks}
 
 
 def _apply_or_refresh(
-    deps: Deps, task: TaskRecord, snapshot: ProviderSnapshot | None, tally: Tally
+    poller: Poller, task: TaskRecord, snapshot: ProviderSnapshot | None, tally: Tally
 ) -> str | None:
     if snapshot is None:
-        return _refresh_one(deps, task, tally)
+        return _refresh_one(poller, task, tally)
     try:
-        deps.poller.apply(task.provider, task.task_id, snapshot)  # finalize or fallback as a poll would
+        poller.apply(task.provider, task.task_id, snapshot)  # finalize or fallback as a poll would
     except StoreError:
         return "task_not_found"
     tally.add(reads=2)
     return None
 
 
-def _refresh_one(deps: Deps, task: TaskRecord, tally: Tally) -> str | None:
+def _refresh_one(poller: Poller, task: TaskRecord, tally: Tally) -> str | None:
     tally.add(reads=3, calls=1)
     try:
-        deps.poller.refresh(task.provider, task.task_id)
+        poller.refresh(task.provider, task.task_id)
     except ProviderError as exc:
         log.warning("status read failed", extra={"jobId": task.job_id, "code": exc.code})
         return exc.code
@@ -190,9 +195,9 @@ def stuck_reason(job: Job, task: TaskRecord | None, now: datetime, checked_at: d
     if job.deadline_at is not None and job.deadline_at < now:
         return "past_deadline"
     if checked_at is None and task is not None:
-        checked_at = task.doc.get("lastCheckedAt") or task.doc.get("createdAt")
+        checked_at = task.checked_at
     if checked_at is None:
-        checked_at = job.doc.get("updatedAt") or job.doc.get("createdAt")
+        checked_at = job.updated_at or job.created_at
     if checked_at is None or now - checked_at >= STUCK_UNCHECKED:
         return "not_checked"
     return None

@@ -39,18 +39,18 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from api import Body
 from config import Settings
-from jobs import model
-from jobs.model import AttemptStatus, Job, TaskRecord
-from jobs.service import Runner
-from jobs.store import ExpiredJob, JobStore, utcnow
-from jobs.views import stop_task
+from jobs import rules
+from jobs.access import stop_task
+from jobs.records import AttemptStatus, ExpiredJob, Job, TaskRecord
+from jobs.runner import Runner
+from jobs.store import JobStore
+from jobs.txn import utcnow
 from logs import get_logger
 from providers.base import Provider, ProviderError, Status, is_terminal
-from storage import VideoStorage, job_prefix, storage_for
 from tasks.poll import Poller
-from tasks.queue import FINALIZE_FUNCTION, POLL_FUNCTION, TaskQueue, finalize_name_key, poll_name_key
+from tasks.queue import TaskQueue
+from tasks.storage import VideoStorage, job_prefix
 
 log = get_logger("tasks.cleanup")
 
@@ -63,10 +63,6 @@ NEVER_CLAIMED_GRACE = timedelta(minutes=2)  # a finalize is enqueued without del
 SWEEP_POLL_DELAY_S = 5.0
 BUDGET_S = 420.0  # the function may run 540 s
 CHUNK = 200
-
-
-class CleanupRequest(Body):
-    dry_run: bool = False
 
 
 class Action(enum.StrEnum):
@@ -85,39 +81,36 @@ class Action(enum.StrEnum):
 
 def crash_action(job: Job, task: TaskRecord | None, now: datetime, *, orphan_after: timedelta) -> Action:
     """What a quiet active job needs, judged by its current attempt (see the module docstring)."""
-    if is_terminal(job.status) or job.doc.get("finalizing"):
+    if is_terminal(job.status) or job.finalizing:
         return Action.NONE
     attempt = job.current_attempt
     if attempt is None or not attempt.is_open:
-        since = (attempt.started_at if attempt else None) or job.doc.get("createdAt")
+        since = (attempt.started_at if attempt else None) or job.created_at
         if since is None or now - since < RESUME_GRACE:
             return Action.NONE
-        return Action.RESUME if model.next_candidate(job.candidates, job.attempts) else Action.FAIL
+        return Action.RESUME if rules.next_candidate(job.candidates, job.attempts) else Action.FAIL
     if attempt.status is AttemptStatus.SUBMITTING:
         started = attempt.started_at
         return Action.RESOLVE_SUBMITTING if started is None or now - started > SUBMIT_GRACE else Action.NONE
     if task is None or is_terminal(task.status):
         return Action.NONE
-    checked = task.doc.get("lastCheckedAt")
-    if checked is None:
-        created = task.doc.get("createdAt")
+    if task.last_checked_at is None:
+        created = task.created_at
         return Action.POLL if created is None or now - created > NEVER_CHECKED_GRACE else Action.NONE
-    return Action.POLL if now - checked > orphan_after else Action.NONE
+    return Action.POLL if now - task.last_checked_at > orphan_after else Action.NONE
 
 
 def finalize_action(job: Job, now: datetime, *, max_tries: int) -> Action:
-    state = job.doc.get("finalize") or {}
-    if is_terminal(job.status) or not job.doc.get("finalizing"):
+    state = job.finalize
+    if is_terminal(job.status) or not job.finalizing or state is None:
         return Action.NONE
-    lease = state.get("leaseUntil")
-    if lease is not None and lease > now:
+    if state.lease_until is not None and state.lease_until > now:
         return Action.NONE
-    window_end = state.get("deadlineAt")
-    if int(state.get("tries", 0)) >= max_tries or (window_end is not None and now > window_end):
+    if state.tries >= max_tries or (state.deadline_at is not None and now > state.deadline_at):
         return Action.FAIL_FINALIZE
-    moments = [state.get(k) for k in ("requestedAt", "lastTriedAt", "requeuedAt")]
+    moments = (state.requested_at, state.last_tried_at, state.requeued_at)
     last = max((m for m in moments if m is not None), default=None)
-    stall = FINALIZE_STALL if int(state.get("tries", 0)) else NEVER_CLAIMED_GRACE
+    stall = FINALIZE_STALL if state.tries else NEVER_CLAIMED_GRACE
     return Action.REQUEUE_FINALIZE if last is None or now - last > stall else Action.NONE
 
 
@@ -196,7 +189,7 @@ class Cleanup:
         for job in self.store.iter_jobs_past_deadline(now):
             if self.out_of_time():
                 break
-            if job.doc.get("finalizing"):
+            if job.finalizing:
                 continue  # the finalize window bounds these (step 3)
             if dry_run:
                 counts["timedOut"] += 1
@@ -264,15 +257,14 @@ class Cleanup:
         after = self.store.get_task(task.provider, task.task_id)
         if after is None or is_terminal(after.status):
             return
-        number = after.last_poll_number + 1
-        payload = {
-            "jobId": task.job_id,
-            "provider": task.provider,
-            "taskId": task.task_id,
-            "pollNumber": number,
-        }
-        key = f"{poll_name_key(task.job_id, task.provider, task.task_id, number)}:sweep:{now:%Y%m%dT%H%M%S}"
-        self.queue.enqueue(function=POLL_FUNCTION, payload=payload, name_key=key, delay_s=SWEEP_POLL_DELAY_S)
+        self.queue.enqueue_poll(
+            job_id=task.job_id,
+            provider=task.provider,
+            task_id=task.task_id,
+            poll_number=after.last_poll_number + 1,
+            delay_s=SWEEP_POLL_DELAY_S,
+            renewal=f"sweep:{now:%Y%m%dT%H%M%S}",
+        )
 
     # -- 3 finalizing -------------------------------------------------------------------------------
 
@@ -288,14 +280,13 @@ class Cleanup:
                 self._finalize_action(job, action, now)
 
     def _finalize_action(self, job: Job, action: Action, now: datetime) -> None:
-        attempt_id = job.doc["finalize"]["attemptId"]
+        attempt_id = job.finalize.attempt_id
         if action is Action.REQUEUE_FINALIZE:
-            key = f"{finalize_name_key(job.job_id, attempt_id)}:sweep:{now:%Y%m%dT%H%M%S}"
-            payload = {"jobId": job.job_id, "attemptId": attempt_id}
-            self.queue.enqueue(function=FINALIZE_FUNCTION, payload=payload, name_key=key, delay_s=0.0)
+            renewal = f"sweep:{now:%Y%m%dT%H%M%S}"
+            self.queue.enqueue_finalize(job_id=job.job_id, attempt_id=attempt_id, renewal=renewal)
             self.store.note_finalize_requeued(job.job_id, attempt_id)
             return
-        last = job.doc["finalize"].get("lastError") or {}
+        last = job.finalize.last_error or {}
         error = {
             "code": last.get("code") or "finalize_timeout",
             "message": last.get("message") or "timed out",
@@ -336,17 +327,3 @@ def _delete_objects(storage: VideoStorage, page: list[ExpiredJob], dry_run: bool
         return len(named)
     # a StorageError propagates: the records stay until their objects are gone (next run)
     return storage.delete(named) + sum(storage.delete_prefix(job_prefix(j)) for j in unnamed)
-
-
-def cleanup_for(deps: Any) -> Cleanup:
-    """The cleanup over a `deps.Deps` (the entry point's collaborators)."""
-    return Cleanup(
-        deps.store,
-        deps.providers,
-        deps.poller,
-        deps.runner,
-        deps.queue,
-        storage_for(deps.settings),
-        deps.settings,
-        clock=deps.store.clock,
-    )

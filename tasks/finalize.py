@@ -47,11 +47,12 @@ from urllib.parse import urljoin, urlsplit
 import google_crc32c
 import requests
 
-from api import Body, Identifier
 from config import Settings
+from errors import AppError
+from jobs.records import Job
 from jobs.store import JobNotFound, JobStore
 from logs import get_logger
-from storage import StorageError, StoredObject, VideoStorage, gif_path, job_prefix, video_path
+from tasks.storage import StorageError, StoredObject, VideoStorage, gif_path, job_prefix, video_path
 
 log = get_logger("tasks.finalize")
 
@@ -62,20 +63,13 @@ GIF_MAX_SECONDS = 15
 GIF_FILTER = "fps=10,scale=480:-1:flags=lanczos,split[a][b];[a]palettegen[p];[b][p]paletteuse"
 
 
-class FinalizePayload(Body):
-    job_id: Identifier
-    attempt_id: Identifier
-
-
-class FinalizeError(Exception):
+class FinalizeError(AppError):
     """One try failed; `retryable` says whether another try can do better."""
 
-    def __init__(self, code: str, message: str, *, retryable: bool = True) -> None:
-        super().__init__(message)
-        self.code, self.message, self.retryable = code, message, retryable
+    retryable = True
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message, "retryable": self.retryable}
+    def __init__(self, code: str, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message, code=code, retryable=retryable)
 
 
 @dataclass(frozen=True)
@@ -274,10 +268,11 @@ class Finalizer:
         if claim.verdict in ("done", "busy"):
             return FinalizeResult("skipped" if claim.verdict == "done" else "busy", job_id)
         if claim.verdict == "exhausted":
-            error = claim.job.doc.get("finalize", {}).get("lastError") or {"code": "finalize_exhausted"}
+            last = claim.job.finalize.last_error if claim.job.finalize else None
+            error = last or {"code": "finalize_exhausted"}
             return self._fail(job_id, attempt_id, FinalizeError(error["code"], error.get("message", "")))
         try:
-            output = self._store(claim.job.job_id, claim.job.doc)
+            output = self._store(claim.job)
         except (FinalizeError, StorageError) as exc:
             error = exc if isinstance(exc, FinalizeError) else FinalizeError(exc.code, exc.message)
             if not error.retryable or claim.tries >= settings.finalize_max_attempts:
@@ -305,13 +300,12 @@ class Finalizer:
         except StorageError as exc:  # retention removes them later
             log.warning("could not delete stored objects", extra={"jobId": job_id, "code": exc.code})
 
-    def _store(self, job_id: str, doc: dict[str, Any]) -> dict[str, Any]:
+    def _store(self, job: Job) -> dict[str, Any]:
         """Download, upload, GIF: the output fields of the completed job. Raises FinalizeError."""
-        urls = (doc.get("providerOutput") or {}).get("videoUrls") or []
+        job_id, urls, wants_gif = job.job_id, job.provider_video_urls, job.wants_gif
         if not urls:
             raise FinalizeError("no_output", "the provider reported no output URL", retryable=False)
         deadline = self.monotonic() + self.settings.finalize_timeout_s
-        wants_gif = (doc.get("request") or {}).get("format") == "gif"
         with tempfile.TemporaryDirectory(prefix="finalize-") as tmp:
             local = Path(tmp) / "video.mp4"  # the GIF's source; /tmp is memory on Cloud Functions
             with open(local, "wb") if wants_gif else contextlib.nullcontext() as copy:

@@ -8,8 +8,8 @@ Per provider, in one answer::
     jobs      over the last `windowHours`, from the job records (statistics below, all pure)
 
 Job statistics use the jobs that ended in the window (terminal, `updatedAt` and `endedAt` in it;
-at most MAX_WINDOW_JOBS, the oldest first, with `truncated` saying when more exist). A job counts for
-the provider of its last attempt::
+at most `jobs.queries.MAX_WINDOW_JOBS`, the oldest first, with `truncated` saying when more
+exist). A job counts for the provider of its last attempt::
 
     successRate         completed / (completed + failed + timed_out); a user's cancel is no failure
     attemptSuccessRate  attempts at the provider that succeeded / those that ended otherwise than
@@ -24,34 +24,33 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from datetime import timedelta
+from typing import Any
 
-from google.cloud.firestore_v1.base_query import FieldFilter
-
-from jobs.model import AttemptStatus, Job
+from jobs.guards import HealthStore, QuotaGuard
+from jobs.records import AttemptStatus, Job
 from jobs.store import JobStore
 from providers.base import TERMINAL_STATUSES, Provider, ProviderHealth, Status
 
-if TYPE_CHECKING:
-    from deps import Deps
-
-MAX_WINDOW_JOBS = 5000
-_FIELDS = ["jobId", "ownerUid", "status", "progress", "candidates", "attempts", "deadlineAt"]
-_FIELDS += ["createdAt", "endedAt", "updatedAt", "actualCostUsd"]
 _FAILED = (Status.FAILED, Status.TIMED_OUT)
 _ATTEMPT_FAILED = (AttemptStatus.FAILED, AttemptStatus.UNKNOWN)
 
 
-def provider_health(deps: Deps, window_hours: int) -> dict[str, Any]:
+def provider_health(
+    store: JobStore,
+    providers: Mapping[str, Provider],
+    health: HealthStore,
+    quota: QuotaGuard,
+    window_hours: int,
+) -> dict[str, Any]:
     """The monitoring view of every configured provider."""
-    now = deps.store.clock()
+    now = store.clock()
     since = now - timedelta(hours=window_hours)
-    jobs, truncated = jobs_in_window(deps.store, since)
-    names = sorted(deps.providers)
-    live = _live_health(deps.providers[name] for name in names)
+    jobs, truncated = store.jobs_ended_since(since)
+    names = sorted(providers)
+    live = _live_health(providers[name] for name in names)
     return {
         "windowHours": window_hours,
         "since": since,
@@ -59,12 +58,12 @@ def provider_health(deps: Deps, window_hours: int) -> dict[str, Any]:
         "truncated": truncated,
         "providers": {
             name: {
-                "health": health,
-                **deps.health.health(name),
-                "quota": deps.quota.usage(name)["windows"],
+                "health": live_health,
+                **health.health(name),
+                "quota": quota.usage(name)["windows"],
                 "jobs": provider_stats(jobs, name),
             }
-            for name, health in zip(names, live, strict=True)
+            for name, live_health in zip(names, live, strict=True)
         },
     }
 
@@ -91,17 +90,6 @@ def health_view(health: ProviderHealth) -> dict[str, Any]:
     }
 
 
-def jobs_in_window(store: JobStore, since: datetime) -> tuple[list[Job], bool]:
-    """Jobs that ended at or after `since` (only the fields the statistics need)."""
-    query = store.client.collection(store.settings.jobs_collection)
-    query = query.where(filter=FieldFilter("status", "in", [str(s) for s in TERMINAL_STATUSES]))
-    query = query.where(filter=FieldFilter("updatedAt", ">=", since)).order_by("updatedAt")
-    snaps = list(query.select(_FIELDS).limit(MAX_WINDOW_JOBS + 1).stream())
-    jobs = [Job.from_doc(s.to_dict()) for s in snaps[:MAX_WINDOW_JOBS]]
-    ended = [j for j in jobs if j.doc.get("endedAt") is None or j.doc["endedAt"] >= since]
-    return ended, len(snaps) > MAX_WINDOW_JOBS
-
-
 # -- statistics (pure) ----------------------------------------------------------------------------
 
 
@@ -123,10 +111,9 @@ def ratio(part: int, whole: int) -> float | None:
 
 
 def generation_seconds(job: Job) -> float | None:
-    created, ended = job.doc.get("createdAt"), job.doc.get("endedAt")
-    if created is None or ended is None:
+    if job.created_at is None or job.ended_at is None:
         return None
-    return (ended - created).total_seconds()
+    return (job.ended_at - job.created_at).total_seconds()
 
 
 def provider_stats(jobs: Iterable[Job], provider: str) -> dict[str, Any]:
@@ -137,7 +124,7 @@ def provider_stats(jobs: Iterable[Job], provider: str) -> dict[str, Any]:
     completed = [j for j in mine if j.status is Status.COMPLETED]
     failed = sum(by_status[str(s)] for s in _FAILED)
     seconds = [s for s in map(generation_seconds, completed) if s is not None]
-    costs = [float(c) for c in (j.doc.get("actualCostUsd") for j in completed) if c is not None]
+    costs = [float(j.actual_cost_usd) for j in completed if j.actual_cost_usd is not None]
     attempts = [a for j in jobs for a in j.attempts if a.provider == provider]
     succeeded = sum(1 for a in attempts if a.status is AttemptStatus.SUCCEEDED)
     attempt_failures = sum(1 for a in attempts if a.status in _ATTEMPT_FAILED)

@@ -27,10 +27,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from jobs.model import TaskRecord, Verdict
-from jobs.service import Runner
-from jobs.store import ApplyOutcome, JobStore, utcnow
-from jobs.views import stop_task
+from jobs.access import stop_task
+from jobs.records import TaskRecord
+from jobs.rules import Verdict
+from jobs.runner import Runner
+from jobs.store import ApplyOutcome, JobStore
+from jobs.txn import utcnow
 from logs import get_logger
 from providers.base import NotFound, Provider, ProviderError, ProviderSnapshot, Status, is_terminal
 from tasks.queue import TaskQueue
@@ -48,6 +50,25 @@ class PollResult:
     status: str | None = None
     next_poll: int | None = None
     delay_s: float | None = None
+
+
+class FirstPoll:
+    """Enqueues poll 1 of a newly created provider task (what `Runner` is handed to schedule with)."""
+
+    def __init__(
+        self,
+        queue: TaskQueue,
+        *,
+        envelopes: Callable[[str], Envelope] = envelope_for,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.queue, self.envelopes, self.rand = queue, envelopes, rand
+
+    def __call__(self, job_id: str, provider: str, task_id: str) -> None:
+        delay = next_delay(self.envelopes(provider), elapsed_s=0.0, poll_count=0, rand=self.rand())
+        self.queue.enqueue_poll(
+            job_id=job_id, provider=provider, task_id=task_id, poll_number=1, delay_s=delay or 0.0
+        )
 
 
 class Poller:
@@ -69,13 +90,6 @@ class Poller:
         self.clock = clock
         self.envelopes = envelopes
         self.rand = rand
-
-    def schedule_first(self, job_id: str, provider: str, task_id: str) -> None:
-        """Enqueue poll 1 of a newly created provider task."""
-        delay = next_delay(self.envelopes(provider), elapsed_s=0.0, poll_count=0, rand=self.rand())
-        self.queue.enqueue_poll(
-            job_id=job_id, provider=provider, task_id=task_id, poll_number=1, delay_s=delay or 0.0
-        )
 
     def poll(self, *, provider: str, task_id: str, poll_number: int) -> PollResult:
         task = self.store.get_task(provider, task_id)
@@ -145,7 +159,7 @@ class Poller:
         progress: float,
         at_least: float | None = None,
     ) -> PollResult:
-        elapsed = (self.clock() - task.doc["createdAt"]).total_seconds()
+        elapsed = (self.clock() - task.created_at).total_seconds() if task.created_at else 0.0
         delay = next_delay(
             self.envelopes(task.provider),
             elapsed_s=elapsed,

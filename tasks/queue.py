@@ -39,9 +39,9 @@ which is success.
 The emulator (local/tasks_emulator.py) accepts duplicate names (never ALREADY_EXISTS) and sends no
 OIDC header, so ALREADY_EXISTS handling is tested with a small fake client. Without
 TASKS_SERVICE_ACCOUNT the emulator path creates tasks without a token; the real service requires it.
-Local stack only: with CLOUD_TASKS_EMULATOR_HOST and LOCAL_TOKEN_KEY_FILE both set, each task also
-carries `Authorization: Bearer <OIDC token for its URL>` signed by the loopback issuer
-(`local/tokens.py`), standing in for the header the emulator does not add. Never set in production.
+Local stack only: `task_headers` adds headers to every task; the local stack (`local/serve.py`)
+uses it to send `Authorization: Bearer <OIDC token for its URL>` signed by the loopback issuer,
+standing in for the header the emulator does not add. Nothing deployed sets it.
 """
 
 from __future__ import annotations
@@ -52,8 +52,8 @@ import json
 import math
 import re
 import threading
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
@@ -62,7 +62,9 @@ from google.api_core import retry as gretry
 from google.auth import exceptions as auth_exc
 
 import logs
-from config import Settings, get_settings
+from config import Settings
+from errors import AppError
+from jobs.txn import utcnow
 
 POLL_FUNCTION = "runwayml_polling_task"
 FINALIZE_FUNCTION = "finalize_video_task"
@@ -71,21 +73,14 @@ DEFAULT_DISPATCH_DEADLINE_S = 600.0
 DEFAULT_RPC_TIMEOUT_S = 10.0
 
 Clock = Callable[[], datetime]
+TaskHeaders = Callable[[str], Mapping[str, str]]  # target URL -> extra headers of its task
 log = logs.get_logger(__name__)
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-class QueueError(Exception):
+class QueueError(AppError):
     """Creating a task failed; `retryable` says whether trying again later can help."""
 
-    def __init__(self, message: str, *, code: str = "queue_error", retryable: bool = False) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
-        self.retryable = retryable
+    default_code = "queue_error"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -98,6 +93,10 @@ def poll_name_key(job_id: str, provider: str, task_id: str, poll_number: int) ->
 
 def finalize_name_key(job_id: str, attempt_id: str) -> str:
     return f"finalize:{job_id}:{attempt_id}"
+
+
+def _renewed(key: str, renewal: str | None) -> str:
+    return key if renewal is None else f"{key}:{renewal}"
 
 
 def task_id_for(name_key: str) -> str:
@@ -136,17 +135,28 @@ class TaskQueue(Protocol):
         ...
 
     def enqueue_poll(
-        self, *, job_id: str, provider: str, task_id: str, poll_number: int, delay_s: float
+        self,
+        *,
+        job_id: str,
+        provider: str,
+        task_id: str,
+        poll_number: int,
+        delay_s: float,
+        renewal: str | None = None,
     ) -> bool:
-        """Schedule poll number `poll_number` of one provider task."""
+        """Schedule poll number `poll_number` of one provider task.
+
+        `renewal` makes the name new (the cleanup restarting a chain whose name may be spent)."""
         payload = {"jobId": job_id, "provider": provider, "taskId": task_id, "pollNumber": poll_number}
-        key = poll_name_key(job_id, provider, task_id, poll_number)
+        key = _renewed(poll_name_key(job_id, provider, task_id, poll_number), renewal)
         return self.enqueue(function=POLL_FUNCTION, payload=payload, name_key=key, delay_s=delay_s)
 
-    def enqueue_finalize(self, *, job_id: str, attempt_id: str, delay_s: float = 0.0) -> bool:
+    def enqueue_finalize(
+        self, *, job_id: str, attempt_id: str, delay_s: float = 0.0, renewal: str | None = None
+    ) -> bool:
         """Schedule the finalization (output copy, GIF) of a completed attempt."""
         payload = {"jobId": job_id, "attemptId": attempt_id}
-        key = finalize_name_key(job_id, attempt_id)
+        key = _renewed(finalize_name_key(job_id, attempt_id), renewal)
         return self.enqueue(function=FINALIZE_FUNCTION, payload=payload, name_key=key, delay_s=delay_s)
 
 
@@ -191,17 +201,6 @@ def _oidc_token(settings: Settings, url: str) -> dict[str, str] | None:
     return {"service_account_email": account, "audience": audience_for(url)}
 
 
-def _emulator_auth_header(settings: Settings, url: str) -> dict[str, str]:
-    """Local stack only: the OIDC header Cloud Tasks would send, which the emulator does not."""
-    if not (settings.tasks_emulator_host and settings.local_token_key_file):
-        return {}
-    from local.tokens import service_token_from_key_file  # local tooling; never deployed
-
-    account = settings.require("tasks_service_account")
-    token = service_token_from_key_file(settings.local_token_key_file, account, audience_for(url))
-    return {"Authorization": f"Bearer {token}"}
-
-
 def build_task(
     settings: Settings,
     *,
@@ -211,6 +210,7 @@ def build_task(
     delay_s: float,
     now: datetime,
     dispatch_deadline_s: float = DEFAULT_DISPATCH_DEADLINE_S,
+    headers: Mapping[str, str] | None = None,
 ) -> Any:
     """The `tasks_v2.Task` for one call of `function` (pure apart from the settings)."""
     from google.cloud import tasks_v2
@@ -219,7 +219,7 @@ def build_task(
     http_request: dict[str, Any] = {
         "http_method": tasks_v2.HttpMethod.POST,
         "url": url,
-        "headers": {"Content-Type": "application/json"} | _emulator_auth_header(settings, url),
+        "headers": {"Content-Type": "application/json", **(headers or {})},
         "body": json.dumps(payload, separators=(",", ":"), sort_keys=True).encode("utf-8"),
     }
     token = _oidc_token(settings, url)
@@ -280,9 +280,10 @@ class CloudTasksQueue(TaskQueue):
         settings: Settings,
         *,
         client_factory: Callable[[], Any] | None = None,
-        clock: Clock = utc_now,
+        clock: Clock = utcnow,
         dispatch_deadline_s: float = DEFAULT_DISPATCH_DEADLINE_S,
         rpc_timeout_s: float = DEFAULT_RPC_TIMEOUT_S,
+        task_headers: TaskHeaders | None = None,
     ) -> None:
         if not 15 <= dispatch_deadline_s <= 1800:
             raise ValueError("dispatch_deadline_s must be within 15 s and 30 min (Cloud Tasks limits)")
@@ -292,6 +293,7 @@ class CloudTasksQueue(TaskQueue):
         self._clock = clock
         self._dispatch_deadline_s = dispatch_deadline_s
         self._rpc_timeout_s = rpc_timeout_s
+        self._task_headers = task_headers
         self._client: Any = None
         self._lock = threading.Lock()
 
@@ -311,6 +313,7 @@ class CloudTasksQueue(TaskQueue):
             delay_s=delay_s,
             now=self._clock(),
             dispatch_deadline_s=self._dispatch_deadline_s,
+            headers=self._task_headers(self.settings.function_url(function)) if self._task_headers else None,
         )
         short = task.name.rsplit("/", 1)[-1][:16]
         try:
@@ -335,9 +338,3 @@ class CloudTasksQueue(TaskQueue):
             client, self._client = self._client, None
         if client is not None:
             client.transport.close()
-
-
-@functools.lru_cache(maxsize=1)
-def get_queue() -> CloudTasksQueue:
-    """The process-wide queue, built from `get_settings()` on first use."""
-    return CloudTasksQueue(get_settings())

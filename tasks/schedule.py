@@ -28,7 +28,7 @@ without a terminal status means "any moment"; with no progress, half of what rem
 duration (durations spread, so approach it rather than bet on it); once overdue, back off with how
 late the task is.
 
-Default envelopes::
+Default envelopes (each provider's `ProviderSpec.envelope`, `providers/<name>/__init__.py`)::
 
     provider  first  min  max  factor  max polls  max elapsed  policy    notes
     runwayml  2 s    2 s  15 s  1.5     180        6 min        adaptive  updates at most every 5 s
@@ -47,40 +47,27 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-POLICIES = ("seed_backoff", "sdk_fixed", "stepped", "adaptive")
+from providers import registry
+from providers.spec import POLICIES, Envelope
+
+__all__ = [
+    "ENVELOPES",
+    "HEYGEN",
+    "POLICIES",
+    "RUNWAYML",
+    "RUNWAYML_SDK",
+    "RUNWAYML_SEED",
+    "RUNWAYML_SEED_POLL_BUDGET",
+    "Envelope",
+    "PollState",
+    "envelope_for",
+    "next_delay",
+    "poll_budget",
+]
+
 SDK_POLL_S = 6.0  # runwayml SDK: POLL_TIME
 SDK_JITTER_S = 3.0  # runwayml SDK: POLL_JITTER, spread evenly around POLL_TIME
 QUEUED = "queued"
-
-
-@dataclass(frozen=True)
-class Envelope:
-    """The limits of polling one provider's tasks, and the policy used inside them."""
-
-    first_delay_s: float
-    min_delay_s: float
-    max_delay_s: float
-    factor: float
-    max_polls: int
-    max_elapsed_s: float
-    update_interval_s: float = 0.0  # the provider refreshes a task at most this often
-    steps: tuple[tuple[float, float], ...] = ()  # (from elapsed_s, delay_s), ascending
-    typical_duration_s: float | None = None
-    completion_margin_s: float = 1.0  # aim this long after the estimated completion
-    policy: str = "adaptive"
-
-    def __post_init__(self) -> None:
-        if not 0 < self.min_delay_s <= self.first_delay_s <= self.max_delay_s:
-            raise ValueError("need 0 < min_delay_s <= first_delay_s <= max_delay_s")
-        if self.factor < 1 or self.max_polls < 1 or self.max_elapsed_s <= 0:
-            raise ValueError("need factor >= 1, max_polls >= 1 and max_elapsed_s > 0")
-        if not 0 <= self.update_interval_s <= self.max_delay_s or self.completion_margin_s < 0:
-            raise ValueError("need 0 <= update_interval_s <= max_delay_s and completion_margin_s >= 0")
-        starts = [start for start, _ in self.steps]
-        if starts != sorted(starts) or any(d <= 0 for _, d in self.steps):
-            raise ValueError("steps must be (from elapsed_s, delay_s > 0) in ascending order")
-        if self.policy not in POLICIES:
-            raise ValueError(f"unknown policy {self.policy!r}; one of {POLICIES}")
 
 
 @dataclass(frozen=True)
@@ -196,36 +183,18 @@ def poll_budget(envelope: Envelope) -> int:
     return polls
 
 
-RUNWAYML = Envelope(
-    first_delay_s=2.0,
-    min_delay_s=2.0,
-    max_delay_s=15.0,
-    factor=1.5,
-    max_polls=180,
-    max_elapsed_s=360.0,
-    update_interval_s=5.0,
-)
-HEYGEN = Envelope(
-    first_delay_s=10.0,
-    min_delay_s=10.0,
-    max_delay_s=60.0,
-    factor=1.5,
-    max_polls=60,
-    max_elapsed_s=1200.0,
-    update_interval_s=10.0,
-    steps=((0.0, 10.0), (120.0, 30.0), (300.0, 60.0)),
-    policy="stepped",
-)
+def envelope_for(provider: str) -> Envelope:
+    """The default envelope of a provider (its spec's); a `KeyError` names the known ones."""
+    return registry.spec(provider).envelope
+
+
+# Named envelopes for benchmarks and tests: the specs' own, and the RunwayML one under the seed's and
+# the SDK's policies.
+RUNWAYML = envelope_for("runwayml")
+HEYGEN = envelope_for("heygen")
 RUNWAYML_SEED = dataclasses.replace(RUNWAYML, policy="seed_backoff")
 RUNWAYML_SDK = dataclasses.replace(RUNWAYML, policy="sdk_fixed")
 RUNWAYML_SEED_POLL_BUDGET = poll_budget(RUNWAYML_SEED)
 
-ENVELOPES: Mapping[str, Envelope] = MappingProxyType({"runwayml": RUNWAYML, "heygen": HEYGEN})
-
-
-def envelope_for(provider: str) -> Envelope:
-    """The default envelope of a provider; a `KeyError` names the known ones."""
-    try:
-        return ENVELOPES[provider]
-    except KeyError:
-        raise KeyError(f"no polling envelope for provider {provider!r}; known: {sorted(ENVELOPES)}") from None
+# A snapshot of the registered providers' envelopes (providers registered later: `envelope_for`).
+ENVELOPES: Mapping[str, Envelope] = MappingProxyType({s.name: s.envelope for s in registry.specs()})

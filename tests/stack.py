@@ -13,14 +13,15 @@ from typing import Any
 import functions_framework
 import pytest
 
-import deps
 from config import Settings, load_settings
+from jobs.records import job_to_doc
 from local.heygen_sim import HeyGenSim
 from local.runwayml_sim import RunwayMLSim
 from local.simcore import FaultPlan, ManualClock
 from local.tokens import TokenIssuer
 from tasks.memory import InMemoryQueue
 from tests.conftest import ROOT, TEST_PROJECT
+from web import deps
 
 RUNWAY_KEY = "key_" + "ab" * 64
 HEYGEN_KEY = "sim-heygen-key"
@@ -98,7 +99,7 @@ class Stack:
         for _ in range(max_rounds):
             job = self.deps.store.get_job(job_id)
             if job.status.value in ("completed", "failed", "cancelled", "timed_out"):
-                return job.doc
+                return job_to_doc(job)
             if not self.queue.tasks:
                 raise AssertionError(f"job {job_id} is {job.status} with no poll scheduled")
             self.deliver_polls(advance_s=step_s)
@@ -149,7 +150,7 @@ def stack_factory(firestore_client, token_issuer, request):
             options = {**storage_environment(request.getfixturevalue("storage_emulator")), **options}
         made.append(make_stack(firestore_client, token_issuer, **options))
         if storage:
-            from storage import storage_for
+            from tasks.storage import storage_for
 
             made[-1].storage = storage_for(made[-1].settings)
         return made[-1]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from auth import AuthError, CachedCertsRequest, Verifier, bearer_token
 from local.tokens import TokenIssuer
+from web.auth import AuthError, CachedCertsRequest, Verifier, bearer_token
 
 PROJECT = "cvplus-test"
 AUDIENCE = "http://127.0.0.1:9/runwayml_polling_task"

@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from local.serve import function_names
-from signatures import sign_heygen, sign_standard
+from providers.signatures import sign_heygen, sign_standard
 from tests.conftest import TEST_PROJECT
 from tests.stack import FUNCTIONS_BASE, OPS_SA, SCHEDULER_SA, SCRIPT, TASKS_SA
 

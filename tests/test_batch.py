@@ -11,10 +11,12 @@ from datetime import timedelta
 
 import pytest
 
-from api import MAX_BATCH_IDS
-from jobs.store import NewJob, utcnow
+from jobs.records import JobRequest
+from jobs.store import NewJob
+from jobs.txn import utcnow
 from tasks.batch import STUCK_UNCHECKED, summarize
 from tests.stack import OPS_SA, TASKS_SA
+from web.schemas import MAX_BATCH_IDS
 
 FUNCTION = "runwayml_batch_status_check"
 PLAIN_JOBS = 240
@@ -22,7 +24,10 @@ PLAIN_JOBS = 240
 
 def plain_jobs(stack, count=PLAIN_JOBS):
     store = stack.deps.store
-    new = [NewJob(owner_uid=f"user-{i % 7}", request={"n": i}, candidates=("heygen",)) for i in range(count)]
+    new = [
+        NewJob(owner_uid=f"user-{i % 7}", request=JobRequest(title=str(i)), candidates=("heygen",))
+        for i in range(count)
+    ]
     return [store.create_job(job)[0].job_id for job in new]
 
 
@@ -176,10 +181,10 @@ BAD_BODIES = [
 def test_a_bad_body_is_a_400_and_nothing_is_read_or_written(fleet, body):
     stack, _, heygen, _ = fleet
     later(stack, 60)
-    before = stack.deps.store.get_job(heygen[0]).doc
+    before = stack.deps.store.get_job(heygen[0])
     answer = post(stack, body)
     assert (answer.status_code, answer.get_json()["error"]["code"]) == (400, "invalid_request")
-    assert stack.deps.store.get_job(heygen[0]).doc == before
+    assert stack.deps.store.get_job(heygen[0]) == before
     assert provider_gets(stack) == 0
 
 

@@ -6,14 +6,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from api import GenerateRequest
-from jobs.model import Job
-from jobs.store import NewJob, utcnow
+from jobs.records import Job, JobRequest, job_from_doc
+from jobs.store import NewJob
+from jobs.txn import utcnow
 from providers import prompts
 from tasks.cleanup import Action, Cleanup, finalize_action
 from tasks.queue import FINALIZE_FUNCTION, POLL_FUNCTION
 from tests.stack import OPS_SA, SCHEDULER_SA, SCRIPT, TASKS_SA
 from tests.test_finalize import deliver, finalizing_job, take_finalize
+from web.schemas import GenerateRequest
 
 CLEANUP = "runwayml_cleanup_task"
 
@@ -49,7 +50,7 @@ def test_retention_deletes_old_jobs_with_their_task_records_and_objects(stack_fa
     report = cleanup(stack, timedelta(days=31)).run()
     assert report["retention"] == {"jobs": 1, "taskRecords": 1, "objects": 1}
     assert not doc_exists(stack, stack.settings.jobs_collection, job_id)
-    assert not doc_exists(stack, stack.settings.runwayml_tasks_collection, task_id)
+    assert not doc_exists(stack, stack.deps.store.task_collection("runwayml"), task_id)
     assert stack.storage.list_prefix(f"jobs/{job_id}/") == []
     assert total(cleanup(stack, timedelta(days=31)).run()) == 0  # the second run has nothing to do
 
@@ -83,7 +84,7 @@ def test_retention_pages_through_many_jobs(stack):
         doc = {"jobId": f"old-{i}", "status": "completed", "endedAt": old, "updatedAt": old}
         doc |= {"attemptCount": 1, "provider": "runwayml", "providerTaskId": f"t-{i}"}
         writer.set(store.client.collection(stack.settings.jobs_collection).document(f"old-{i}"), doc)
-        writer.set(store.client.collection(stack.settings.runwayml_tasks_collection).document(f"t-{i}"), {})
+        writer.set(store.task_ref("runwayml", f"t-{i}"), {})
     writer.close()
     report = cleanup(stack).run()
     assert report["retention"] == {"jobs": 1100, "taskRecords": 1100}
@@ -99,7 +100,7 @@ def test_a_job_past_its_deadline_is_timed_out_and_its_task_cancelled(stack):
     report = cleanup(stack, later).run()
     assert report["deadline"] == {"timedOut": 1, "cancelSent": 1}
     job = stack.deps.store.get_job(job_id)
-    assert (job.status, job.doc["error"]["code"]) == ("timed_out", "deadline_exceeded")
+    assert (job.status, job.error["code"]) == ("timed_out", "deadline_exceeded")
     assert stack.runway.count("DELETE", "/v1/tasks/") == 1
     assert stack.deps.store.get_task("runwayml", job.current_attempt.task_id).status == "cancelled"
     assert total(cleanup(stack, later).run()) == 0
@@ -121,7 +122,7 @@ def test_a_stuck_submitting_attempt_is_closed_and_the_job_falls_back(stack):
     request = GenerateRequest(script=SCRIPT)
     new = NewJob(
         owner_uid="alice",
-        request=request.stored(),
+        request=request.job_request(),
         candidates=("heygen", "runwayml"),
         prompt=prompts.build_prompt(SCRIPT).to_dict(),
     )
@@ -138,7 +139,7 @@ def test_a_stuck_submitting_attempt_is_closed_and_the_job_falls_back(stack):
 
 
 def test_an_attempt_still_submitting_within_the_grace_is_left_alone(stack):
-    new = NewJob(owner_uid="alice", request={"style": "professional"}, candidates=("heygen", "runwayml"))
+    new = NewJob(owner_uid="alice", request=JobRequest(), candidates=("heygen", "runwayml"))
     job, _ = stack.deps.store.create_job(new)
     stack.deps.store.begin_attempt(job.job_id, "heygen")
     assert total(cleanup(stack, timedelta(minutes=2)).run()) == 0
@@ -182,7 +183,7 @@ def test_a_finalize_past_its_window_fails_the_job(stack_factory):
     report = cleanup(stack, timedelta(days=1)).run()
     assert report["finalize"] == {"fail_finalize": 1}
     job = stack.deps.store.get_job(job_id)
-    assert (job.status, job.doc["error"]["code"]) == ("failed", "finalize_failed")
+    assert (job.status, job.error["code"]) == ("failed", "finalize_failed")
 
 
 # -- expired support records ----------------------------------------------------------------------
@@ -233,7 +234,7 @@ T0 = utcnow()
 def finalizing_doc(**finalize) -> Job:
     state = {"attemptId": "j-a1", "tries": 0, "leaseUntil": None, "requestedAt": T0, **finalize}
     doc = {"jobId": "j", "ownerUid": "u", "status": "processing", "finalizing": True, "finalize": state}
-    return Job.from_doc(doc)
+    return job_from_doc(doc)
 
 
 def test_a_finalize_never_claimed_is_requeued_after_a_short_grace():

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from config import ENV_VARS, ConfigError, load_settings
+from providers import registry
 
 BASE = {"GOOGLE_CLOUD_PROJECT": "p1"}
 
@@ -76,3 +77,16 @@ def test_every_variable_is_documented_in_the_readme():
     documented = set(re.findall(r"^\| `([A-Z0-9_]+)`", readme, flags=re.MULTILINE))
     names = {name for names in ENV_VARS.values() for name in names}
     assert names <= documented, f"undocumented: {sorted(names - documented)}"
+
+
+def test_provider_defaults_are_left_to_the_provider_specs():
+    settings = load_settings(BASE)
+    assert (settings.runwayml_quota, settings.heygen_quota) == (None, None)
+    assert (settings.runwayml_tasks_collection, settings.heygen_tasks_collection) == (None, None)
+    assert registry.spec("runwayml").records_collection(settings) == "runwayml_jobs"
+    assert registry.spec("heygen").records_collection(settings) == "heygen_jobs"
+
+
+def test_a_tasks_collection_setting_overrides_the_spec_default():
+    settings = load_settings({**BASE, "HEYGEN_TASKS_COLLECTION": "hg_tasks"})
+    assert registry.spec("heygen").records_collection(settings) == "hg_tasks"

@@ -24,15 +24,15 @@ from typing import Any
 
 import pytest
 
-import deps
 from jobs.events import EventLog
-from jobs.service import Runner
-from jobs.store import utcnow
+from jobs.runner import Runner
+from jobs.txn import utcnow
 from tasks.cleanup import NEVER_CHECKED_GRACE, SUBMIT_GRACE, Cleanup
-from tasks.poll import Poller
+from tasks.poll import FirstPoll, Poller
 from tasks.queue import QueueError, TaskQueue
 from tests.stack import TASKS_SA
 from tests.test_auth_matrix import heygen_delivery
+from web import deps
 
 
 class Crash(BaseException):
@@ -76,16 +76,9 @@ def wired(stack, *, store: Any = None, queue: Any = None) -> deps.Deps:
     """The stack's collaborators, rebuilt over `store` and `queue` as `deps.build` wires them."""
     d = stack.deps
     store, queue = store or d.store, queue or d.queue
-    box: list[Poller] = []
-    runner = Runner(
-        store,
-        d.providers,
-        lambda j, p, t: box[0].schedule_first(j, p, t),
-        admit=d.runner.admit,
-        observe=d.runner.observe,
-    )
-    box.append(Poller(store, d.providers, queue, runner))
-    return dataclasses.replace(d, store=store, queue=queue, runner=runner, poller=box[0])
+    runner = Runner(store, d.providers, FirstPoll(queue), admit=d.runner.admit, observe=d.runner.observe)
+    poller = Poller(store, d.providers, queue, runner)
+    return dataclasses.replace(d, store=store, queue=queue, runner=runner, poller=poller)
 
 
 def one_request(stack, broken: deps.Deps, call: Callable[[], Any]) -> Any:
@@ -168,7 +161,7 @@ def test_a_crash_after_the_create_with_no_provider_left_fails_the_job(stack_fact
     cleanup(stack, SUBMIT_GRACE + timedelta(minutes=1))
     job = stack.deps.store.get_job(job.job_id)
     assert job.status == "failed"
-    assert job.doc["error"]["code"] == "outcome_unknown"
+    assert job.error["code"] == "outcome_unknown"
     assert runway_creates(stack) == 1
 
 

@@ -16,8 +16,8 @@ import pytest
 import requests
 
 from local.simcore import SAMPLE_MP4
-from storage import gif_path, video_path
 from tasks.finalize import Download, FinalizeError, refusal
+from tasks.storage import gif_path, video_path
 from tests.stack import TASKS_SA
 
 FINALIZE = "finalize_video_task"
@@ -89,9 +89,9 @@ def test_a_succeeded_task_leaves_the_job_processing_until_its_output_is_stored(s
     stack = stack_factory(storage=True)
     job_id = finalizing_job(stack)
     job = stack.deps.store.get_job(job_id)
-    assert (job.status, job.progress, job.doc["finalizing"]) == ("processing", 99.0, True)
+    assert (job.status, job.progress, job.finalizing) == ("processing", 99.0, True)
     assert job.current_attempt.status == "succeeded"
-    assert job.doc.get("output") is None
+    assert job.output is None
     assert finalize_tasks(stack)[0].payload == {"jobId": job_id, "attemptId": job.current_attempt.attempt_id}
 
 
@@ -101,8 +101,8 @@ def test_the_mp4_is_stored_with_the_right_size_and_checksums(stack_factory):
     answer = deliver(stack, take_finalize(stack))
     assert answer.status_code == 200, answer.get_json()
     job = stack.deps.store.get_job(job_id)
-    output = job.doc["output"]
-    assert (job.status, job.progress, job.doc["finalizing"]) == ("completed", 100.0, False)
+    output = job.output
+    assert (job.status, job.progress, job.finalizing) == ("completed", 100.0, False)
     assert output["source"] == "storage"
     assert output["videoPath"] == video_path(job_id)
     assert output["sizeBytes"] == len(SAMPLE)
@@ -126,7 +126,7 @@ def test_a_gif_request_gets_a_palette_gif_beside_the_mp4(stack_factory):
     job_id = finalizing_job(stack)
     update_job(stack, job_id, {"request.format": "gif"})
     assert deliver(stack, take_finalize(stack)).status_code == 200
-    output = stack.deps.store.get_job(job_id).doc["output"]
+    output = stack.deps.store.get_job(job_id).output
     assert output["gifPath"] == gif_path(job_id)
     gif = stored_bytes(stack, gif_path(job_id))
     assert output["gifSizeBytes"] == len(gif)
@@ -140,7 +140,7 @@ def test_duplicate_deliveries_store_once(stack_factory):
     first, again = deliver(stack, payload), deliver(stack, payload)
     assert (first.get_json()["outcome"], again.get_json()["outcome"]) == ("completed", "skipped")
     assert stack.runway.count("GET", "/outputs/") == 1
-    assert stack.deps.store.get_job(job_id).doc["finalize"]["tries"] == 1
+    assert stack.deps.store.get_job(job_id).finalize.tries == 1
 
 
 def test_concurrent_duplicates_download_once(stack_factory):
@@ -190,8 +190,8 @@ def test_a_link_that_404s_fails_the_job_after_the_tries(stack_factory):
     assert last.status_code == 200
     job = stack.deps.store.get_job(job_id)
     assert job.status == "failed"
-    assert job.doc["error"]["code"] == "finalize_failed"
-    assert "404" in job.doc["error"]["message"]
+    assert job.error["code"] == "finalize_failed"
+    assert "404" in job.error["message"]
     assert deliver(stack, payload).get_json()["outcome"] == "skipped"  # a late third delivery
 
 
@@ -237,7 +237,7 @@ def test_a_stalled_download_fails_after_the_tries_without_hanging(stack_factory,
     assert codes == [503, 200]
     assert time.monotonic() - started < 10
     job = stack.deps.store.get_job(job_id)
-    assert (job.status, job.doc["error"]["cause"]) == ("failed", "download_failed")
+    assert (job.status, job.error["cause"]) == ("failed", "download_failed")
 
 
 def test_a_host_outside_the_allow_list_is_refused_without_a_request(stack_factory):
@@ -246,7 +246,7 @@ def test_a_host_outside_the_allow_list_is_refused_without_a_request(stack_factor
     answer = deliver(stack, take_finalize(stack))
     assert answer.status_code == 200  # nothing a retry could change
     job = stack.deps.store.get_job(job_id)
-    assert (job.status, job.doc["error"]["cause"]) == ("failed", "output_host_refused")
+    assert (job.status, job.error["cause"]) == ("failed", "output_host_refused")
     assert stack.runway.count("GET", "/outputs/") == 0
 
 
@@ -265,7 +265,7 @@ def test_an_output_over_the_size_limit_fails_at_once(stack_factory):
     job_id = finalizing_job(stack)
     assert deliver(stack, take_finalize(stack)).status_code == 200  # a retry cannot shrink it
     job = stack.deps.store.get_job(job_id)
-    assert (job.status, job.doc["error"]["cause"]) == ("failed", "output_too_large")
+    assert (job.status, job.error["cause"]) == ("failed", "output_too_large")
     assert stack.storage.list_prefix(f"jobs/{job_id}/") == []
 
 

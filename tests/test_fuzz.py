@@ -36,7 +36,7 @@ from schemathesis import GenerationMode
 from werkzeug.test import Client, EnvironBuilder
 
 from local.serve import build_app, function_names
-from signatures import sign_heygen, sign_standard
+from providers.signatures import sign_heygen, sign_standard
 from tests.conftest import ROOT
 from tests.stack import OPS_SA, SCHEDULER_SA, TASKS_SA
 from tests.test_auth_matrix import HEYGEN_SECRET, RUNWAY_SECRET, SECRETS, database

@@ -126,7 +126,7 @@ def test_an_unknown_provider_or_a_bad_budget_is_refused(guard, firestore_client)
 
 
 def test_missing_health_documents_read_as_closed(health):
-    states = health.get_states()
+    states = health.get_states(("heygen", "runwayml"))
     assert set(states) == {"heygen", "runwayml"}
     assert all(s.state is Phase.CLOSED for s in states.values())
 
@@ -134,13 +134,13 @@ def test_missing_health_documents_read_as_closed(health):
 def test_the_circuit_opens_after_five_failures_and_half_opens_after_the_cool_down(health, clock):
     for _ in range(4):
         health.record("runwayml", Outcome.UNAVAILABLE, latency_ms=100)
-    assert health.get_states()["runwayml"].state is Phase.CLOSED
+    assert health.get_states(("heygen", "runwayml"))["runwayml"].state is Phase.CLOSED
     assert health.record("runwayml", Outcome.TIMEOUT).state is Phase.OPEN
     clock.now = T0 + timedelta(seconds=59)
-    assert health.get_states()["runwayml"].state is Phase.OPEN
+    assert health.get_states(("heygen", "runwayml"))["runwayml"].state is Phase.OPEN
     clock.now = T0 + timedelta(seconds=60)
-    assert health.get_states()["runwayml"].state is Phase.HALF_OPEN
-    assert health.get_states()["heygen"].state is Phase.CLOSED
+    assert health.get_states(("heygen", "runwayml"))["runwayml"].state is Phase.HALF_OPEN
+    assert health.get_states(("heygen", "runwayml"))["heygen"].state is Phase.CLOSED
     assert health.record("runwayml", Outcome.SUCCESS).state is Phase.CLOSED
 
 

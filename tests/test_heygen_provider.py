@@ -210,6 +210,12 @@ def test_unsupported_aspect_ratio_is_refused_naming_the_field(provider):
         provider.validate(video_request(aspect_ratio="4:3"))
 
 
+def test_an_input_image_is_refused_naming_image_url_before_any_request(sim, provider):
+    with pytest.raises(InvalidRequest, match=r"^image_url:"):
+        provider.create(video_request(image_url="https://images.example.com/me.png"))
+    assert sim.requests == []
+
+
 def test_same_attempt_twice_returns_the_same_video(sim, provider):
     first = provider.create(video_request())
     second = provider.create(video_request())

@@ -20,7 +20,8 @@ import requests
 from local.heygen_sim import IDEMPOTENCY_WINDOW_S, HeyGenSim
 from local.procs import ManagedProcess, free_port, http_ready
 from local.simcore import SAMPLE_MP4, Durations, FaultPlan, ManualClock
-from signatures import HeyGenEvent, SignatureError, verify_heygen
+from providers.heygen import HeyGenEvent, verify_heygen
+from providers.signatures import SignatureError
 
 KEY = "sim-heygen-key"
 SECRET = "whsec_receiver-secret"

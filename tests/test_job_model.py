@@ -6,8 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jobs import model
-from jobs.model import Attempt, AttemptStatus, Verdict
+from jobs import rules
+from jobs.records import Attempt, AttemptStatus
+from jobs.rules import Verdict
 from providers.base import TERMINAL_STATUSES, Status
 
 statuses = st.sampled_from(list(Status))
@@ -27,45 +28,45 @@ progress = st.floats(min_value=0, max_value=100, allow_nan=False)
     ],
 )
 def test_transition_table(old, new, allowed):
-    assert model.can_transition(old, new) is allowed
+    assert rules.can_transition(old, new) is allowed
 
 
 def test_a_reading_with_lower_progress_is_stale():
-    decision = model.decide(Status.PROCESSING, 50, Status.PROCESSING, 30)
+    decision = rules.decide(Status.PROCESSING, 50, Status.PROCESSING, 30)
     assert decision.verdict is Verdict.STALE
     assert decision.progress == 50
 
 
 def test_a_status_advance_keeps_the_higher_progress():
-    decision = model.decide(Status.PROCESSING, 60, Status.FAILED, 0)
+    decision = rules.decide(Status.PROCESSING, 60, Status.FAILED, 0)
     assert (decision.verdict, decision.status, decision.progress) == (Verdict.APPLY, Status.FAILED, 60)
 
 
 def test_completion_sets_progress_to_100():
-    assert model.decide(Status.PROCESSING, 40, Status.COMPLETED, 0).progress == 100
+    assert rules.decide(Status.PROCESSING, 40, Status.COMPLETED, 0).progress == 100
 
 
 def test_anything_after_a_terminal_state_is_final():
-    assert model.decide(Status.COMPLETED, 100, Status.PROCESSING, 10).verdict is Verdict.FINAL
+    assert rules.decide(Status.COMPLETED, 100, Status.PROCESSING, 10).verdict is Verdict.FINAL
 
 
 def test_a_poll_at_or_below_the_last_applied_is_stale():
-    assert model.is_stale_poll(3, 3)
-    assert model.is_stale_poll(2, 3)
-    assert not model.is_stale_poll(4, 3)
-    assert not model.is_stale_poll(None, 3)
+    assert rules.is_stale_poll(3, 3)
+    assert rules.is_stale_poll(2, 3)
+    assert not rules.is_stale_poll(4, 3)
+    assert not rules.is_stale_poll(None, 3)
 
 
 def test_next_candidate_skips_providers_already_tried():
     tried = [Attempt("j-a1", 1, "heygen", AttemptStatus.FAILED)]
-    assert model.next_candidate(("heygen", "runwayml"), tried) == "runwayml"
+    assert rules.next_candidate(("heygen", "runwayml"), tried) == "runwayml"
     tried.append(Attempt("j-a2", 2, "runwayml", AttemptStatus.FAILED))
-    assert model.next_candidate(("heygen", "runwayml"), tried) is None
+    assert rules.next_candidate(("heygen", "runwayml"), tried) is None
 
 
 @given(statuses, progress, statuses, progress)
 def test_decide_never_leaves_a_terminal_state(old, old_p, new, new_p):
-    decision = model.decide(old, old_p, new, new_p)
+    decision = rules.decide(old, old_p, new, new_p)
     if old in TERMINAL_STATUSES:
         assert decision.status == old
         assert not decision.changes
@@ -73,21 +74,21 @@ def test_decide_never_leaves_a_terminal_state(old, old_p, new, new_p):
 
 @given(statuses, progress, statuses, progress)
 def test_decide_never_lowers_progress(old, old_p, new, new_p):
-    assert model.decide(old, old_p, new, new_p).progress >= old_p
+    assert rules.decide(old, old_p, new, new_p).progress >= old_p
 
 
 @given(statuses, progress, statuses, progress)
 def test_decide_only_applies_allowed_transitions(old, old_p, new, new_p):
-    decision = model.decide(old, old_p, new, new_p)
+    decision = rules.decide(old, old_p, new, new_p)
     if decision.changes:
-        assert model.can_transition(old, decision.status)
+        assert rules.can_transition(old, decision.status)
 
 
 @given(st.lists(st.tuples(statuses, progress), max_size=30))
 def test_any_sequence_of_readings_moves_only_forward(readings):
     status, prog, seen_terminal = Status.QUEUED, 0.0, None
     for new, new_p in readings:
-        decision = model.decide(status, prog, new, new_p)
+        decision = rules.decide(status, prog, new, new_p)
         assert decision.progress >= prog
         if seen_terminal is not None:
             assert decision.status == seen_terminal

@@ -9,7 +9,8 @@ import pytest
 from google.cloud import firestore
 
 from config import load_settings
-from jobs.model import AttemptStatus, Verdict
+from jobs.records import AttemptStatus, JobRequest
+from jobs.rules import Verdict
 from jobs.store import IdempotencyConflict, JobStore, NewJob
 from providers.base import CreateResult, ProviderSnapshot, Status
 from tests.conftest import TEST_PROJECT
@@ -29,7 +30,7 @@ def new_job(owner="user-1", key="key-1", **request) -> NewJob:
     return NewJob(
         owner_uid=owner,
         idempotency_key=key,
-        request={"style": "professional", **request},
+        request=JobRequest(**request),
         candidates=("heygen", "runwayml"),
     )
 
@@ -160,7 +161,7 @@ def test_a_failure_without_fallback_fails_the_job(store):
     assert store.record_attempt_failure(job.job_id, attempt.attempt_id, error, fallback_allowed=False) is None
     stored = store.get_job(job.job_id)
     assert stored.status is Status.FAILED
-    assert stored.doc["error"]["code"] == "content_rejected"
+    assert stored.error["code"] == "content_rejected"
 
 
 # -- snapshots ------------------------------------------------------------------------------------
@@ -177,12 +178,12 @@ def test_snapshots_drive_the_job_to_completion(store):
     assert (outcome.verdict, outcome.job_status) == (Verdict.APPLY, Status.COMPLETED)
     job = store.get_job(job_id)
     assert job.progress == 100
-    assert job.doc["output"]["videoUrls"] == ["https://x/video.mp4"]
-    assert job.doc["actualCostUsd"] == 0.6
+    assert job.output["videoUrls"] == ["https://x/video.mp4"]
+    assert job.actual_cost_usd == 0.6
     assert job.current_attempt.status is AttemptStatus.SUCCEEDED
     # without a bucket the provider's link is the output, marked with the moment it stops working
-    assert job.doc["output"]["source"] == "provider"
-    assert job.doc["output"]["expiresAt"] == T0 + timedelta(hours=24)
+    assert job.output["source"] == "provider"
+    assert job.output["expiresAt"] == T0 + timedelta(hours=24)
 
 
 def test_a_stale_snapshot_after_a_terminal_one_changes_nothing(store):
@@ -279,8 +280,8 @@ def test_jobs_for_owner_lists_only_that_owner_newest_first(store, clock):
     store.create_job(new_job(owner="user-2", key="k0"))
     jobs = store.jobs_for_owner("user-1")
     assert [j.owner_uid for j in jobs] == ["user-1"] * 3
-    assert [j.doc["request"]["style"] for j in jobs] == ["professional"] * 3
-    assert [j.doc["createdAt"] for j in jobs] == sorted((j.doc["createdAt"] for j in jobs), reverse=True)
+    assert [j.request.style for j in jobs] == ["professional"] * 3
+    assert [j.created_at for j in jobs] == sorted((j.created_at for j in jobs), reverse=True)
 
 
 def test_jobs_past_deadline_finds_only_active_overdue_jobs(store, clock, settings):
@@ -290,7 +291,7 @@ def test_jobs_past_deadline_finds_only_active_overdue_jobs(store, clock, setting
     clock.now = T0 + timedelta(minutes=1)
     store.create_job(new_job(key="fresh"))
     later = T0 + timedelta(seconds=settings.job_deadline_s + 30)
-    assert [j.job_id for j in store.jobs_past_deadline(later)] == [overdue.job_id]
+    assert [j.job_id for j in store.iter_jobs_past_deadline(later)] == [overdue.job_id]
 
 
 def test_jobs_by_status_filters_on_status(store):
@@ -326,11 +327,11 @@ def test_with_a_bucket_a_succeeded_task_waits_for_the_finalize_step(storing):
     job_id, attempt, outcome = finalizing(storing)
     assert (outcome.job_status, outcome.finalize_attempt) == (Status.PROCESSING, attempt.attempt_id)
     job = storing.get_job(job_id)
-    assert (job.status, job.progress, job.doc["finalizing"]) == (Status.PROCESSING, 99.0, True)
+    assert (job.status, job.progress, job.finalizing) == (Status.PROCESSING, 99.0, True)
     assert job.current_attempt.status is AttemptStatus.SUCCEEDED
-    assert job.doc["providerOutput"]["videoUrls"] == ["https://x/video.mp4"]
-    assert "output" not in job.doc
-    assert "endedAt" not in job.doc
+    assert job.provider_output["videoUrls"] == ["https://x/video.mp4"]
+    assert job.output is None
+    assert job.ended_at is None
     assert storing.get_task("runwayml", "task-1").status is Status.COMPLETED
 
 
@@ -359,8 +360,8 @@ def test_completing_the_finalize_completes_the_job_once(storing):
     assert storing.complete_finalize(job_id, attempt.attempt_id, output)
     assert not storing.complete_finalize(job_id, attempt.attempt_id, output)
     job = storing.get_job(job_id)
-    assert (job.status, job.progress, job.doc["finalizing"]) == (Status.COMPLETED, 100, False)
-    assert job.doc["output"] == output
+    assert (job.status, job.progress, job.finalizing) == (Status.COMPLETED, 100, False)
+    assert job.output == output
     assert storing.claim_finalize(job_id, attempt.attempt_id, lease_s=60, max_tries=5).verdict == "done"
 
 
@@ -371,7 +372,7 @@ def test_giving_up_on_the_finalize_fails_the_job_with_the_cause(storing):
     assert storing.get_job(job_id).status is Status.PROCESSING
     assert storing.release_finalize(job_id, attempt.attempt_id, error, give_up=True)
     job = storing.get_job(job_id)
-    assert (job.status, job.doc["error"]["code"], job.doc["error"]["cause"]) == (
+    assert (job.status, job.error["code"], job.error["cause"]) == (
         Status.FAILED,
         "finalize_failed",
         "download_failed",
@@ -381,7 +382,7 @@ def test_giving_up_on_the_finalize_fails_the_job_with_the_cause(storing):
 def test_a_job_cancelled_while_finalizing_is_not_completed_by_it(storing):
     job_id, attempt, _ = finalizing(storing)
     storing.finish_job(job_id, Status.CANCELLED)
-    assert storing.get_job(job_id).doc["finalizing"] is False
+    assert storing.get_job(job_id).finalizing is False
     assert not storing.complete_finalize(job_id, attempt.attempt_id, {"source": "storage"})
     assert storing.get_job(job_id).status is Status.CANCELLED
 

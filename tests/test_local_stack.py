@@ -16,16 +16,16 @@ import pytest
 import requests
 from google.oauth2 import id_token
 
-from auth import CachedCertsRequest
 from config import load_settings
 from local import stack_env as plan
 from local.procs import port_open
 from local.progress import ProgressDisplay, status_line
 from local.serve import function_names
 from local.stack import LocalStack, StackOptions
-from local.tokens import TokenIssuer
+from local.tokens import TokenIssuer, task_auth_headers
 from tasks.queue import build_task
 from tests.conftest import ROOT
+from web.auth import CachedCertsRequest
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 ENDS = plan.Endpoints(
@@ -99,9 +99,10 @@ def test_emulator_tasks_carry_a_token_for_their_url_only_when_a_local_key_is_con
             "LOCAL_TOKEN_KEY_FILE": str(tmp_path / "key.json"),
         }
         args = {"function": "runwayml_polling_task", "payload": {}, "name_key": "k", "delay_s": 0}
-        local = build_task(
-            load_settings(base | {"CLOUD_TASKS_EMULATOR_HOST": "127.0.0.1:1"}), **args, now=NOW
-        )
+        emulated = load_settings(base | {"CLOUD_TASKS_EMULATOR_HOST": "127.0.0.1:1"})
+        headers = task_auth_headers(emulated)("http://127.0.0.1:9/runwayml_polling_task?x=1")
+        local = build_task(emulated, **args, now=NOW, headers=headers)
+        assert task_auth_headers(load_settings(base)) is None
         cloud = build_task(load_settings(base), **args, now=NOW)
         token = local.http_request.headers["Authorization"].removeprefix("Bearer ")
         claims = id_token.verify_token(

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 
+from jobs.records import job_to_doc
 from local.simcore import FaultPlan
 from tests.stack import OPS_SA, TASKS_SA
 
@@ -33,7 +34,7 @@ def test_a_runwayml_job_passes_through_processing_to_completion(stack):
     job_id = submit(stack, provider="runwayml")
     seen = set()
     for _ in range(40):
-        doc = stack.deps.store.get_job(job_id).doc
+        doc = job_to_doc(stack.deps.store.get_job(job_id))
         seen.add(doc["status"])
         if doc["status"] == "completed":
             break
@@ -122,7 +123,7 @@ def test_a_timed_out_task_with_no_provider_left_times_the_job_out(stack_factory)
     stack.deliver_polls(advance_s=420)
     job = stack.deps.store.get_job(job_id)
     assert job.status == "timed_out"
-    assert job.doc["error"]["code"] == "provider_timeout"
+    assert job.error["code"] == "provider_timeout"
     assert stack.queue.tasks == []
 
 

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from jobs.model import Job
-from jobs.store import utcnow
+from jobs.records import job_from_doc
+from jobs.txn import utcnow
 from tasks.monitoring import mean, percentile, provider_stats, ratio
 from tests.stack import OPS_SA, TASKS_SA
 
@@ -29,7 +29,7 @@ def job(status, *attempts, seconds=None, cost=None, job_id="j"):
             for n, (p, s) in enumerate(attempts, 1)
         ],
     }
-    return Job.from_doc(doc)
+    return job_from_doc(doc)
 
 
 # -- pure statistics ----------------------------------------------------------------------------------

@@ -9,9 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from config import load_settings
+from providers import registry
 from providers.quota import (
     ALLOWED,
-    DEFAULT_LIMITS,
     QuotaDecision,
     Window,
     bucket_of,
@@ -24,12 +25,20 @@ from providers.quota import (
 )
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)  # a day, hour and minute boundary
-RUNWAY = parse_limits(DEFAULT_LIMITS["runwayml"])
+RUNWAY = parse_limits(registry.spec("runwayml").default_quota)
 
 
 def test_the_defaults_are_the_documented_budgets():
     assert (Window(60, 25), Window(3600, 100), Window(86400, 500)) == RUNWAY
-    assert parse_limits(DEFAULT_LIMITS["heygen"]) == (Window(60, 20), Window(3600, 200), Window(86400, 1000))
+    heygen = parse_limits(registry.spec("heygen").default_quota)
+    assert heygen == (Window(60, 20), Window(3600, 200), Window(86400, 1000))
+
+
+def test_the_spec_default_applies_until_the_setting_overrides_it():
+    runwayml = registry.spec("runwayml")
+    assert runwayml.quota(load_settings({"GOOGLE_CLOUD_PROJECT": "p"})) == runwayml.default_quota
+    settings = load_settings({"GOOGLE_CLOUD_PROJECT": "p", "RUNWAYML_QUOTA": "0/60"})
+    assert runwayml.quota(settings) == "0/60"
 
 
 def test_limits_parse_in_any_order_with_spaces():

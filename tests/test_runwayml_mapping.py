@@ -12,6 +12,7 @@ from requests.adapters import BaseAdapter
 
 import providers.runwayml as runwayml
 from config import load_settings
+from providers import prompts
 from providers.base import (
     AuthenticationFailed,
     InsufficientCredits,
@@ -95,9 +96,17 @@ def test_aspect_ratio_and_resolution_become_the_ratio(aspect: str, resolution: s
     assert body["ratio"] == ratio
 
 
-def test_camera_motion_is_appended_to_the_prompt():
+def test_the_prompt_is_sent_as_given_with_no_second_camera_sentence():
     body = request_body(request(camera_motion="dolly_in", camera_intensity=0.9), "gen4.5")
-    assert body["promptText"] == "A CV Camera motion: strong dolly in."
+    assert body["promptText"] == "A CV"
+
+
+def test_a_built_prompt_names_the_camera_move_exactly_once():
+    built = prompts.build_prompt("I am a senior nurse at a hospital.", "professional", "zoom", 0.5)
+    body = request_body(request(prompt_text=built.runway_prompt, camera_motion="zoom"), "gen4.5")
+    assert body["promptText"] == built.runway_prompt
+    assert body["promptText"].count("Camera") == 1
+    assert "Camera: steady zoom in." in body["promptText"]
 
 
 def test_a_gen_body_carries_seed_image_and_content_moderation():

@@ -227,7 +227,7 @@ def test_get_many_omits_unknown_tasks(provider: RunwayMLProvider):
         ({"duration_s": 12}, "duration_s"),
         ({"duration_s": 3, "model": "veo3.1"}, "duration_s"),
         ({"prompt_text": "\N{GRINNING FACE}" * 501}, "prompt_text"),
-        ({"prompt_text": "x" * 990, "camera_motion": "dolly_in"}, "prompt_text"),
+        ({"prompt_text": "x" * 1001}, "prompt_text"),
         ({"prompt_text": ""}, "prompt_text"),
         ({"image_url": "http://images.example.com/me.png"}, "image_url"),
         ({"image_url": "https://203.0.113.7/me.png"}, "image_url"),

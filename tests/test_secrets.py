@@ -26,8 +26,9 @@ from typing import Any
 
 import pytest
 
+from jobs.records import job_to_doc
 from local.chaos import ChaosConfig, Run, run
-from signatures import sign_heygen, sign_standard
+from providers.signatures import sign_heygen, sign_standard
 from tests.conftest import ROOT
 from tests.test_chaos import (
     HEYGEN_KEY,
@@ -231,7 +232,7 @@ def test_a_key_echoed_by_a_provider_reaches_neither_the_caller_nor_the_job_nor_t
     texts = [
         ("generate answer", answer.get_data(as_text=True)),
         ("status answer", status.get_data(as_text=True)),
-        ("job document", json.dumps(job.doc, default=str)),
+        ("job document", json.dumps(job_to_doc(job), default=str)),
         ("logs", captured.out + captured.err),
     ]
     assert leaks(texts) == []

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from providers import base
-from providers.base import Capabilities, VideoRequest
+from providers import base, registry
+from providers.base import Capabilities
 from providers.circuit import (
     CLOSED,
     COUNTING_OUTCOMES,
@@ -22,20 +22,24 @@ from providers.circuit import (
     outcome_for_error,
     record_outcome,
 )
-from providers.quota import QuotaDecision
 from providers.selection import ProviderState, Ranking, SelectionRequest, rank
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 OPEN = CircuitState(Phase.OPEN, 5, opened_until=T0 + timedelta(seconds=30), changed_at=T0)
-RUNWAY_CAPS = Capabilities(("gen4.5",), 2, 10, ("16:9",), ("720p",), ("mp4",), 1000, True, True, False, False)
+RUNWAY_CAPS = Capabilities(("gen4.5",), 2, 10, ("16:9",), ("720p",), ("mp4",), 1000, True, True, False)
+HEYGEN_TRAITS, RUNWAY_TRAITS = registry.spec("heygen").traits, registry.spec("runwayml").traits
 
 
 def heygen(**kw) -> ProviderState:
-    return ProviderState(**{"name": "heygen", "priority": 1, "est_cost_usd": 0.33, **kw})
+    return ProviderState(
+        **{"name": "heygen", "priority": 1, "est_cost_usd": 0.33, "traits": HEYGEN_TRAITS, **kw}
+    )
 
 
 def runwayml(**kw) -> ProviderState:
-    return ProviderState(**{"name": "runwayml", "priority": 2, "est_cost_usd": 0.60, **kw})
+    return ProviderState(
+        **{"name": "runwayml", "priority": 2, "est_cost_usd": 0.60, "traits": RUNWAY_TRAITS, **kw}
+    )
 
 
 def ranked(request=None, hg=None, rw=None) -> Ranking:
@@ -97,18 +101,6 @@ def test_an_expired_open_circuit_is_half_open_and_penalized():
     assert ranking.scores["heygen"] == ranked().scores["heygen"] - 15
 
 
-def test_at_the_concurrency_limit_a_provider_drops_to_last_resort():
-    ranking = ranked(hg=heygen(in_flight=3, max_concurrent=3))
-    assert ranking.candidates == ("runwayml", "heygen")
-    assert "3/3 in flight, at its concurrency limit (-30)" in ranking.reasons["heygen"]
-
-
-def test_load_below_the_limit_costs_in_proportion():
-    ranking = ranked(hg=heygen(in_flight=1, max_concurrent=4))
-    assert "1/4 in flight (-2.5)" in ranking.reasons["heygen"]
-    assert ranking.candidates[0] == "heygen"
-
-
 def test_a_provider_that_refused_the_request_is_excluded_with_its_validation_reason():
     ranking = ranked(rw=runwayml(invalid_reason="aspect_ratio 4:3 is not supported"))
     assert ranking.candidates == ("heygen",)
@@ -120,23 +112,18 @@ def test_a_duration_outside_the_capabilities_excludes():
     assert ranking.excluded == {"runwayml": "makes 2-10 s, not 30 s"}
 
 
-def test_over_budget_excludes_and_names_the_window():
-    over = QuotaDecision(allowed=False, retry_after_s=12.0, window="minute")
-    ranking = ranked(rw=runwayml(quota=over))
-    assert ranking.excluded["runwayml"] == "over the project's request budget (minute), retry in 12 s"
-    assert ranking.retry_after_s is None  # heygen is still there
-
-
 def test_all_excluded_leaves_no_candidate_and_the_earliest_return():
-    over = QuotaDecision(allowed=False, retry_after_s=12.0, window="minute")
-    ranking = ranked(hg=heygen(circuit=OPEN), rw=runwayml(quota=over))
+    sooner = replace(OPEN, opened_until=T0 + timedelta(seconds=12))
+    ranking = ranked(hg=heygen(circuit=OPEN), rw=runwayml(circuit=sooner))
     assert ranking.candidates == ()
     assert set(ranking.excluded) == {"heygen", "runwayml"}
     assert ranking.retry_after_s == 12.0
 
 
 def test_nothing_to_wait_for_when_an_exclusion_is_permanent():
-    ranking = ranked(hg=heygen(invalid_reason="script too long"), rw=runwayml(quota=False))
+    ranking = ranked(
+        hg=heygen(invalid_reason="script too long"), rw=runwayml(circuit=OPEN, invalid_reason="no")
+    )
     assert ranking.candidates == ()
     assert ranking.retry_after_s is None
 
@@ -148,7 +135,7 @@ def test_every_candidate_has_reasons_and_the_document_is_plain_data():
     doc = ranking.to_doc()
     assert doc["candidates"] == list(ranking.candidates)
     assert set(doc) == {"candidates", "scores", "reasons", "excluded", "retryAfterS"}
-    assert ranking.explain()[0].startswith("heygen: priority 1 (+20); talking avatar requested (+40)")
+    assert ranking.reasons["heygen"][:2] == ["priority 1 (+20)", "talking avatar requested (+40)"]
 
 
 def test_ties_go_to_priority_then_name():
@@ -164,12 +151,6 @@ def test_duplicate_providers_are_refused():
         rank(SelectionRequest(), [heygen(), heygen()], T0)
 
 
-def test_a_selection_request_is_built_from_a_video_request():
-    video = VideoRequest(job_id="j", attempt_id="a", prompt_text="p", style="energetic", duration_s=8)
-    req = SelectionRequest.for_video(video, wants_avatar=False, user_tier="pro")
-    assert (req.style, req.duration_s, req.user_tier) == ("energetic", 8, "pro")
-
-
 circuits = st.builds(
     CircuitState,
     state=st.sampled_from(Phase),
@@ -181,9 +162,6 @@ states = st.builds(
     name=st.sampled_from(["heygen", "runwayml", "other"]),
     priority=st.integers(1, 3),
     circuit=circuits,
-    in_flight=st.integers(0, 5),
-    max_concurrent=st.none() | st.integers(1, 4),
-    quota=st.booleans(),
     est_cost_usd=st.none() | st.floats(0, 5),
     invalid_reason=st.none() | st.just("no"),
 )
@@ -211,7 +189,7 @@ def test_ranking_is_a_deterministic_permutation_of_the_providers_not_excluded(re
 
 @settings(max_examples=150, deadline=None)
 @given(requests, st.sampled_from(["heygen", "runwayml"]), st.floats(0.01, 5), st.floats(0.01, 5))
-def test_a_preference_wins_over_everything_but_health_and_load(request, preferred, cost_hg, cost_rw):
+def test_a_preference_wins_over_everything_but_health(request, preferred, cost_hg, cost_rw):
     request = replace(request, preference=preferred)
     ranking = ranked(request, hg=heygen(est_cost_usd=cost_hg), rw=runwayml(est_cost_usd=cost_rw))
     assert ranking.candidates[0] == preferred

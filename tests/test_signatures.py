@@ -9,13 +9,9 @@ import json
 import pytest
 from pydantic import SecretStr
 
-from signatures import (
-    SignatureError,
-    sign_heygen,
-    sign_standard,
-    verify_heygen,
-    verify_standard_webhook,
-)
+from providers import registry
+from providers.heygen import verify_heygen
+from providers.signatures import SignatureError, sign_heygen, sign_standard, verify_standard_webhook
 
 NOW = 1_800_000_000
 HEYGEN_SECRET = "whsec_heygen-current"
@@ -190,3 +186,75 @@ def test_standard_signature_covers_the_id_so_a_changed_id_is_refused():
         "webhook-id": "msg_2"
     }
     assert refused(standard, headers=headers) == "bad_signature"
+
+
+# -- the specs' readers: verify, then name the task -----------------------------------------------
+
+
+def read(provider, body, headers, secret):
+    webhook = registry.spec(provider).webhook
+    return webhook.read(body, headers, (SecretStr(secret),), NOW, 300)
+
+
+def heygen_event(event_type, video_id):
+    return json.dumps({"event_type": event_type, "event_data": {"video_id": video_id}}).encode()
+
+
+def task_event(data):
+    return json.dumps({"type": "task.updated", "data": data}).encode()
+
+
+def test_each_spec_names_the_setting_holding_its_secrets():
+    assert registry.spec("heygen").webhook.secrets_field == "heygen_webhook_secrets"
+    assert registry.spec("runwayml").webhook.secrets_field == "runwayml_webhook_secrets"
+
+
+@pytest.mark.parametrize("event_type", ["avatar_video.success", "avatar_video.fail"])
+def test_heygen_reader_names_the_video_of_a_finished_render(event_type):
+    body = heygen_event(event_type, "v_1")
+    hint = read("heygen", body, sign_heygen(body, HEYGEN_SECRET, event_id="evt_9"), HEYGEN_SECRET)
+    assert (hint.event_id, hint.task_id) == ("evt_9", "v_1")
+
+
+def test_heygen_reader_names_no_task_for_other_event_types():
+    body = heygen_event("avatar_video.gif_ready", "v_1")
+    hint = read("heygen", body, sign_heygen(body, HEYGEN_SECRET, event_id="evt_9"), HEYGEN_SECRET)
+    assert (hint.event_id, hint.task_id) == ("evt_9", None)
+
+
+def test_heygen_reader_refuses_a_video_id_that_is_not_an_id():
+    body = heygen_event("avatar_video.success", "a/b")
+    with pytest.raises(SignatureError, match=r"^event_data\.video_id is not a video id$") as caught:
+        read("heygen", body, sign_heygen(body, HEYGEN_SECRET), HEYGEN_SECRET)
+    assert caught.value.code == "malformed_payload"
+
+
+def test_heygen_reader_refuses_a_bad_signature():
+    body = heygen_event("avatar_video.success", "v_1")
+    assert (
+        refused(read, "heygen", body, sign_heygen(body, OLD_HEYGEN_SECRET), HEYGEN_SECRET) == "bad_signature"
+    )
+
+
+def test_runwayml_reader_names_the_task_in_data_id():
+    hint = read(
+        "runwayml",
+        TASK_EVENT,
+        sign_standard(TASK_EVENT, STANDARD_SECRET, msg_id="m", timestamp=NOW),
+        STANDARD_SECRET,
+    )
+    assert (hint.event_id, hint.task_id) == ("m", "task-1")
+
+
+@pytest.mark.parametrize("data", [{}, {"id": ""}, {"id": "a/b"}, {"id": 7}, "task-1"])
+def test_runwayml_reader_refuses_a_delivery_without_a_task_id_naming_the_field(data):
+    body = task_event(data)
+    headers = sign_standard(body, STANDARD_SECRET, msg_id="m", timestamp=NOW)
+    with pytest.raises(SignatureError, match=r"^data\b") as caught:
+        read("runwayml", body, headers, STANDARD_SECRET)
+    assert caught.value.code == "malformed_payload"
+
+
+def test_runwayml_reader_refuses_a_stale_delivery():
+    headers = sign_standard(TASK_EVENT, STANDARD_SECRET, msg_id="m", timestamp=NOW - 301)
+    assert refused(read, "runwayml", TASK_EVENT, headers, STANDARD_SECRET) == "stale_timestamp"

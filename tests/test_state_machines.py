@@ -3,7 +3,7 @@
 Hypothesis drives random sequences of operations; after every step the system under test must agree
 with a small reference model written independently here (not derived from the code under test):
 
-- `JobRecordMachine` -- `jobs.model.decide` / `can_transition` over random readings (pure).
+- `JobRecordMachine` -- `jobs.rules.decide` / `can_transition` over random readings (pure).
 - `TaskStoreMachine` -- `JobStore.apply_snapshot` on one provider task in the Firestore emulator:
   numbered, unnumbered, duplicate and reordered readings; the task and its job only move forward.
 - `QuotaMachine` -- `providers.quota.decide` and `jobs.guards.QuotaGuard` on the emulator against a
@@ -21,9 +21,10 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
 from config import load_settings
-from jobs import model
+from jobs import rules
 from jobs.guards import QuotaGuard
-from jobs.model import Verdict
+from jobs.records import JobRequest
+from jobs.rules import Verdict
 from jobs.store import JobStore, NewJob
 from providers import quota
 from providers.base import CreateResult, ProviderSnapshot, Status
@@ -73,7 +74,7 @@ def reference_apply(old: Status, old_p: float, new: Status, new_p: float) -> tup
 def test_can_transition_agrees_with_the_reference_for_every_pair():
     for old, new in itertools.product(Status, Status):
         expected = old not in TERMINAL and (new in TERMINAL or RANK[new] >= RANK[old])
-        assert model.can_transition(old, new) is expected, (old, new)
+        assert rules.can_transition(old, new) is expected, (old, new)
 
 
 class JobRecordMachine(RuleBasedStateMachine):
@@ -88,7 +89,7 @@ class JobRecordMachine(RuleBasedStateMachine):
     def apply_a_reading(self, reading: tuple[Status, float]) -> None:
         new, new_p = reading
         verdict, status, progress = reference_apply(self.status, self.progress, new, new_p)
-        decision = model.decide(self.status, self.progress, new, new_p)
+        decision = rules.decide(self.status, self.progress, new, new_p)
         assert (str(decision.verdict), decision.status, decision.progress) == (verdict, status, progress)
         assert decision.changes is (verdict == "apply")
         if decision.changes:
@@ -119,7 +120,10 @@ def task_store_machine(store: JobStore) -> type[RuleBasedStateMachine]:
         def a_job_with_one_runwayml_task(self) -> None:
             n = next(counter)
             new = NewJob(
-                owner_uid="sm-user", idempotency_key=f"sm-{n}", request={"n": n}, candidates=("runwayml",)
+                owner_uid="sm-user",
+                idempotency_key=f"sm-{n}",
+                request=JobRequest(title=str(n)),
+                candidates=("runwayml",),
             )
             job, _ = store.create_job(new)
             attempt = store.begin_attempt(job.job_id, "runwayml")

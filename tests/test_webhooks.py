@@ -16,7 +16,8 @@ import functions_framework
 import pytest
 import werkzeug.serving
 
-from signatures import sign_heygen, sign_standard
+from jobs.records import job_to_doc
+from providers.signatures import sign_heygen, sign_standard
 from tests.conftest import ROOT
 
 HEYGEN_SECRET = "whsec_heygen-test-secret"
@@ -80,7 +81,7 @@ def event_records(stack):
 
 
 def job_doc(stack, job_id):
-    return stack.deps.store.get_job(job_id).doc
+    return job_to_doc(stack.deps.store.get_job(job_id))
 
 
 def run_together(*calls):
@@ -173,7 +174,7 @@ def test_a_failed_confirmation_forgets_the_event_so_the_senders_retry_is_process
 
 def test_an_event_for_an_unknown_video_is_acknowledged_and_ignored(hooked):
     answer = post_heygen(hooked, heygen_body("nosuchvideo"))
-    assert (answer.status_code, answer.get_json()) == (200, {"ignored": "unknown video"})
+    assert (answer.status_code, answer.get_json()) == (200, {"ignored": "unknown task"})
     assert hooked.heygen.count(*VIDEO_GETS) == 0
 
 
@@ -361,5 +362,5 @@ def test_a_webhook_and_a_poll_for_the_same_task_leave_one_consistent_end(hooked,
     task = hooked.deps.store.get_task("heygen", video_id)
     assert (str(job.status), str(task.status), job.progress) == ("completed", "completed", 100.0)
     assert [str(a.status) for a in job.attempts] == ["succeeded"]
-    assert job.doc["output"]["videoUrls"] == [f"{hooked.heygen.base_url}/media/{video_id}.mp4"]
+    assert job.output["videoUrls"] == [f"{hooked.heygen.base_url}/media/{video_id}.mp4"]
     assert hooked.queue.tasks == []

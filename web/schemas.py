@@ -13,8 +13,21 @@ import re
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
+
+from jobs.records import JobRequest
+from providers import registry
+from tasks import batch
 
 MAX_SCRIPT_CHARS = 20_000
 MAX_BATCH_IDS = 1000
@@ -23,6 +36,20 @@ RESOLUTIONS |= {"1920x1080": ("1080p", "16:9"), "1080x1920": ("1080p", "9:16")}
 _ID = r"^[A-Za-z0-9_-]{1,128}$"
 
 Identifier = Annotated[str, StringConstraints(pattern=_ID)]
+
+
+def _registered(name: str) -> str:
+    if name not in registry.names():
+        raise ValueError(f"must be one of {', '.join(registry.names())}")
+    return name
+
+
+# A registered provider's name (`providers/registry.py`); the schema lists those known at start-up.
+ProviderName = Annotated[
+    str,
+    AfterValidator(_registered),
+    WithJsonSchema({"type": "string", "enum": list(registry.names())}),
+]
 
 
 class Body(BaseModel):
@@ -46,7 +73,7 @@ class GenerateRequest(Body):
     aspect_ratio: Literal["16:9", "9:16"] = "16:9"
     resolution: Literal["720p", "1080p", "1280x720", "720x1280", "1920x1080", "1080x1920"] = "720p"
     format: Literal["mp4", "gif"] = "mp4"
-    provider: Literal["heygen", "runwayml"] | None = None
+    provider: ProviderName | None = None
     image_url: str | None = Field(default=None, max_length=2048)
     camera_motion: Literal["pan", "zoom", "tilt", "static"] | None = None
     camera_intensity: float = Field(default=0.5, ge=0, le=1)
@@ -87,10 +114,10 @@ class GenerateRequest(Body):
         object.__setattr__(self, "aspect_ratio", ratio)
         return self
 
-    def stored(self) -> dict[str, object]:
+    def job_request(self) -> JobRequest:
         """The options kept on the job; the script is kept as the built prompt and a digest."""
         digest = hashlib.sha256(self.script.encode()).hexdigest()
-        return {**self.model_dump(by_alias=True, exclude={"script"}), "scriptSha256": digest}
+        return JobRequest(**self.model_dump(exclude={"script"}), script_sha256=digest)
 
 
 class CancelRequest(Body):
@@ -100,7 +127,7 @@ class CancelRequest(Body):
 class StatusQuery(Body):
     job_id: Identifier | None = None
     task_id: Identifier | None = None
-    provider: Literal["heygen", "runwayml"] = "runwayml"
+    provider: ProviderName = "runwayml"
 
     @model_validator(mode="after")
     def _one_id(self) -> StatusQuery:
@@ -108,34 +135,20 @@ class StatusQuery(Body):
             raise ValueError("give exactly one of jobId or taskId")
         return self
 
+    def task(self) -> tuple[str, str] | None:
+        """(provider, task id) when the job is asked for by its provider task."""
+        return None if self.task_id is None else (self.provider, self.task_id)
+
 
 class PollPayload(Body):
     job_id: Identifier
-    provider: Literal["heygen", "runwayml"]
+    provider: ProviderName
     task_id: Identifier
     poll_number: int = Field(ge=1, le=10_000)
 
 
-class _Lenient(BaseModel):
-    """A sender's payload: unknown fields are ignored (providers add fields without notice)."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-
-class WebhookTask(_Lenient):
-    id: Identifier
-
-
-class RunwayMLWebhookEvent(_Lenient):
-    """A Standard Webhooks event naming a RunwayML task: `{"type": "task.updated", "data": {"id"}}`."""
-
-    type: str | None = None
-    data: WebhookTask
-
-
 JobStatusName = Literal["queued", "processing", "completed", "failed", "cancelled", "timed_out"]
 MAX_OLDER_THAN_S = 30 * 86400
-DEFAULT_BATCH_LIMIT = 500
 
 
 class BatchStatusRequest(Body):
@@ -154,6 +167,19 @@ class BatchStatusRequest(Body):
         if self.job_ids is None and self.status is None:
             raise ValueError("give jobIds, or a filter: status (with optional olderThanSeconds, limit)")
         return self
+
+    def selection(self) -> batch.Selection:
+        limit = self.limit if self.limit is not None else batch.DEFAULT_LIMIT
+        return batch.Selection(self.job_ids, self.status or (), self.older_than_seconds, limit)
+
+
+class CleanupRequest(Body):
+    dry_run: bool = False
+
+
+class FinalizePayload(Body):
+    job_id: Identifier
+    attempt_id: Identifier
 
 
 class HealthQuery(Body):

@@ -23,8 +23,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from jobs import model
-from jobs.model import Job
+from jobs import rules
+from jobs.records import Job
 from jobs.store import JobStore
 from logs import get_logger
 from providers.base import (
@@ -37,7 +37,7 @@ from providers.base import (
     VideoRequest,
 )
 
-log = get_logger("jobs.service")
+log = get_logger("jobs.runner")
 
 SchedulePoll = Callable[[str, str, str], None]  # (job id, provider, task id) -> enqueue poll 1
 
@@ -76,26 +76,25 @@ class Submission:
         return self.task_id is not None
 
 
-def video_request(job: Job, provider: str, attempt_id: str) -> VideoRequest:
-    """The provider-neutral request for one attempt, from what the job stored (pure)."""
-    req, prompt = job.doc.get("request", {}), job.doc.get("prompt", {})
+def video_request(job: Job, attempt_id: str) -> VideoRequest:
+    """The provider-neutral request for one attempt, from what the job holds (pure; the one builder)."""
+    req = job.request
     return VideoRequest(
         job_id=job.job_id,
         attempt_id=attempt_id,
-        prompt_text=prompt.get("runwayPrompt", ""),
-        script=prompt.get("heygenScript", ""),
-        title=req.get("title") or f"CV video {job.job_id[:8]}",
-        style=req.get("style", "professional"),
-        quality=req.get("quality", "standard"),
-        duration_s=int(req.get("durationS", 5)),
-        aspect_ratio=req.get("aspectRatio", "16:9"),
-        resolution=req.get("resolution", "720p"),
+        prompt_text=job.runway_prompt,
+        script=job.heygen_script,
+        title=req.title or f"CV video {job.job_id[:8]}",
+        style=req.style,
+        quality=req.quality,
+        duration_s=req.duration_s,
+        aspect_ratio=req.aspect_ratio,
+        resolution=req.resolution,
         output_format="mp4",  # a GIF is made from the MP4 by the finalize step (tasks/finalize.py)
-        image_url=req.get("imageUrl"),
-        seed=req.get("seed"),
-        camera_motion=prompt.get("cameraMotion"),
-        camera_intensity=float(req.get("cameraIntensity", 0.5)),
-        model=req.get("model"),
+        image_url=req.image_url,
+        seed=req.seed,
+        camera_motion=job.camera_motion,
+        camera_intensity=req.camera_intensity,
     )
 
 
@@ -129,7 +128,7 @@ class Runner:
         """
         job = self.store.get_job(job_id)
         errors: list[Mapping[str, Any]] = []
-        provider = model.next_candidate(job.candidates, job.attempts) if job else None
+        provider = rules.next_candidate(job.candidates, job.attempts) if job else None
         while job is not None and provider is not None:
             attempt = self.store.begin_attempt(job_id, provider)
             if attempt is None:  # terminal, or another caller holds the open attempt
@@ -155,7 +154,7 @@ class Runner:
         allowed, retry_after = (True, None) if admitted else self.admit(provider)
         if not allowed:
             return over_quota_error(provider, retry_after)
-        request = video_request(job, provider, attempt_id)
+        request = video_request(job, attempt_id)
         started = time.monotonic()
         try:
             self.providers[provider].validate(request)

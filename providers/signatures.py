@@ -1,12 +1,14 @@
-"""Webhook signature verifiers (pure, no I/O): HeyGen's scheme and Standard Webhooks.
+"""Webhook signatures (pure, no I/O): the shared checks, Standard Webhooks, and signing helpers.
+
+Each provider's spec reads its deliveries (`spec.webhook.read`, `providers/spec.py`): HeyGen's own
+scheme in `providers/heygen/webhook.py`, Standard Webhooks (RunwayML) in `providers/runwayml/webhook.py`
+on top of `verify_standard_webhook` here.
 
 Both check the raw body bytes before parsing them, compare in constant time, accept any one of
 several secrets (rotation) and reject a sender timestamp outside `now` ± `tolerance_s`.
 
-- HeyGen: `Heygen-Signature` (legacy `Signature`) is the hex HMAC-SHA256 of the raw body keyed
-  with the secret's UTF-8 text (the whole `whsec_...` string). `Heygen-Timestamp` (unix seconds)
-  is checked when present; HeyGen does not document it as signed, so a webhook stays a hint: dedupe
-  on the event id, then confirm with `GET /v3/videos/{id}` before changing a job.
+- HeyGen: hex HMAC-SHA256 of the raw body in `Heygen-Signature` (see `providers/heygen/webhook.py`;
+  `sign_heygen` below builds it).
 - Standard Webhooks (standardwebhooks.com): `webhook-signature` holds space-separated
   `v1,<base64 HMAC-SHA256 of "{webhook-id}.{webhook-timestamp}.{raw body}">`; the key is the
   base64 text after an optional `whsec_` prefix.
@@ -14,6 +16,7 @@ several secrets (rotation) and reject a sender timestamp outside `now` ± `toler
 One error, `SignatureError(code, message)`. Codes: `no_secret_configured`, `missing_signature`,
 `bad_signature`, `stale_timestamp`, `malformed_payload`. Messages never echo secrets or signatures.
 `sign_heygen` and `sign_standard` build the headers a sender would; the simulator and tests use them.
+`provider_id` checks the task id a delivery names (`^[A-Za-z0-9_-]{1,128}$`).
 """
 
 from __future__ import annotations
@@ -23,33 +26,25 @@ import binascii
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from errors import AppError
+
+_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 class _Secret(Protocol):
     def get_secret_value(self) -> str: ...
 
 
-class SignatureError(Exception):
+class SignatureError(AppError):
     """A delivery that must be refused; `code` says why."""
 
     def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-@dataclass(frozen=True)
-class HeyGenEvent:
-    event_id: str
-    event_type: str
-    video_id: str
-    callback_id: str | None
-    url: str | None
-    message: str | None
-    payload: Mapping[str, Any]
+        super().__init__(message, code=code)
 
 
 @dataclass(frozen=True)
@@ -64,29 +59,6 @@ class StandardEvent:
         return value if isinstance(value, str) else None
 
 
-def verify_heygen(
-    raw_body: bytes,
-    headers: Mapping[str, str],
-    secrets: Sequence[str | _Secret],
-    *,
-    now: float,
-    tolerance_s: int,
-) -> HeyGenEvent:
-    keys = [text.encode() for text in _secret_texts(secrets)]
-    found = _lower(headers)
-    given = (found.get("heygen-signature") or found.get("signature") or "").strip().lower()
-    if not given:
-        raise SignatureError("missing_signature", "the Heygen-Signature header is missing")
-    given_bytes = given.removeprefix("sha256=").encode()
-    if not any(hmac.compare_digest(_mac(key, raw_body).hex().encode(), given_bytes) for key in keys):
-        raise SignatureError("bad_signature", "the signature matches no configured secret")
-    if "heygen-timestamp" in found:
-        _check_timestamp(found["heygen-timestamp"], now, tolerance_s)
-    payload = _json_object(raw_body)
-    event_id = found.get("heygen-event-id") or hashlib.sha256(raw_body).hexdigest()
-    return _heygen_event(payload, event_id)
-
-
 def verify_standard_webhook(
     raw_body: bytes,
     headers: Mapping[str, str],
@@ -95,27 +67,27 @@ def verify_standard_webhook(
     now: float,
     tolerance_s: int,
 ) -> StandardEvent:
-    keys = [_standard_key(text) for text in _secret_texts(secrets)]
-    found = _lower(headers)
+    keys = [_standard_key(text) for text in secret_texts(secrets)]
+    found = lower_headers(headers)
     msg_id, stamp, signatures = (found.get(name, "").strip() for name in _STANDARD_HEADERS)
     if not (msg_id and stamp and signatures):
         raise SignatureError(
             "missing_signature", "webhook-id, webhook-timestamp or webhook-signature is missing"
         )
-    timestamp = _check_timestamp(stamp, now, tolerance_s)
+    timestamp = check_timestamp(stamp, now, tolerance_s)
     signed = f"{msg_id}.{stamp}.".encode() + raw_body
-    expected = [base64.b64encode(_mac(key, signed)) for key in keys]
+    expected = [base64.b64encode(mac(key, signed)) for key in keys]
     given = [part[3:].encode() for part in signatures.split() if part.startswith("v1,")]
     if not any(hmac.compare_digest(e, g) for e in expected for g in given):
         raise SignatureError("bad_signature", "no v1 signature matches a configured secret")
-    return StandardEvent(id=msg_id, timestamp=timestamp, payload=_json_object(raw_body))
+    return StandardEvent(id=msg_id, timestamp=timestamp, payload=json_object(raw_body))
 
 
 def sign_heygen(
     raw_body: bytes, secret: str, *, timestamp: int | None = None, event_id: str | None = None
 ) -> dict[str, str]:
     """The headers HeyGen sends with a signed delivery."""
-    headers = {"Heygen-Signature": _mac(secret.encode(), raw_body).hex()}
+    headers = {"Heygen-Signature": mac(secret.encode(), raw_body).hex()}
     if timestamp is not None:
         headers["Heygen-Timestamp"] = str(int(timestamp))
     if event_id is not None:
@@ -126,14 +98,14 @@ def sign_heygen(
 def sign_standard(raw_body: bytes, secret: str, *, msg_id: str, timestamp: int) -> dict[str, str]:
     """The headers a Standard Webhooks sender sends; `secret` is `whsec_<base64>` or bare base64."""
     stamp = str(int(timestamp))
-    signature = base64.b64encode(_mac(_standard_key(secret), f"{msg_id}.{stamp}.".encode() + raw_body))
+    signature = base64.b64encode(mac(_standard_key(secret), f"{msg_id}.{stamp}.".encode() + raw_body))
     return {"webhook-id": msg_id, "webhook-timestamp": stamp, "webhook-signature": f"v1,{signature.decode()}"}
 
 
 _STANDARD_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 
 
-def _secret_texts(secrets: Sequence[str | _Secret]) -> list[str]:
+def secret_texts(secrets: Sequence[str | _Secret]) -> list[str]:
     texts = [s if isinstance(s, str) else s.get_secret_value() for s in secrets]
     texts = [text.strip() for text in texts if text.strip()]
     if not texts:
@@ -151,15 +123,15 @@ def _standard_key(secret: str) -> bytes:
     return key
 
 
-def _lower(headers: Mapping[str, str]) -> dict[str, str]:
+def lower_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return {name.lower(): value for name, value in headers.items()}
 
 
-def _mac(key: bytes, body: bytes) -> bytes:
+def mac(key: bytes, body: bytes) -> bytes:
     return hmac.new(key, body, hashlib.sha256).digest()
 
 
-def _check_timestamp(value: str, now: float, tolerance_s: int) -> int:
+def check_timestamp(value: str, now: float, tolerance_s: int) -> int:
     try:
         timestamp = int(value.strip())
     except ValueError:
@@ -169,7 +141,7 @@ def _check_timestamp(value: str, now: float, tolerance_s: int) -> int:
     return timestamp
 
 
-def _json_object(raw_body: bytes) -> dict[str, Any]:
+def json_object(raw_body: bytes) -> dict[str, Any]:
     try:
         payload = json.loads(raw_body)
     except ValueError:
@@ -179,22 +151,8 @@ def _json_object(raw_body: bytes) -> dict[str, Any]:
     return payload
 
 
-def _heygen_event(payload: dict[str, Any], event_id: str) -> HeyGenEvent:
-    data = payload.get("event_data")
-    data = data if isinstance(data, dict) else {}
-    event_type, video_id = payload.get("event_type"), data.get("video_id")
-    if not isinstance(event_type, str) or not isinstance(video_id, str) or not video_id:
-        raise SignatureError("malformed_payload", "event_type or event_data.video_id is missing")
-    return HeyGenEvent(
-        event_id=event_id,
-        event_type=event_type,
-        video_id=video_id,
-        callback_id=_first_text(data, "callback_id"),
-        url=_first_text(data, "url", "video_url"),
-        message=_first_text(data, "msg", "message", "error"),
-        payload=payload,
-    )
-
-
-def _first_text(data: Mapping[str, Any], *names: str) -> str | None:
-    return next((v for v in map(data.get, names) if isinstance(v, str) and v), None)
+def provider_id(value: object, field: str, what: str) -> str:
+    """`value` when it is a provider id; else `malformed_payload` naming the field."""
+    if not isinstance(value, str) or not _ID.fullmatch(value):
+        raise SignatureError("malformed_payload", f"{field} is not a {what}")
+    return value

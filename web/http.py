@@ -7,29 +7,66 @@ Every answer is JSON. Errors are `{"error": {"code": "snake_case", "message": ".
     415 not JSON                        429 over budget (Retry-After)   503 no provider can take it
     500 the project's own fault (no detail; the log has it, the response never a trace or secret)
 
-`endpoint` wraps an entry point: it maps `ApiError`, `AuthError` and validation errors to their
-answers, logs one line per request with the trace id, and turns anything unexpected into a 500.
+`endpoint` wraps an entry point: it maps every `errors.AppError` to its answer (`STATUS`), logs one
+line per request with the trace id, and turns anything unexpected into a 500.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import math
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
-
-__all__ = ["ApiError", "endpoint", "json_object", "parse", "require_method", "respond"]
 
 import flask
 import pydantic
 
-from auth import AuthError
-from errors import ApiError
+import errors
 from logs import get_logger
 
 log = get_logger("web")
 M = TypeVar("M", bound=pydantic.BaseModel)
 MAX_BODY_BYTES = 64 * 1024
+
+
+class ApiError(errors.AppError):
+    """An answer only the HTTP edge gives (405, 413, 415, ...), with its status and headers."""
+
+    def __init__(
+        self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None, **extra: Any
+    ) -> None:
+        super().__init__(message, code=code, **extra)
+        self.status = status
+        self.headers = headers or {}
+
+
+# The HTTP status of each kind of error (the first class in an error's MRO that is listed here).
+STATUS: dict[type[errors.AppError], int] = {
+    errors.InvalidInput: 400,
+    errors.Unauthenticated: 401,
+    errors.Forbidden: 403,
+    errors.Missing: 404,
+    errors.Conflict: 409,
+    errors.OverLimit: 429,
+    errors.Unavailable: 503,
+}
+
+
+def status_of(exc: errors.AppError) -> int | None:
+    """The status an error is answered with; None for errors that are the project's own fault."""
+    if isinstance(exc, ApiError):
+        return exc.status
+    return next((STATUS[kind] for kind in type(exc).__mro__ if kind in STATUS), None)
+
+
+def error_response(exc: errors.AppError, status: int) -> flask.Response:
+    headers = dict(getattr(exc, "headers", {}))
+    if exc.retry_after is not None:
+        headers["Retry-After"] = str(math.ceil(exc.retry_after))
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    return respond(error_body(exc.code, exc.message, **exc.details), status, headers)
 
 
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
@@ -82,11 +119,11 @@ def parse(model: type[M], data: dict[str, Any]) -> M:
         raise validation_error(exc.errors()) from None
 
 
-def validation_error(errors: Iterable[Any]) -> ApiError:
-    first = next(iter(errors))
+def validation_error(problems: Iterable[Any]) -> errors.InvalidInput:
+    first = next(iter(problems))
     field = ".".join(str(part) for part in first.get("loc", ())) or "body"
     message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
-    return ApiError(400, "invalid_request", f"{field}: {message}", field=field)
+    return errors.InvalidInput(f"{field}: {message}", field=field)
 
 
 def _trace(request: flask.Request, project: str | None) -> dict[str, str]:
@@ -106,13 +143,13 @@ def endpoint(project: Callable[[], str | None] = lambda: None) -> Callable:
             context = {"event": fn.__name__, **_trace(request, _safe(project))}
             try:
                 response = fn(request)
-            except ApiError as exc:
-                log.info(exc.message, extra={**context, "code": exc.code, "status": exc.status})
-                body = error_body(exc.code, exc.message, **exc.extra)
-                return respond(body, exc.status, exc.headers)
-            except AuthError as exc:
-                log.info(exc.message, extra={**context, "code": exc.code})
-                return respond(error_body(exc.code, exc.message), 401, {"WWW-Authenticate": "Bearer"})
+            except errors.AppError as exc:
+                status = status_of(exc)
+                if status is None:
+                    log.exception("unhandled error", extra={**context, "code": exc.code})
+                    return respond(error_body("internal", "internal error; it has been logged"), 500)
+                log.info(exc.message, extra={**context, "code": exc.code, "status": status})
+                return error_response(exc, status)
             except Exception:
                 log.exception("unhandled error", extra=context)
                 return respond(error_body("internal", "internal error; it has been logged"), 500)

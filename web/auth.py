@@ -12,7 +12,7 @@ Callers and what identifies them:
 
 Locally and in tests the certificate URLs point at a loopback server holding a test key
 (`FIREBASE_CERTS_URL`, `GOOGLE_CERTS_URL`); nothing else changes. Webhook signatures live in
-`signatures.py`.
+`providers/signatures.py`.
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ import google.auth.exceptions
 import google.auth.transport.requests
 from google.oauth2 import id_token
 
+from errors import Unauthenticated
+from jobs.access import Viewer
+
 FIREBASE_ISSUER_PREFIX = "https://securetoken.google.com/"
 GOOGLE_ISSUERS = ("https://accounts.google.com", "accounts.google.com")
 DEFAULT_MAX_AGE_S = 3600.0
@@ -35,13 +38,8 @@ USER_TIERS = ("free", "pro")
 _BEARER = re.compile(r"^Bearer\s+(\S+)$", re.IGNORECASE)
 
 
-class AuthError(Exception):
+class AuthError(Unauthenticated):
     """No identity, or one that does not verify; the message is safe to show (no token in it)."""
-
-    def __init__(self, message: str, code: str = "unauthenticated") -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
 
 
 @dataclass(frozen=True)
@@ -59,6 +57,10 @@ class Caller:
 
     def is_service_account(self, allowed: Collection[str]) -> bool:
         return self.kind == "service_account" and self.email in allowed
+
+    def viewer(self, ops_accounts: Collection[str]) -> Viewer:
+        """How the job life cycle sees this caller: its own jobs, or every job for an operator."""
+        return Viewer(uid=self.uid if self.is_user else None, operator=self.is_service_account(ops_accounts))
 
 
 class CachedCertsRequest:

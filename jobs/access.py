@@ -6,36 +6,43 @@ that someone else's job exists.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from api import StatusQuery
-from auth import Caller
-from errors import ApiError, not_found
-from jobs.model import Job, TaskRecord
+import errors
+from errors import not_found
+from jobs.records import Job, TaskRecord
 from jobs.store import JobStore
 from logs import get_logger
 from providers.base import Provider, ProviderError, ProviderSnapshot, Status, is_terminal
 
-log = get_logger("jobs.views")
+log = get_logger("jobs.access")
 
 # A non-terminal job is looked up at its provider when its task record is older than this.
 STALE_AFTER = timedelta(seconds=5)
 
 
-def visible_to(job: Job | None, caller: Caller, ops_accounts: Collection[str]) -> bool:
+@dataclass(frozen=True)
+class Viewer:
+    """Who asks about a job: a user (`uid`), or an operator, who may see every job."""
+
+    uid: str | None = None
+    operator: bool = False
+
+
+def visible_to(job: Job | None, viewer: Viewer) -> bool:
     if job is None:
         return False
-    return caller.is_service_account(ops_accounts) or (caller.is_user and caller.uid == job.owner_uid)
+    return viewer.operator or (viewer.uid is not None and viewer.uid == job.owner_uid)
 
 
 def needs_refresh(job: Job, task: TaskRecord | None, now: datetime) -> bool:
     """True when a live job's task was last checked long enough ago to ask the provider again."""
     if task is None or is_terminal(job.status) or is_terminal(task.status):
         return False
-    checked = task.doc.get("lastCheckedAt") or task.doc.get("createdAt")
-    return checked is None or now - checked >= STALE_AFTER
+    return task.checked_at is None or now - task.checked_at >= STALE_AFTER
 
 
 Links = Callable[[str], Mapping[str, Any] | None]  # object path -> {"url", "expiresAt"} or None
@@ -46,13 +53,12 @@ def job_view(job: Job, links: Links | None = None) -> dict[str, Any]:
 
     With `links` (storage configured) a stored output carries time-limited download links.
     """
-    doc = job.doc
     return {
         "jobId": job.job_id,
         "status": str(job.status),
         "progress": job.progress,
         "provider": job.provider,
-        "providerTaskId": doc.get("providerTaskId"),
+        "providerTaskId": job.provider_task_id,
         "attempts": [
             {
                 "number": a.number,
@@ -63,24 +69,24 @@ def job_view(job: Job, links: Links | None = None) -> dict[str, Any]:
             }
             for a in job.attempts
         ],
-        "selection": doc.get("selection", {}),
-        "qualityScore": doc.get("prompt", {}).get("qualityScore"),
-        "output": _output(doc.get("output"), links),
-        "error": _error(doc.get("error")),
-        "estimatedCostUsd": doc.get("estimatedCostUsd"),
-        "actualCostUsd": doc.get("actualCostUsd"),
-        "createdAt": doc.get("createdAt"),
-        "updatedAt": doc.get("updatedAt"),
-        "deadlineAt": doc.get("deadlineAt"),
-        "endedAt": doc.get("endedAt"),
+        "selection": dict(job.selection),
+        "qualityScore": job.quality_score,
+        "output": _output(job, links),
+        "error": _error(job.error),
+        "estimatedCostUsd": job.estimated_cost_usd,
+        "actualCostUsd": job.actual_cost_usd,
+        "createdAt": job.created_at,
+        "updatedAt": job.updated_at,
+        "deadlineAt": job.deadline_at,
+        "endedAt": job.ended_at,
     }
 
 
-def _output(output: Any, links: Links | None) -> Any:
-    if not output or links is None or output.get("source") != "storage":
-        return output
-    gif = output.get("gifPath")
-    return {**output, "download": links(output["videoPath"]), "gifDownload": links(gif) if gif else None}
+def _output(job: Job, links: Links | None) -> Any:
+    if links is None or not job.output_in_storage:
+        return job.output
+    video, gif = job.stored_video_path, job.stored_gif_path
+    return {**job.output, "download": links(video), "gifDownload": links(gif) if gif else None}
 
 
 def _error(error: Any) -> dict[str, Any] | None:
@@ -89,35 +95,36 @@ def _error(error: Any) -> dict[str, Any] | None:
     return {"code": error.get("code"), "message": error.get("message")}
 
 
-def owned_job(store: JobStore, caller: Caller, job_id: str, ops_accounts: Collection[str]) -> Job:
+def owned_job(store: JobStore, viewer: Viewer, job_id: str) -> Job:
     job = store.get_job(job_id)
-    if job is None or not visible_to(job, caller, ops_accounts):
+    if job is None or not visible_to(job, viewer):
         raise not_found()
     return job
 
 
-def cancel(store: JobStore, providers: Mapping[str, Provider], caller: Caller, job_id: str) -> Job:
+def cancel(store: JobStore, providers: Mapping[str, Provider], owner_uid: str, job_id: str) -> Job:
     """Cancel the caller's job at its provider and in the store; harmless to repeat.
 
     A job already cancelled answers with itself; any other terminal job is a 409 with its status.
     HeyGen cannot stop a render: its record is closed and the result ignored when it arrives.
     """
-    job = owned_job(store, caller, job_id, ())
+    job = owned_job(store, Viewer(uid=owner_uid), job_id)
     if is_terminal(job.status):
         if job.status is Status.CANCELLED:
             return job
-        raise ApiError(
-            409, "job_finished", f"the job has already ended: {job.status}", jobStatus=str(job.status)
-        )
+        raise _finished(job)
     job, changed = store.finish_job(job_id, Status.CANCELLED, {"code": "cancelled", "message": "cancelled"})
     attempt = job.current_attempt
     if changed and attempt is not None and attempt.task_id is not None:
         stop_task(store, providers[attempt.provider], attempt.provider, attempt.task_id)
     elif not changed and job.status is not Status.CANCELLED:
-        raise ApiError(
-            409, "job_finished", f"the job has already ended: {job.status}", jobStatus=str(job.status)
-        )
+        raise _finished(job)
     return job
+
+
+def _finished(job: Job) -> errors.Conflict:
+    message = f"the job has already ended: {job.status}"
+    return errors.Conflict(message, code="job_finished", jobStatus=str(job.status))
 
 
 def stop_task(store: JobStore, provider: Provider, name: str, task_id: str) -> None:
@@ -132,21 +139,21 @@ def stop_task(store: JobStore, provider: Provider, name: str, task_id: str) -> N
 
 def status(
     store: JobStore,
-    caller: Caller,
-    query: StatusQuery,
+    viewer: Viewer,
+    job_id: str | None,
+    task: tuple[str, str] | None = None,
     *,
-    ops_accounts: Collection[str],
     refresh: Callable[[str, str], object],
     now: datetime,
 ) -> Job:
-    """The caller's job, looked up at the provider first when its record is stale."""
-    job_id = query.job_id
+    """The viewer's job (by id, or by its (provider, task id)), looked up at the provider first when
+    its record is stale."""
     if job_id is None:
-        task = store.get_task(query.provider, query.task_id or "")
-        if task is None:
+        record = store.get_task(*task) if task is not None else None
+        if record is None:
             raise not_found()
-        job_id = task.job_id
-    job = owned_job(store, caller, job_id, ops_accounts)
+        job_id = record.job_id
+    job = owned_job(store, viewer, job_id)
     attempt = job.current_attempt
     if is_terminal(job.status) or attempt is None or attempt.task_id is None:
         return job  # one document read: a finished job is never refreshed

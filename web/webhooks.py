@@ -1,14 +1,14 @@
-"""Webhook receivers for HeyGen and RunwayML: verify, de-duplicate, then fetch the truth.
+"""The webhook receiver shared by every provider's endpoint: verify, de-duplicate, fetch the truth.
 
 A delivery is only ever a hint that a task moved. Its status is never applied; the provider is
 asked (`Poller.refresh`: the same fetch-and-apply as a poll, fallback included)::
 
     no secret configured -------------------------------> 503 webhook_not_configured
     raw body (415 not JSON, 413 too large; see main.py)
-    verify signature (signatures.py) --missing/bad/stale--> 401   --malformed--> 400
-    parse the task id ------------------------------------> 400 when missing or not an id
+    spec.webhook.read (the provider's own verifier) --missing/bad/stale--> 401  --malformed--> 400
+        `--an event that names no task-------------------> 200 {"ignored": "event type"}
     EventLog.first_delivery(source, event id) --seen------> 200 {"duplicate": true}, nothing else
-    task record for the id? --no--------------------------> 200 {"ignored": "unknown video"}
+    task record for the id? --no--------------------------> 200 {"ignored": "unknown task"}
     Poller.refresh(provider, id) --provider trouble-------> 503, event forgotten (sender retries)
         `--ok--> 200 {"jobId", "status", "outcome"}
 
@@ -23,26 +23,21 @@ Every step before the record reads only the request, so a refused delivery write
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Mapping
+from typing import Any
 
-import pydantic
-
-from api import RunwayMLWebhookEvent
-from errors import ApiError
+from config import ENV_VARS
 from jobs.events import EventLog
 from logs import get_logger
+from providers import registry
 from providers.base import ProviderError
-from signatures import SignatureError, verify_heygen, verify_standard_webhook
+from providers.signatures import SignatureError
+from providers.spec import Webhook
+from web.deps import Deps
+from web.http import ApiError
 
-if TYPE_CHECKING:
-    from deps import Deps
+log = get_logger("web.webhooks")
 
-log = get_logger("tasks.webhooks")
-
-HEYGEN_HINTS = frozenset({"avatar_video.success", "avatar_video.fail"})
-_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _REFUSALS = {
     "no_secret_configured": (503, "webhook_not_configured"),
     "missing_signature": (401, "missing_signature"),
@@ -52,13 +47,18 @@ _REFUSALS = {
 }
 
 
-class _Secret(Protocol):
-    def get_secret_value(self) -> str: ...
+def webhook_of(provider: str) -> Webhook:
+    webhook = registry.spec(provider).webhook
+    if webhook is None:
+        raise ValueError(f"{provider} sends no webhooks")
+    return webhook
 
 
-def require_secrets(secrets: Sequence[_Secret], variable: str) -> None:
+def require_secrets(deps: Deps, provider: str) -> None:
     """Refuse every delivery (503) while no signing secret is configured."""
-    if not any(secret.get_secret_value().strip() for secret in secrets):
+    field = webhook_of(provider).secrets_field
+    if not any(secret.get_secret_value().strip() for secret in getattr(deps.settings, field)):
+        variable = ENV_VARS[field][0]
         raise ApiError(
             503,
             "webhook_not_configured",
@@ -67,53 +67,22 @@ def require_secrets(secrets: Sequence[_Secret], variable: str) -> None:
         )
 
 
-def receive_heygen(deps: Deps, raw: bytes, headers: Mapping[str, str]) -> dict[str, Any]:
-    """A verified HeyGen delivery: the video it names is looked up at HeyGen and applied."""
-    settings = deps.settings
+def receive(deps: Deps, provider: str, raw: bytes, headers: Mapping[str, str]) -> dict[str, Any]:
+    """A delivery from `provider`: verified by its spec's reader, then its task looked up and applied."""
+    webhook, settings = webhook_of(provider), deps.settings
+    secrets = getattr(settings, webhook.secrets_field)
+    now = deps.store.clock().timestamp()
     try:
-        event = verify_heygen(
-            raw,
-            headers,
-            settings.heygen_webhook_secrets,
-            now=deps.store.clock().timestamp(),
-            tolerance_s=settings.webhook_tolerance_s,
-        )
+        hint = webhook.read(raw, headers, secrets, now, settings.webhook_tolerance_s)
     except SignatureError as exc:
-        raise _refusal(exc) from None
-    if event.event_type not in HEYGEN_HINTS:
+        status, code = _REFUSALS.get(exc.code, (401, exc.code))
+        raise ApiError(status, code, exc.message) from None
+    if hint.task_id is None:
         return {"ignored": "event type"}
-    if not _ID.fullmatch(event.video_id):
-        raise ApiError(400, "malformed_payload", "event_data.video_id is not a video id")
-    return _hint(deps, "heygen", event.event_id, event.video_id, "unknown video")
+    return _hint(deps, provider, hint.event_id, hint.task_id)
 
 
-def receive_runwayml(deps: Deps, raw: bytes, headers: Mapping[str, str]) -> dict[str, Any]:
-    """A verified Standard Webhooks delivery naming a RunwayML task (`data.id`)."""
-    settings = deps.settings
-    try:
-        event = verify_standard_webhook(
-            raw,
-            headers,
-            settings.runwayml_webhook_secrets,
-            now=deps.store.clock().timestamp(),
-            tolerance_s=settings.webhook_tolerance_s,
-        )
-    except SignatureError as exc:
-        raise _refusal(exc) from None
-    try:
-        body = RunwayMLWebhookEvent.model_validate(dict(event.payload))
-    except pydantic.ValidationError as exc:
-        field = ".".join(str(part) for part in exc.errors()[0]["loc"])
-        raise ApiError(400, "malformed_payload", f"{field}: {exc.errors()[0]['msg']}") from None
-    return _hint(deps, "runwayml", event.id, body.data.id, "unknown task")
-
-
-def _refusal(exc: SignatureError) -> ApiError:
-    status, code = _REFUSALS.get(exc.code, (401, exc.code))
-    return ApiError(status, code, exc.message)
-
-
-def _hint(deps: Deps, provider: str, event_id: str, task_id: str, unknown: str) -> dict[str, Any]:
+def _hint(deps: Deps, provider: str, event_id: str, task_id: str) -> dict[str, Any]:
     """Once per event: fetch the task from its provider and apply it; forget the event on failure."""
     events = EventLog(deps.store.client, deps.settings, deps.store.clock)
     if not events.first_delivery(provider, event_id):
@@ -123,7 +92,7 @@ def _hint(deps: Deps, provider: str, event_id: str, task_id: str, unknown: str) 
         task = deps.store.get_task(provider, task_id)
         if task is None:
             log.info("webhook for a task we do not know", extra=context)
-            return {"ignored": unknown}
+            return {"ignored": "unknown task"}
         outcome = deps.poller.refresh(provider, task_id)
     except ProviderError as exc:
         events.forget(provider, event_id)

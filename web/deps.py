@@ -1,8 +1,7 @@
 """The process's collaborators, built lazily once and cached (nothing heavy at import time).
 
 Entry points ask `get()` for a `Deps`; tests and the local stack build the same object from an
-environment (emulators, simulators, a loopback token issuer) and nothing else changes. `reset()`
-drops the cache after the environment changed.
+environment (emulators, simulators, a loopback token issuer) and nothing else changes.
 """
 
 from __future__ import annotations
@@ -13,19 +12,22 @@ from dataclasses import dataclass
 
 from google.cloud import firestore
 
-from auth import Verifier
 from config import Settings, load_settings
+from jobs.generate import Intake
 from jobs.guards import HealthStore, QuotaGuard
-from jobs.service import Runner
+from jobs.runner import Runner
 from jobs.store import JobStore
 from logs import get_logger
-from providers import build_providers
 from providers.base import Provider, ProviderError
 from providers.circuit import Outcome
-from tasks.poll import Poller
+from providers.registry import build_providers
+from tasks.cleanup import Cleanup
+from tasks.poll import FirstPoll, Poller
 from tasks.queue import CloudTasksQueue, TaskQueue
+from tasks.storage import storage_for
+from web.auth import Verifier
 
-log = get_logger("deps")
+log = get_logger("web.deps")
 
 
 @dataclass
@@ -40,6 +42,11 @@ class Deps:
     runner: Runner
     poller: Poller
 
+    @property
+    def intake(self) -> Intake:
+        """What `generate_video` works with."""
+        return Intake(self.settings, self.store, self.providers, self.health, self.quota, self.runner)
+
 
 def build(settings: Settings, *, queue: TaskQueue | None = None) -> Deps:
     client = firestore.Client(project=settings.project_id)
@@ -53,16 +60,14 @@ def build(settings: Settings, *, queue: TaskQueue | None = None) -> Deps:
         firebase_certs_url=settings.firebase_certs_url,
         google_certs_url=settings.google_certs_url,
     )
-    poller_box: list[Poller] = []
     runner = Runner(
         store,
         providers,
-        lambda job_id, provider, task_id: poller_box[0].schedule_first(job_id, provider, task_id),
+        FirstPoll(queue),
         admit=lambda provider: _admit(quota, provider),
         observe=lambda provider, error, latency_ms: _observe(health, provider, error, latency_ms),
     )
     poller = Poller(store, providers, queue, runner)
-    poller_box.append(poller)
     return Deps(settings, store, providers, queue, verifier, health, quota, runner, poller)
 
 
@@ -102,5 +107,9 @@ def use(replacement: Deps | None) -> None:
         _override.append(replacement)
 
 
-def reset() -> None:
-    _from_environment.cache_clear()
+def cleanup_for(d: Deps) -> Cleanup:
+    """The scheduled cleanup over `d`."""
+    storage = storage_for(d.settings)
+    return Cleanup(
+        d.store, d.providers, d.poller, d.runner, d.queue, storage, d.settings, clock=d.store.clock
+    )

@@ -41,20 +41,18 @@ from google.auth import exceptions as auth_exc
 from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
 
 from config import Settings
+from errors import AppError
 
 CHUNK_BYTES = 8 * 1024 * 1024  # resumable upload chunk: a multiple of 256 KiB, held in memory once
 DELETE_WORKERS = 8
 SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 
 
-class StorageError(Exception):
+class StorageError(AppError):
     """A Cloud Storage call failed; `retryable` says whether trying again later can help."""
 
-    def __init__(self, message: str, *, code: str = "storage_error", retryable: bool = True) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
-        self.retryable = retryable
+    default_code = "storage_error"
+    retryable = True
 
 
 @dataclass(frozen=True)
@@ -203,10 +201,6 @@ class VideoStorage:
         blob = self.bucket.blob(path, chunk_size=CHUNK_BYTES)
         self._call(lambda: blob.upload_from_filename(filename, content_type=content_type, checksum="crc32c"))
         return _described(blob)
-
-    def stat(self, path: str) -> StoredObject | None:
-        blob = self._call(lambda: self.bucket.get_blob(path))
-        return _described(blob) if blob is not None else None
 
     def delete(self, paths: Iterable[str]) -> int:
         """Delete objects in parallel; one that is already gone counts as not deleted, not as an error."""

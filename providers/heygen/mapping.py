@@ -1,4 +1,4 @@
-"""HeyGen API v3 as a `Provider`: an avatar speaks the CV script.
+"""HeyGen API v3 wire mapping (pure): the request body, status table, error table, validation.
 
 Status table (one place; unknown values are logged and treated as still running)::
 
@@ -28,41 +28,22 @@ Error table (`error_from_response`, the only place HTTP answers become errors)::
     (no connection: refused, connect timeout)     ConnectFailed         yes    yes
     2xx    body that is not the documented JSON   MalformedResponse     yes    yes
 
-Every create carries an `Idempotency-Key` derived from `VideoRequest.attempt_id`. HeyGen answers a
-replay within 24 h with the original response and a replay of a create still in flight with
-409 `request_in_progress`, so a create is retried like a read (`retry_read`), and a read timeout
-or reset on a create is `ProviderUnavailable`, not `OutcomeUnknown`: repeating it with the same
-key cannot make a second video. The same holds for a later repeat by the caller, as long as it
-keeps the `attempt_id`.
-
 Bulk reads use `GET /v3/videos/statuses?video_ids=...` (at most 100 ids), whose answer per the v3
 OpenAPI spec is `{"data": [{"video_id", "status", "error"}], "has_more", "next_token"}` with
 statuses queued/processing/completed/failed/not_found.
-
-HeyGen v3 documents no cancel call (DELETE /v3/videos/{id} deletes files; it is not a cancel), so
-`cancel` is a no-op and `supports_cancel` is False: the job is cancelled on our side and the
-render's eventual result is ignored.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-import time
-import urllib.parse
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-import requests
-
-import logs
-from config import ConfigError
 from providers.base import (
     AuthenticationFailed,
     Capabilities,
     ContentRejected,
-    CostEstimate,
-    CreateResult,
     InsufficientCredits,
     InvalidRequest,
     MalformedResponse,
@@ -75,18 +56,10 @@ from providers.base import (
     RequestInProgress,
     Status,
     VideoRequest,
-    is_terminal,
-)
-from providers.http import (
-    HttpProvider,
-    parse_retry_after,
-    retry_read,
-    translate_transport_error,
 )
 
 PROVIDER = "heygen"
 MODEL = "avatar"
-MAX_SCRIPT_CHARS = 5000
 MAX_BULK_IDS = 100
 WORDS_PER_MINUTE = 150
 CONTENT_MARKERS = ("moderation", "content", "policy", "nsfw", "inappropriate", "violation")
@@ -99,14 +72,13 @@ CAPABILITIES = Capabilities(
     aspect_ratios=("16:9", "9:16"),
     resolutions=("720p", "1080p"),
     formats=("mp4",),
-    max_prompt_units=MAX_SCRIPT_CHARS,
+    max_prompt_units=5000,  # characters of the spoken script
     supports_image_input=False,
     supports_cancel=False,
     idempotent_create=True,
-    sends_webhooks=True,
 )
 
-_STATUSES = {
+STATUSES = {
     "waiting": Status.QUEUED,
     "pending": Status.QUEUED,
     "queued": Status.QUEUED,
@@ -116,12 +88,6 @@ _STATUSES = {
 }
 _PROGRESS = {Status.QUEUED: 0.0, Status.PROCESSING: 50.0, Status.COMPLETED: 100.0, Status.FAILED: 0.0}
 _KEY_PATTERN = re.compile(r"[A-Za-z0-9_:.-]{1,255}")
-
-log = logs.get_logger(__name__)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Pure mapping functions
 
 
 def idempotency_key(attempt_id: str) -> str:
@@ -139,6 +105,20 @@ def expected_seconds(request: VideoRequest) -> float:
     """Spoken length of the script at ~150 words a minute, never below the requested duration."""
     words = len(script_of(request).split())
     return max(float(request.duration_s), words * 60.0 / WORDS_PER_MINUTE)
+
+
+def validation_problem(request: VideoRequest) -> str | None:
+    """The first reason HeyGen would refuse this request, naming the field; None when fine."""
+    script, limit = script_of(request), CAPABILITIES.max_prompt_units
+    if not script.strip():
+        return "script: must not be empty"
+    if len(script) > limit:
+        return f"script: must be at most {limit} characters"
+    if problem := CAPABILITIES.problem(request):
+        return problem
+    if not request.attempt_id:
+        return "attempt_id: must not be empty (it is the idempotency key)"
+    return None
 
 
 def create_body(request: VideoRequest, avatar_id: str, voice_id: str | None) -> dict[str, Any]:
@@ -168,7 +148,7 @@ def snapshot_from_video(
     `duration * usd_per_second` and a failed one nothing; unknown otherwise.
     """
     raw = str(data.get("status") or "")
-    status = _STATUSES.get(raw.lower(), Status.PROCESSING)
+    status = STATUSES.get(raw.lower(), Status.PROCESSING)
     code = _text(data.get("failure_code"))
     failure = status is Status.FAILED
     video_url = _text(data.get("video_url"))
@@ -255,159 +235,22 @@ def _mapping(value: object) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
-# ---------------------------------------------------------------------------------------------------
-# The provider
+def created_video_id(body: object) -> str:
+    """The video id of a create answer `{"data": {"video_id"}}`."""
+    video_id = _text(data_of(body).get("video_id"))
+    if video_id is None:
+        raise MalformedResponse("HeyGen create answer has no data.video_id", provider=PROVIDER)
+    return video_id
 
 
-class HeyGenProvider(HttpProvider):
-    """HeyGen v3 behind the `Provider` protocol. One lazily created session; the key stays inside."""
-
-    name = PROVIDER
-    capabilities = CAPABILITIES
-
-    def __repr__(self) -> str:
-        return f"HeyGenProvider(base_url={self._settings.heygen_base_url!r})"
-
-    def validate(self, request: VideoRequest) -> None:
-        script = script_of(request)
-        if not script.strip():
-            raise InvalidRequest("script must not be empty", provider=PROVIDER)
-        if len(script) > MAX_SCRIPT_CHARS:
-            raise InvalidRequest(f"script must be at most {MAX_SCRIPT_CHARS} characters", provider=PROVIDER)
-        for field, allowed in (
-            ("aspect_ratio", CAPABILITIES.aspect_ratios),
-            ("resolution", CAPABILITIES.resolutions),
-            ("output_format", CAPABILITIES.formats),
-        ):
-            if getattr(request, field) not in allowed:
-                raise InvalidRequest(f"{field} must be one of {', '.join(allowed)}", provider=PROVIDER)
-        if not request.attempt_id:
-            raise InvalidRequest(
-                "attempt_id must not be empty (it is the idempotency key)", provider=PROVIDER
-            )
-
-    def create(self, request: VideoRequest) -> CreateResult:
-        self.validate(request)
-        avatar_id = self._settings.require("heygen_avatar_id")
-        body = create_body(request, avatar_id, self._settings.heygen_voice_id)
-        headers = {"Idempotency-Key": idempotency_key(request.attempt_id)}
-        answer = self._call("POST", "/v3/videos", json=body, headers=headers)
-        video_id = _text(data_of(answer).get("video_id"))
-        if video_id is None:
-            raise MalformedResponse("HeyGen create answer has no data.video_id", provider=PROVIDER)
-        log.info(
-            "heygen video created",
-            extra={
-                "jobId": request.job_id,
-                "provider": PROVIDER,
-                "taskId": video_id,
-                "attemptId": request.attempt_id,
-            },
-        )
-        return CreateResult(task_id=video_id, model=MODEL, estimated_usd=self.estimate_cost(request).usd)
-
-    def get(self, task_id: str) -> ProviderSnapshot:
-        answer = self._call("GET", "/v3/videos/" + urllib.parse.quote(task_id, safe=""))
-        return self._snapshot(task_id, data_of(answer))
-
-    def get_many(self, task_ids: Iterable[str]) -> dict[str, ProviderSnapshot]:
-        """Bulk statuses in chunks of 100 (`not_found` ids are omitted).
-
-        The bulk answer carries no URLs or failure codes, so terminal entries are re-read singly.
-        """
-        ids = list(dict.fromkeys(task_ids))
-        snapshots: dict[str, ProviderSnapshot] = {}
-        for start in range(0, len(ids), MAX_BULK_IDS):
-            chunk = ids[start : start + MAX_BULK_IDS]
-            answer = self._call("GET", "/v3/videos/statuses", params={"video_ids": ",".join(chunk)})
-            for entry in status_entries(answer):
-                video_id = _text(entry.get("video_id"))
-                if video_id in chunk and entry.get("status") != "not_found":
-                    snapshots[video_id] = self._snapshot(video_id, entry)
-        for video_id in [v for v, snap in snapshots.items() if is_terminal(snap.status)]:
-            self._refresh(video_id, snapshots)
-        return snapshots
-
-    def cancel(self, task_id: str) -> None:
-        """No-op: HeyGen v3 has no cancel; the result is ignored when it arrives."""
-        log.info("heygen has no cancel; ignoring the render", extra={"provider": PROVIDER, "taskId": task_id})
-
-    def health(self) -> ProviderHealth:
-        started = time.perf_counter()
-        try:
-            answer = self._send("GET", USER_PATH)
-        except (ProviderError, ConfigError) as exc:
-            return ProviderHealth(provider=PROVIDER, reachable=False, error=str(exc))
-        except Exception as exc:  # a health check must never raise
-            return ProviderHealth(provider=PROVIDER, reachable=False, error=type(exc).__name__)
-        latency_ms = (time.perf_counter() - started) * 1000
-        data = _mapping(answer.get("data")) if isinstance(answer, Mapping) else {}
-        wallet = _mapping(data.get("wallet"))
-        return ProviderHealth(
-            provider=PROVIDER,
-            reachable=True,
-            latency_ms=latency_ms,
-            credit_balance=_number(data.get("remaining_credits"), wallet.get("remaining_credits")),
-            balance_usd=_number(wallet.get("remaining_balance"), data.get("remaining_balance")),
-        )
-
-    def estimate_cost(self, request: VideoRequest) -> CostEstimate:
-        return CostEstimate(
-            credits=None, usd=expected_seconds(request) * self._settings.heygen_usd_per_second
-        )
-
-    # -- plumbing ---------------------------------------------------------------------------------
-
-    def _snapshot(self, video_id: str, data: Mapping[str, Any]) -> ProviderSnapshot:
-        if str(data.get("status")).lower() not in _STATUSES:
-            log.warning(
-                "unknown HeyGen status; treating it as processing",
-                extra={"provider": PROVIDER, "taskId": video_id, "status": str(data.get("status"))[:50]},
-            )
-        return snapshot_from_video(video_id, data, self._settings.heygen_usd_per_second)
-
-    def _refresh(self, video_id: str, snapshots: dict[str, ProviderSnapshot]) -> None:
-        """Replace a bulk entry by the full video; drop it (the caller polls it singly) on failure."""
-        try:
-            snapshots[video_id] = self.get(video_id)
-        except ProviderError as exc:
-            snapshots.pop(video_id)
-            log.warning(
-                "heygen video read failed", extra={"provider": PROVIDER, "taskId": video_id, "code": exc.code}
-            )
-
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        return self._http.retry(lambda: self._send(method, path, **kwargs), retry_read)
-
-    def _send(
-        self, method: str, path: str, *, headers: Mapping[str, str] | None = None, **kwargs: Any
-    ) -> Any:
-        key = self._settings.require("heygen_api_key").get_secret_value()
-        try:
-            response = self._http.session().request(
-                method,
-                self._settings.heygen_base_url + path,
-                headers={"X-Api-Key": key, **(headers or {})},
-                timeout=self._http.timeout,
-                **kwargs,
-            )
-        except requests.RequestException as exc:
-            # Creates carry an Idempotency-Key, so a lost answer is safe to repeat: never OutcomeUnknown.
-            raise translate_transport_error(exc, provider=PROVIDER, is_create=False) from exc
-        return _parse(response)
-
-
-def _parse(response: requests.Response) -> Any:
-    if not 200 <= response.status_code < 300:
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        raise error_from_response(response.status_code, body, retry_after)
-    try:
-        return response.json()
-    except ValueError:
-        raise MalformedResponse(
-            "HeyGen answered 2xx with a body that is not JSON", provider=PROVIDER
-        ) from None
+def health_from_user(body: object, latency_ms: float) -> ProviderHealth:
+    """`GET /v3/users/me` as health: credits and wallet balance where reported (either place)."""
+    data = _mapping(body.get("data")) if isinstance(body, Mapping) else {}
+    wallet = _mapping(data.get("wallet"))
+    return ProviderHealth(
+        provider=PROVIDER,
+        reachable=True,
+        latency_ms=latency_ms,
+        credit_balance=_number(data.get("remaining_credits"), wallet.get("remaining_credits")),
+        balance_usd=_number(wallet.get("remaining_balance"), data.get("remaining_balance")),
+    )

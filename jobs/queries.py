@@ -1,0 +1,141 @@
+"""Reads of many jobs and task records: batched gets, one-off queries, and paged sweeps.
+
+A mixin of `JobStore` (it uses the store's client, settings and references). Sweeps page with
+cursors (no offsets), so memory stays bounded whatever the backlog. Queries and the composite
+indexes they need (`firestore.indexes.json`)::
+
+    jobs_for_owner            ownerUid ==, [status ==], order by createdAt desc          (ops CLI)
+    jobs_by_status            status in, [updatedAt <], order by updatedAt               (batch)
+    jobs_ended_since          status in terminal, updatedAt >=, order by updatedAt       (monitoring)
+    iter_jobs_past_deadline   status in active, deadlineAt <, order by deadlineAt        (cleanup)
+    iter_stale_active_jobs    status in active, updatedAt <, order by updatedAt          (cleanup)
+    iter_finalizing_jobs      finalizing ==, order by __name__ (single-field index)      (cleanup)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from config import Settings
+from jobs.records import Job, TaskRecord, job_from_doc, task_from_doc
+from providers import registry
+from providers.base import ACTIVE_STATUSES, TERMINAL_STATUSES, Status
+
+GET_ALL_CHUNK = 300
+SWEEP_PAGE = 200
+MAX_WINDOW_JOBS = 5000
+# what the provider statistics read of each job (a projection: fewer bytes decoded)
+_WINDOW_FIELDS = ["jobId", "ownerUid", "status", "progress", "candidates", "attempts", "deadlineAt"]
+_WINDOW_FIELDS += ["createdAt", "endedAt", "updatedAt", "actualCostUsd"]
+
+
+class Documents:
+    """Where the records live: the jobs collection, and each provider's task collection (its spec)."""
+
+    client: firestore.Client
+    settings: Settings
+
+    def _jobs(self) -> firestore.CollectionReference:
+        return self.client.collection(self.settings.jobs_collection)
+
+    def job_ref(self, job_id: str) -> firestore.DocumentReference:
+        return self._jobs().document(job_id)
+
+    def task_collection(self, provider: str) -> str:
+        return registry.spec(provider).records_collection(self.settings)
+
+    def task_ref(self, provider: str, task_id: str) -> firestore.DocumentReference:
+        return self.client.collection(self.task_collection(provider)).document(task_id)
+
+
+class Queries(Documents):
+    # -- batched reads ------------------------------------------------------------------------------
+
+    def get_jobs(self, job_ids: Iterable[str]) -> dict[str, Job]:
+        """Many jobs by id with batched reads (`get_all`), missing ones omitted."""
+        refs = [self.job_ref(i) for i in dict.fromkeys(job_ids)]
+        return {snap.id: job_from_doc(snap.to_dict()) for snap in self._get_all(refs)}
+
+    def get_tasks(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], TaskRecord]:
+        """Many task records by (provider, task id) with batched reads, missing ones omitted."""
+        refs = [self.task_ref(provider, task_id) for provider, task_id in dict.fromkeys(keys)]
+        tasks = (task_from_doc(snap.to_dict()) for snap in self._get_all(refs))
+        return {(task.provider, task.task_id): task for task in tasks}
+
+    def _get_all(self, refs: list[firestore.DocumentReference]) -> Iterator[firestore.DocumentSnapshot]:
+        for start in range(0, len(refs), GET_ALL_CHUNK):
+            yield from (s for s in self.client.get_all(refs[start : start + GET_ALL_CHUNK]) if s.exists)
+
+    # -- queries ------------------------------------------------------------------------------------
+
+    def jobs_for_owner(self, owner_uid: str, *, status: Status | None = None, limit: int = 50) -> list[Job]:
+        query = self._jobs().where(filter=FieldFilter("ownerUid", "==", owner_uid))
+        if status is not None:
+            query = query.where(filter=FieldFilter("status", "==", str(status)))
+        query = query.order_by("createdAt", direction=firestore.Query.DESCENDING).limit(limit)
+        return [job_from_doc(s.to_dict()) for s in query.stream()]
+
+    def jobs_by_status(
+        self, statuses: Iterable[Status], *, updated_before: datetime | None = None, limit: int = 500
+    ) -> list[Job]:
+        query = self._jobs().where(filter=FieldFilter("status", "in", _names(statuses)))
+        if updated_before is not None:
+            query = query.where(filter=FieldFilter("updatedAt", "<", updated_before))
+        query = query.order_by("updatedAt").limit(limit)
+        return [job_from_doc(s.to_dict()) for s in query.stream()]
+
+    def jobs_ended_since(self, since: datetime, *, limit: int = MAX_WINDOW_JOBS) -> tuple[list[Job], bool]:
+        """Terminal jobs that ended at or after `since` (the fields statistics need); True if cut."""
+        query = self._jobs().where(filter=FieldFilter("status", "in", _names(TERMINAL_STATUSES)))
+        query = query.where(filter=FieldFilter("updatedAt", ">=", since)).order_by("updatedAt")
+        snaps = list(query.select(_WINDOW_FIELDS).limit(limit + 1).stream())
+        jobs = [job_from_doc(s.to_dict(), s.id) for s in snaps[:limit]]
+        ended = [j for j in jobs if j.ended_at is None or j.ended_at >= since]
+        return ended, len(snaps) > limit
+
+    # -- sweeps (the scheduled cleanup): cursor pages, bounded memory ---------------------------------
+
+    def iter_jobs_past_deadline(self, now: datetime, *, page_size: int = SWEEP_PAGE) -> Iterator[Job]:
+        query = self._jobs().where(filter=FieldFilter("status", "in", _names(ACTIVE_STATUSES)))
+        query = query.where(filter=FieldFilter("deadlineAt", "<", now)).order_by("deadlineAt")
+        return _jobs_of(pages(query, page_size))
+
+    def iter_stale_active_jobs(
+        self, updated_before: datetime, *, page_size: int = SWEEP_PAGE
+    ) -> Iterator[Job]:
+        """Active jobs whose record has not changed since `updated_before` (crash-window candidates)."""
+        query = self._jobs().where(filter=FieldFilter("status", "in", _names(ACTIVE_STATUSES)))
+        query = query.where(filter=FieldFilter("updatedAt", "<", updated_before)).order_by("updatedAt")
+        return _jobs_of(pages(query, page_size))
+
+    def iter_finalizing_jobs(self, *, page_size: int = SWEEP_PAGE) -> Iterator[Job]:
+        query = self._jobs().where(filter=FieldFilter("finalizing", "==", True)).order_by("__name__")
+        return _jobs_of(pages(query, page_size))
+
+
+def _names(statuses: Iterable[Status]) -> list[str]:
+    return sorted(str(s) for s in statuses)
+
+
+def pages(query: firestore.Query, page_size: int) -> Iterator[list[firestore.DocumentSnapshot]]:
+    """A query's results page by page, each page starting after the last one (a cursor, no offset)."""
+    cursor = None
+    while True:
+        page_query = query.limit(page_size)
+        if cursor is not None:
+            page_query = page_query.start_after(cursor)
+        page = list(page_query.stream())
+        if page:
+            yield page
+        if len(page) < page_size:
+            return
+        cursor = page[-1]
+
+
+def _jobs_of(pages: Iterable[list[firestore.DocumentSnapshot]]) -> Iterator[Job]:
+    for page in pages:
+        yield from (job_from_doc(s.to_dict()) for s in page)
