@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
@@ -25,7 +25,15 @@ class ConfigError(AppError):
     """A setting is missing or invalid; the message names the environment variable."""
 
 
-DEFAULT_RUNWAYML_CREDITS_PER_SECOND = {"gen4.5": 12, "gen4_turbo": 5, "veo3.1": 40, "veo3.1_fast": 15}
+# veo models cost more with sound: `MODEL+audio` prices a veo task sent with `audio: true`
+DEFAULT_RUNWAYML_CREDITS_PER_SECOND = {
+    "gen4.5": 12,
+    "gen4_turbo": 5,
+    "veo3.1": 20,
+    "veo3.1+audio": 40,
+    "veo3.1_fast": 10,
+    "veo3.1_fast+audio": 15,
+}
 # hosts the providers serve finished videos from (RunwayML's CDN, HeyGen's file hosts)
 DEFAULT_OUTPUT_HOSTS = ("dnznrvs05pmza.cloudfront.net", ".heygen.ai", ".heygen.com")
 QUOTA_PATTERN = r"^ *[0-9]+ */ *[1-9][0-9]* *(, *[0-9]+ */ *[1-9][0-9]* *)*$"
@@ -46,11 +54,13 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "runwayml_api_version": ("RUNWAYML_API_VERSION",),
     "runwayml_credits_per_second": ("RUNWAYML_CREDITS_PER_SECOND",),
     "runwayml_usd_per_credit": ("RUNWAYML_USD_PER_CREDIT",),
+    "runwayml_veo_audio": ("RUNWAYML_VEO_AUDIO",),
     "runwayml_webhook_secrets": ("RUNWAYML_WEBHOOK_SECRET",),
     "heygen_api_key": ("HEYGEN_API_KEY",),
     "heygen_base_url": ("HEYGEN_BASE_URL",),
     "heygen_avatar_id": ("HEYGEN_AVATAR_ID",),
     "heygen_voice_id": ("HEYGEN_VOICE_ID",),
+    "heygen_avatar_type": ("HEYGEN_AVATAR_TYPE",),
     "heygen_usd_per_second": ("HEYGEN_USD_PER_SECOND",),
     "heygen_webhook_secrets": ("HEYGEN_WEBHOOK_SECRET",),
     "firebase_certs_url": ("FIREBASE_CERTS_URL",),
@@ -65,6 +75,7 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "storage_emulator_host": ("STORAGE_EMULATOR_HOST",),
     "signed_url_ttl_s": ("SIGNED_URL_TTL_SECONDS",),
     "output_hosts": ("OUTPUT_HOSTS",),
+    "image_url_hosts": ("IMAGE_URL_HOSTS",),
     "finalize_max_bytes": ("FINALIZE_MAX_BYTES",),
     "finalize_timeout_s": ("FINALIZE_TIMEOUT_SECONDS",),
     "finalize_max_attempts": ("FINALIZE_MAX_ATTEMPTS",),
@@ -106,13 +117,16 @@ class Settings(BaseModel):
         default_factory=lambda: dict(DEFAULT_RUNWAYML_CREDITS_PER_SECOND)
     )
     runwayml_usd_per_credit: float = Field(default=0.01, ge=0)
+    runwayml_veo_audio: bool = True  # veo bodies carry `audio`, priced by the `MODEL+audio` rates
     runwayml_webhook_secrets: tuple[SecretStr, ...] = ()
 
     heygen_api_key: SecretStr | None = None
     heygen_base_url: str = "https://api.heygen.com"
     heygen_avatar_id: str | None = None
     heygen_voice_id: str | None = None
-    heygen_usd_per_second: float = Field(default=0.0667, ge=0)
+    # the price follows the avatar type (`providers/heygen/mapping.py` USD_PER_SECOND) unless overridden
+    heygen_avatar_type: Literal["photo_avatar", "digital_twin", "studio_avatar"] = "digital_twin"
+    heygen_usd_per_second: float | None = Field(default=None, ge=0)
     heygen_webhook_secrets: tuple[SecretStr, ...] = ()
 
     firebase_certs_url: str = (
@@ -130,6 +144,8 @@ class Settings(BaseModel):
     signed_url_ttl_s: int = Field(default=3600, ge=60, le=7 * 86400)  # V4 signed URLs: at most 7 days
     # where finished videos may be downloaded from: exact hosts, or ".domain" for any subdomain
     output_hosts: tuple[str, ...] = DEFAULT_OUTPUT_HOSTS
+    # where input images may come from (same form); empty: any public https name (providers/urls.py)
+    image_url_hosts: tuple[str, ...] = ()
     finalize_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024, le=2 * 1024**3)
     finalize_timeout_s: float = Field(default=300.0, gt=0, le=1800)
     finalize_max_attempts: int = Field(default=5, ge=1, le=20)
@@ -156,7 +172,7 @@ class Settings(BaseModel):
     def _optional_url(cls, value: str | None) -> str | None:
         return None if value is None else cls._no_trailing_slash(value)
 
-    @field_validator("output_hosts")
+    @field_validator("output_hosts", "image_url_hosts")
     @classmethod
     def _lower_hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         hosts = tuple(h.strip().lower() for h in value if h.strip())

@@ -28,6 +28,7 @@ CONTEXT_KEYS = (
     "event",
     "durationMs",
     "count",
+    "host",
     "logging.googleapis.com/trace",
 )
 

@@ -1,4 +1,4 @@
-"""Reading jobs for callers: ownership checks, the public shape of a job, cancel and status (pure-ish).
+"""Reading jobs for callers: ownership checks, the public shape of a job, cancel and the status refresh.
 
 A job that is not the caller's is "not found" (404), never "forbidden": the answer must not reveal
 that someone else's job exists.

@@ -59,6 +59,18 @@ class EventLog:
             return False
         return True
 
+    def unknown_since(self, source: str, event_id: str) -> datetime:
+        """When a delivery of this event first named a task we had no record of (recorded now, if
+        this is the first), so a task recorded a moment after its create can still be found."""
+        now = self.clock()
+        ref = self.client.collection(self.collection).document(f"{event_doc_id(source, event_id)}_unknown")
+        doc = {"source": source, "receivedAt": now, "expireAt": now + RETENTION}
+        try:
+            ref.create({**doc, "updatedAt": firestore.SERVER_TIMESTAMP})
+        except gexc.Conflict:
+            return (ref.get().to_dict() or {}).get("receivedAt") or now
+        return now
+
     def forget(self, source: str, event_id: str) -> None:
         """Drop the record, so the sender's next delivery of this event is processed."""
         self._ref(source, event_id).delete()

@@ -12,7 +12,10 @@ Rules every write obeys, decided here:
 
 - a terminal status never changes; `processing -> queued` is a backward move and is refused;
 - progress never decreases (a lower reading is stale; a status advance keeps the higher progress);
-- a poll numbered at or below the last applied one is stale (duplicate or reordered delivery);
+- a poll numbered at or below the last applied one is a duplicate delivery: a no-op, and the chain
+  is left to the delivery that applied it; a *reading* older than the record (lower progress, an
+  eventually consistent API) is stale: ignored, and the chain goes on, since the provider is still
+  working and only a later look can see it finish;
 - a failed attempt whose failure another provider could fix starts the next untried candidate,
   and the job stays `queued` meanwhile; otherwise the job fails.
 
@@ -51,7 +54,8 @@ FINALIZING_PROGRESS = 99.0
 class Verdict(enum.StrEnum):
     APPLY = "apply"
     NOOP = "noop"  # nothing new (same status and progress)
-    STALE = "stale"  # older than what is recorded (duplicate or reordered delivery)
+    STALE = "stale"  # a reading older than what is recorded (ignored; the poll chain goes on)
+    DUPLICATE = "duplicate"  # a poll numbered at or below the last applied one (a repeated delivery)
     FINAL = "final"  # the record is already terminal
     BACKWARD = "backward"  # the move would go back (processing -> queued)
 
@@ -146,15 +150,50 @@ def begin_attempt(job: Job, provider: str, now: datetime) -> tuple[Job, Attempt]
     return replace(job, attempts=(*job.attempts, attempt)), attempt
 
 
-def submitted(job: Job, attempt: Attempt, result: CreateResult, now: datetime) -> tuple[Job, TaskRecord]:
-    """The provider accepted the create: the attempt is active, and its task record begins."""
+def submitted(
+    job: Job, attempt: Attempt, result: CreateResult, now: datetime, *, can_cancel: bool = True
+) -> tuple[Job, TaskRecord]:
+    """The provider accepted the create: the attempt is active, and its task record begins.
+
+    An attempt closed meanwhile (the job was cancelled, or the cleanup gave the create up) is not
+    reopened: the task is recorded as an orphan, cancelled here, and the caller stops it at the
+    provider where the provider can (`can_cancel`), so it is neither polled nor left running.
+    """
+    if not attempt.is_open:
+        return _orphan(job, attempt, result, now, can_cancel)
     active = replace(attempt, status=AttemptStatus.ACTIVE, task_id=result.task_id)
     after = replace(job, attempts=replace_attempt(job.attempts, active), provider_task_id=result.task_id)
     if result.estimated_usd is not None:
         after = replace(
             after, estimated_cost_usd=result.estimated_usd, estimated_credits=result.estimated_credits
         )
-    task = TaskRecord(
+    return after, _new_task(job, attempt, result, now)
+
+
+def _orphan(
+    job: Job, attempt: Attempt, result: CreateResult, now: datetime, can_cancel: bool
+) -> tuple[Job, TaskRecord]:
+    named = replace(attempt, task_id=result.task_id)  # its status (cancelled, unknown) stays
+    after = replace(job, attempts=replace_attempt(job.attempts, named))
+    stop = "stopped at the provider" if can_cancel else "the provider has no cancel: it runs to its end"
+    message = f"created after its attempt was closed ({attempt.status}); {stop}"
+    task = replace(
+        _new_task(job, attempt, result, now),
+        status=Status.CANCELLED,
+        provider_status="CREATED_AFTER_CLOSE",
+        failure_code="attempt_closed",
+        failure_message=message,
+    )
+    return after, task
+
+
+def is_orphan(task: TaskRecord) -> bool:
+    """A task created after its attempt was closed (see `submitted`)."""
+    return task.failure_code == "attempt_closed"
+
+
+def _new_task(job: Job, attempt: Attempt, result: CreateResult, now: datetime) -> TaskRecord:
+    return TaskRecord(
         task_id=result.task_id,
         provider=attempt.provider,
         job_id=job.job_id,
@@ -164,7 +203,6 @@ def submitted(job: Job, attempt: Attempt, result: CreateResult, now: datetime) -
         estimated_credits=result.estimated_credits,
         created_at=now,
     )
-    return after, task
 
 
 def finished(job: Job, status: Status, error: Mapping[str, Any] | None, now: datetime) -> Job | None:

@@ -168,7 +168,11 @@ class Runner:
             )
             return exc.to_dict()
         self.observe(provider, None, (time.monotonic() - started) * 1000)
-        self.store.record_submission(job.job_id, attempt_id, result)
+        client = self.providers[provider]
+        can_cancel = client.capabilities.supports_cancel
+        if not self.store.record_submission(job.job_id, attempt_id, result, can_cancel=can_cancel):
+            self._stop_orphan(job.job_id, provider, result.task_id, can_cancel)
+            return Submission(job.job_id, provider, result.task_id)
         log.info(
             "provider task created",
             extra={
@@ -180,3 +184,14 @@ class Runner:
         )
         self.schedule_poll(job.job_id, provider, result.task_id)
         return Submission(job.job_id, provider, result.task_id)
+
+    def _stop_orphan(self, job_id: str, provider: str, task_id: str, can_cancel: bool) -> None:
+        """A task created after its attempt was closed (a cancel during the create): stop it."""
+        context = {"jobId": job_id, "provider": provider, "taskId": task_id, "event": "orphan_task"}
+        log.warning("provider task created after its attempt was closed; stopping it", extra=context)
+        if not can_cancel:
+            return
+        try:
+            self.providers[provider].cancel(task_id)
+        except ProviderError as exc:
+            log.warning("cancel of an orphan task failed", extra={**context, "code": exc.code})

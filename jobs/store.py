@@ -211,18 +211,26 @@ class JobStore(Queries, Purge):
 
         return self._update_job(job_id, change)
 
-    def record_submission(self, job_id: str, attempt_id: str, result: CreateResult) -> None:
-        """The provider accepted the create: mark the attempt active and write its task record."""
+    def record_submission(
+        self, job_id: str, attempt_id: str, result: CreateResult, *, can_cancel: bool = True
+    ) -> bool:
+        """The provider accepted the create: mark the attempt active and write its task record.
 
-        def run(txn: firestore.Transaction) -> None:
+        False when the attempt was closed meanwhile: the task is recorded as a cancelled orphan
+        (`rules.submitted`) and the caller must stop it at the provider.
+        """
+
+        def run(txn: firestore.Transaction) -> bool:
             job = self._load_job(txn, job_id)
             attempt = _attempt(job, attempt_id)
-            after, task = rules.submitted(job, attempt, result, self.clock())
-            record = self._stamp(task_to_doc(task), terminal=False, deadline=job.deadline_at)
+            after, task = rules.submitted(job, attempt, result, self.clock(), can_cancel=can_cancel)
+            terminal = rules.is_terminal(task.status)
+            record = self._stamp(task_to_doc(task), terminal=terminal, deadline=job.deadline_at)
             txn.set(self.task_ref(task.provider, task.task_id), record)
             self._write_job(txn, job, after)
+            return not rules.is_orphan(task)
 
-        self._transact(run)
+        return self._transact(run)
 
     def record_attempt_failure(
         self,
@@ -297,7 +305,7 @@ class JobStore(Queries, Purge):
             task = task_from_doc(task_snap.to_dict())
             job = self._load_job(txn, task.job_id)
             if rules.is_stale_poll(poll_number, task.last_poll_number):
-                return ApplyOutcome(Verdict.STALE, job.job_id, task.status, job.status)
+                return ApplyOutcome(Verdict.DUPLICATE, job.job_id, task.status, job.status)
             now = self.clock()
             decision = rules.decide(task.status, task.progress, snapshot.status, snapshot.progress)
             after_task = rules.task_after(task, decision, snapshot, poll_number, now)

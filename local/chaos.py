@@ -5,18 +5,21 @@
 What breaks, all seeded (the seed in the table reproduces the draws; thread timing still varies):
 
 - both provider simulators inject request and task faults (`DEFAULT_FAULTS`: 5xx, 429 with
-  Retry-After, read timeouts, connection resets, malformed bodies, stuck tasks, moderation);
+  Retry-After, read timeouts, connection resets, malformed bodies, stuck tasks, moderation; stale
+  status reads, answers lost after a processed create, truncated and trickling output downloads);
   HeyGen delivers every webhook twice;
 - every Cloud Tasks delivery passes through `local.delivery_proxy`: some are duplicated at once,
   some copied again seconds later so that later polls overtake them;
 - the function host (the stack's `local.serve` process) is SIGKILLed mid-run and restarted on the
   same port, `--kills` times; requests in flight die with it;
 - the app side: each job is submitted with an Idempotency-Key and retried (bounded) when the
-  answer is lost; some jobs are cancelled at once, some watched through the status check.
+  answer is lost; some jobs are cancelled at once, some while their first provider create is in
+  flight, some watched through the status check.
 
 Then, after every job's deadline has passed (or every job ended) and one run of the scheduled
-cleanup, the books are checked (`local.chaos_checks`): nothing lost, no double charge, nothing
-moved backward, counts agree. `run(config)` returns a `ChaosResult`; `python -m local.chaos`
+cleanup, the books are checked (`local.chaos_checks`): nothing lost (nor stranded while running:
+provider done, job not terminal, nothing scheduled), no double charge, nothing moved backward,
+counts agree. `run(config)` returns a `ChaosResult`; `python -m local.chaos`
 prints its table and exits 1 on any violation.
 
 The simulators run in this process (`local.chaos_sims`), so their books can be read; the rest is

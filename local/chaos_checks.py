@@ -11,13 +11,18 @@ miss would have to be undone again before either looked.
 `account(...)` checks, in the spirit of Jepsen's queue checks, and names each violation::
 
     lost           a job is not terminal after its deadline plus one cleanup run, or an accepted
-                   job is not in Firestore at all
+                   job is not in Firestore at all, or a job was stranded during the run: the
+                   provider had finished its task, the job was not terminal, and nothing was
+                   scheduled to look at it (no poll or finalize task in the Cloud Tasks queue nor
+                   being delivered by the proxy) for `STRANDED_GRACE_S` while its document did not
+                   change (`stranded_reason` decides from one document; the driver watches)
     double_charge  more than one provider create for one attempt (a job tries each provider at
                    most once): RunwayML tasks per job (matched by the create's seed), HeyGen videos
                    per job (callback id) and per Idempotency-Key
     backward       a job or task record moved back (status rank or progress) or changed after a
                    terminal status; an attempt reopened or changed after it closed
-    counts         jobs, attempts, task records and the providers' tasks disagree
+    counts         jobs, attempts, task records and the providers' tasks disagree; a stored video
+                   is not the size of the provider's file (a truncated download kept)
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ ATTEMPT_RANK = {"submitting": 0, "active": 1} | dict.fromkeys(
     ("succeeded", "failed", "cancelled", "unknown"), 2
 )
 INVARIANTS = ("lost", "double_charge", "backward", "counts")
+CLOSED = ("succeeded", "failed", "cancelled")  # attempts whose provider task may have ended
 State = tuple[str, float, tuple[tuple[str, str], ...]]  # status, progress, ((attempt id, status), ...)
 
 
@@ -117,6 +123,27 @@ class Books:
     states: Mapping[str, list[State]] = field(default_factory=dict)  # "<collection>/<id>" -> states
     jobs_collection: str = "enhanced_video_jobs"
     witnessed: dict[str, int] = field(default_factory=dict)  # witness -> documents it saw during the run
+    stranded: dict[str, str] = field(default_factory=dict)  # job id -> how it was stranded (driver)
+    output_bytes: int | None = None  # the size of the file the providers serve (None: not checked)
+
+
+def stranded_reason(doc: Mapping[str, Any], finished: Mapping[str, Mapping[str, str]]) -> str | None:
+    """Why this job waits on a provider task that has ended (`finished`: provider -> task id ->
+    status), or None. A job in its crash window (last attempt `submitting`: the cleanup's case) or
+    one whose task the provider still runs waits for a reason; a job that is `finalizing`, or whose
+    last attempt names a task the provider has ended, waits only for a poll or a finalize task.
+    """
+    if doc.get("status") in TERMINAL:
+        return None
+    attempts = doc.get("attempts") or []
+    last = attempts[-1] if attempts else {}
+    provider, task_id, status = str(last.get("provider")), last.get("taskId"), last.get("status")
+    if doc.get("finalizing"):
+        return f"finalizing ({provider} task {task_id} ended)"
+    ended = finished.get(provider, {}).get(str(task_id)) if task_id else None
+    if ended is not None and status in ("active", *CLOSED):
+        return f"attempt {status}, {provider} task {task_id} is {ended}"
+    return None
 
 
 def account(books: Books) -> list[Violation]:
@@ -133,6 +160,7 @@ def _lost(books: Books) -> list[Violation]:
     found = [
         Violation("lost", f"job {j} was accepted but is not stored") for j in books.accepted - set(books.jobs)
     ]
+    found += [Violation("lost", f"job {j} was stranded: {why}") for j, why in sorted(books.stranded.items())]
     for job_id, doc in books.jobs.items():
         if doc.get("status") not in TERMINAL:
             found.append(Violation("lost", f"job {job_id} is still {doc.get('status')}"))
@@ -189,6 +217,20 @@ def _counts(books: Books) -> list[Violation]:
     for key in books.tasks:
         if referenced[key] != 1:
             found.append(Violation("counts", f"task record {key} is named by {referenced[key]} attempts"))
+    return found + _stored_sizes(books)
+
+
+def _stored_sizes(books: Books) -> list[Violation]:
+    """Every stored video has the size of the provider's file (a truncated download is not kept)."""
+    found = []
+    for job_id, doc in books.jobs.items():
+        output = doc.get("output") or {}
+        if books.output_bytes is None or output.get("source") != "storage":
+            continue
+        size = output.get("sizeBytes")
+        if size != books.output_bytes:
+            detail = f"job {job_id} stored {size} bytes of a {books.output_bytes}-byte video"
+            found.append(Violation("counts", detail))
     return found
 
 

@@ -1,15 +1,20 @@
 """The moving parts of a chaos run (`local/chaos.py`): its settings, the parts it starts, the app side.
 
-`Run` starts the simulators (in this process), the delivery proxy and the local stack; plays the
-app (submits with Idempotency-Keys, retries lost answers, cancels and watches some jobs); kills and
-restarts the function host; keeps two witnesses of every job's and task's states (the listeners and
-a sampler); and reads the books at the end.
+`Run` starts the simulators (in this process), the delivery proxy and the local stack (with the
+storage emulator, so finished videos are downloaded by the finalize step and meet the download
+faults); plays the app (submits with Idempotency-Keys, retries lost answers, cancels and watches
+some jobs, and cancels some while their first provider create is in flight: the simulator's
+`on_create` hook sends `cancel_video` and holds the create's answer until the cancel is answered,
+at most `CANCEL_HOLD_S`, less than the functions' read timeout); kills and restarts the function
+host; keeps two witnesses of every job's and task's states (the listeners and a sampler); watches
+for stranded jobs (`_watch_stranded`); and reads the books at the end.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import json
 import os
 import random
 import signal
@@ -29,6 +34,7 @@ from local.chaos_report import ChaosResult
 from local.chaos_sims import SimPlan, start_simulators
 from local.delivery_proxy import DeliveryProxy, ProxyPlan
 from local.procs import http_ready
+from local.simcore import SAMPLE_MP4
 from local.stack import LocalStack, StackOptions
 from local.stack_state import ROOT
 from providers import registry
@@ -41,9 +47,15 @@ DEFAULT_FAULTS = {
     "malformed": 0.02,
     "stuck": 0.02,
     "moderation": 0.02,
+    "stale_read": 0.05,  # of status reads that have an older answer to give
+    "answer_lost": 0.03,  # of creates that were processed
+    "truncated_download": 0.05,  # of output downloads
+    "trickle_download": 0.03,
 }
 WORK_DIR = ROOT / "build" / "chaos-stack"
 SAMPLE_S = 2.0
+STRANDED_ROUND_S = 1.5  # how often the stranded-job watcher looks
+CANCEL_HOLD_S = 0.7  # the longest a create's answer waits for a cancel sent during it (< read timeout 1 s)
 RUNWAYML_KEY = "key_" + "c4a05" * 8
 HEYGEN_KEY = "chaos-heygen-key"
 WEBHOOK_SECRET = "whsec_chaos-heygen-webhook-secret"  # noqa: S105 - a simulator's, on loopback
@@ -65,6 +77,9 @@ class ChaosConfig:
     clients: int = 4
     deadline_s: int = 60  # JOB_DEADLINE_SECONDS (the settings allow no less)
     p_cancel: float = 0.03
+    p_cancel_in_create: float = 0.04  # cancelled while the first provider create is in flight
+    stranded_grace_s: float = 6.0  # nothing scheduled and the job unchanged this long: stranded
+    finalize_timeout_s: int = 2  # FINALIZE_TIMEOUT_SECONDS: shorter than a trickling download
     p_watch: float = 0.2
     max_wait_s: float = 240.0  # bound on waiting for the deadlines after the last submission
     runwayml_key: str = RUNWAYML_KEY
@@ -104,6 +119,9 @@ class Run:
         self.log = checks.TransitionLog()  # what the Firestore listeners saw
         self.samples = checks.TransitionLog()  # what reading every document each SAMPLE_S saw
         self.sampling = threading.Event()
+        self.cancel_in_create: set[str] = set()  # jobs to cancel when their first create arrives
+        self.suspects: dict[str, tuple[tuple[Any, str], float]] = {}  # job -> ((updatedAt, why), since)
+        self.stranded: dict[str, str] = {}  # job id -> how it was stranded
 
     # -- parts --------------------------------------------------------------------------------------
 
@@ -111,6 +129,7 @@ class Run:
         c = self.config
         sims = SimPlan(c.speed, c.faults, c.seed, c.runwayml_key, c.heygen_key)
         self.runway, self.heygen = start_simulators(sims)
+        self.runway.on_create = self.heygen.on_create = self._create_seen
         self.proxy = DeliveryProxy(ProxyPlan(c.p_duplicate, c.p_late, seed=c.seed)).start()
         environ = dict(os.environ) | {
             "RUNWAYML_API_KEY": c.runwayml_key,
@@ -127,8 +146,9 @@ class Run:
             "HTTP_MAX_ATTEMPTS": "2",
             "RUNWAYML_QUOTA": "100000/60",
             "HEYGEN_QUOTA": "100000/60",
+            "FINALIZE_TIMEOUT_SECONDS": str(c.finalize_timeout_s),
         } | c.extra_env
-        options = StackOptions(work_dir=c.work_dir, environ=environ, extra_env=extra, storage=False)
+        options = StackOptions(work_dir=c.work_dir, environ=environ, extra_env=extra, storage=True)
         self.stack = LocalStack(options).start()
         self.proxy.target = self.stack.base_url
         self.heygen.hook(self.stack.url("heygen_webhook"), c.webhook_secret)
@@ -138,6 +158,7 @@ class Run:
             self.client = firestore.Client(project=plan.PROJECT)
         self.log.listen(self.client, self.collections())
         threading.Thread(target=self._sample, name="chaos-sampler", daemon=True).start()
+        threading.Thread(target=self._watch_stranded, name="chaos-stranded", daemon=True).start()
 
     def collections(self) -> tuple[str, ...]:
         s = self.stack.settings
@@ -150,6 +171,46 @@ class Run:
                 for name in self.collections():
                     for snap in self.client.collection(name).stream():
                         self.samples.record(f"{name}/{snap.id}", snap.to_dict() or {})
+
+    def _watch_stranded(self) -> None:
+        """Every STRANDED_ROUND_S: a job waiting only on a scheduled poll or finalize that is not there.
+
+        "Scheduled" is what the Cloud Tasks emulator still lists in the queue (future polls
+        included) plus what the delivery proxy is forwarding (a task being dispatched has left the
+        listing). A job stays a suspect while its document (`updatedAt`) and its reason stay the
+        same; after `stranded_grace_s` of that it is stranded (counted once, under `lost`).
+        """
+        while not self.sampling.wait(STRANDED_ROUND_S):
+            with contextlib.suppress(Exception):  # a busy emulator: the next round looks again
+                self._stranded_round()
+
+    def _stranded_round(self) -> None:
+        finished = {"runwayml": self.runway.finished(), "heygen": self.heygen.finished()}
+        scheduled = self.scheduled_jobs()
+        jobs = self.jobs()
+        now = time.monotonic()
+        for job_id, doc in jobs.items():
+            why = checks.stranded_reason(doc, finished)
+            if why is None or job_id in scheduled:
+                self.suspects.pop(job_id, None)
+                continue
+            mark = (doc.get("updatedAt"), why)
+            seen = self.suspects.get(job_id)
+            if seen is None or seen[0] != mark:
+                self.suspects[job_id] = (mark, now)
+            elif now - seen[1] >= self.config.stranded_grace_s and job_id not in self.stranded:
+                waited = f"{doc.get('status')}, nothing scheduled for {now - seen[1]:.0f} s"
+                with self.lock:
+                    self.stranded[job_id] = f"{why}; {waited}"
+
+    def scheduled_jobs(self) -> set[str]:
+        """Job ids with a poll or finalize task in the queue or being delivered now."""
+        bodies = [task.http_request.body for task in self.stack.tasks.list_tasks(self.stack.state.queue)]
+        found = set()
+        for body in [*bodies, *self.proxy.in_flight()]:
+            with contextlib.suppress(ValueError, AttributeError):
+                found.add(str(json.loads(body).get("jobId")))
+        return found
 
     def stop(self) -> None:
         self.sampling.set()
@@ -211,8 +272,11 @@ class Run:
             [{}, {"provider": "heygen"}, {"provider": "runwayml"}, {"kind": "clip", "quality": "premium"}]
         )
         job_id = job_id_for(uid, key)
+        in_create = random.Random(f"{c.seed}-{i}-cancel-in-create").random() < c.p_cancel_in_create
         with self.lock:
             self.job_for_seed[seed], self.owners[job_id] = job_id, uid
+            if in_create:
+                self.cancel_in_create.add(job_id)
         answer = self.call(
             "POST", "generate_video", json=body, headers={**self.headers("", uid), "Idempotency-Key": key}
         )
@@ -225,6 +289,29 @@ class Run:
         if answer is not None and answer.status_code == 202 and rng.random() < c.p_cancel:
             time.sleep(rng.uniform(0.0, 1.0))
             self.call("POST", "cancel_video", json={"jobId": job_id}, headers=self.headers("", uid))
+
+    def _create_seen(self, provider: str, ref: Any) -> None:
+        """A simulator made a create (its answer not sent yet): cancel the job now when drawn."""
+        with self.lock:
+            job_id = self.job_for_seed.get(ref) if provider == "runwayml" else ref
+            if job_id not in self.cancel_in_create:
+                return
+            self.cancel_in_create.discard(job_id)
+            uid = self.owners[job_id]
+        answered: list[int] = []
+
+        def cancel() -> None:
+            answer = self.call(
+                "POST", "cancel_video", tries=1, json={"jobId": job_id}, headers=self.headers("", uid)
+            )
+            answered.append(0 if answer is None else answer.status_code)
+
+        sender = threading.Thread(target=cancel, name="chaos-cancel-in-create", daemon=True)
+        sender.start()
+        sender.join(CANCEL_HOLD_S)
+        outcome = f"{provider} {answered[0]}" if answered else f"{provider} still in flight"
+        with self.lock:
+            self.result.cancels_in_create[outcome] = self.result.cancels_in_create.get(outcome, 0) + 1
 
     def watch(self, job_id: str) -> None:
         self.call(
@@ -323,4 +410,6 @@ class Run:
             },
             jobs_collection=jobs_name,
             witnessed=witnessed,
+            stranded=dict(self.stranded),
+            output_bytes=SAMPLE_MP4.stat().st_size,
         )

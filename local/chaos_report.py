@@ -17,6 +17,7 @@ class ChaosResult:
     jobs: int
     speed: float
     submissions: dict[str, int] = field(default_factory=dict)  # answer status (or "lost") -> count
+    cancels_in_create: dict[str, int] = field(default_factory=dict)  # "<provider> <cancel answer>" -> count
     kills: list[float] = field(default_factory=list)  # seconds each restart of the function host took
     callers_gone: int = 0  # provider answers that found the function host gone (killed mid-request)
     cleanup: dict[str, Any] = field(default_factory=dict)
@@ -48,6 +49,7 @@ class ChaosResult:
             "taskRecords": len(books.tasks),
             "runwaymlTasks": len(books.runway_seeds),
             "heygenVideos": len(books.heygen_callbacks),
+            "stranded": len(books.stranded),
             "seenByListener": books.witnessed.get("listener", 0),
             "seenBySampler": books.witnessed.get("sampler", 0),
         }
@@ -62,6 +64,7 @@ class ChaosResult:
             "jobs": self.jobs,
             "speed": self.speed,
             "submissions": self.submissions,
+            "cancelsInCreate": self.cancels_in_create,
             "kills": self.kills,
             "providerAnswersLostWithTheHost": self.callers_gone,
             "cleanup": {k: v for k, v in self.cleanup.items() if k in ("status", "deadline", "crashWindows")},
@@ -127,6 +130,7 @@ def render(result: ChaosResult) -> str:
         ("jobs", f"{result.jobs} submitted at {result.speed:g}x simulator speed in {result.wall_s:g} s"),
         ("phases (s)", _pairs(result.phases)),
         ("submit answers", _pairs(result.submissions)),
+        ("cancels in create", _pairs(result.cancels_in_create)),
         ("faults injected", _pairs(result.faults)),
         ("task deliveries", _pairs(copies)),
         ("host kills", _kills(result)),

@@ -12,12 +12,18 @@ What the accounting reads, counted on the provider's side:
   task maps back to its job.
 - HeyGen creates carry `callback_id` (the job id) and `Idempotency-Key` (the attempt id):
   `CountingHeyGen` keeps the callback id of every video; `videos_by_key` counts videos per key.
+
+Both call `on_create(provider, ref)` (when set) after a create was made and before its answer
+leaves, with the job's seed (RunwayML) or callback id (HeyGen): the chaos driver uses it to send a
+user's `cancel_video` while the job's create is in flight. `finished()` names the tasks the
+provider has ended, for the stranded-job check.
 """
 
 from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,8 +44,13 @@ class CallerGone:
         super().handle_error(request, client_address)  # type: ignore[misc]
 
 
+CreateHook = Callable[[str, Any], None]
+
+
 class CountingRunwayML(CallerGone, RunwayMLSim):
     """The RunwayML simulator, remembering the seed of every task it created."""
+
+    on_create: CreateHook | None = None
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -51,11 +62,22 @@ class CountingRunwayML(CallerGone, RunwayMLSim):
         if status == 200 and isinstance(body, dict):
             with self._books:
                 self.seeds[payload["id"]] = body.get("seed")
+            if self.on_create is not None:
+                self.on_create("runwayml", body.get("seed"))
         return status, payload, headers
 
 
 class CountingHeyGen(CallerGone, HeyGenSim):
     """The HeyGen simulator, remembering which job (callback id) each video was made for."""
+
+    on_create: CreateHook | None = None
+
+    def create(self, raw: bytes, key: str | None) -> tuple[int, dict, dict[str, str]]:
+        answer = super().create(raw, key)
+        if answer[0] == 200 and self.on_create is not None:
+            video = self.videos.get(answer[1]["data"]["video_id"])
+            self.on_create("heygen", video.callback_id if video else None)
+        return answer
 
     def hook(self, url: str, secret: str) -> None:
         """Deliver webhooks to `url` signed with `secret` (known only once the functions are up)."""
@@ -77,12 +99,14 @@ class SimPlan:
     runwayml_key: str
     heygen_key: str
     read_timeout_hold_s: float = 1.5  # longer than the functions' HTTP read timeout
+    trickle_bps: int = 4096  # a trickling download of the 9 KB sample takes about 2.3 s
 
 
 def start_simulators(plan: SimPlan) -> tuple[CountingRunwayML, CountingHeyGen]:
     """Both simulators, started, each with its own seeded fault plan (same rates)."""
-    runway_faults = FaultPlan(rates=dict(plan.faults), seed=plan.seed, hold_s=plan.read_timeout_hold_s)
-    heygen_faults = FaultPlan(rates=dict(plan.faults), seed=plan.seed + 1, hold_s=plan.read_timeout_hold_s)
+    knobs = {"hold_s": plan.read_timeout_hold_s, "trickle_bps": plan.trickle_bps}
+    runway_faults = FaultPlan(rates=dict(plan.faults), seed=plan.seed, **knobs)
+    heygen_faults = FaultPlan(rates=dict(plan.faults), seed=plan.seed + 1, **knobs)
     runway = CountingRunwayML(
         faults=runway_faults,
         clock=SimClock(plan.speed),

@@ -14,15 +14,20 @@ it is. While the function host is down (killed and restarting) the proxy retries
 backoff for up to `down_wait_s` before answering 503, standing in for Cloud Tasks' retry backoff
 that the emulator lacks (it retries at once and gives up after a few tries). Copies are fire and
 forget; their answers are only counted. Every choice comes from one seeded `random.Random`.
+`in_flight()` gives the bodies of the deliveries being forwarded right now (a task the emulator is
+dispatching may already be gone from its queue listing): the chaos run's stranded-job check counts
+them as scheduled.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -51,6 +56,7 @@ class DeliveryProxy:
         self.target = target
         self.stats: Counter[str] = Counter()
         self.answers: list[tuple[str, int, bytes]] = []  # (path, status, body) of every forward
+        self._in_flight: Counter[bytes] = Counter()  # bodies being forwarded now
         self._rng = random.Random(plan.seed)
         self._lock = threading.Lock()
         self._copies = ThreadPoolExecutor(max_workers=4, thread_name_prefix="proxy-copy")
@@ -88,12 +94,14 @@ class DeliveryProxy:
         if late:
             self._count("lateCopies")
             self._copies.submit(self._copy, path, headers, body, delay)
-        return self._forward_waiting(path, headers, body)
+        with self._tracked(body):  # while the host is down too: the emulator is still dispatching it
+            return self._forward_waiting(path, headers, body)
 
     def _copy(self, path: str, headers: dict[str, str], body: bytes, delay_s: float) -> None:
         time.sleep(delay_s)  # a late copy: later polls of the same task overtake it
         try:
-            status, _ = self._forward(path, headers, body)
+            with self._tracked(body):
+                status, _ = self._forward(path, headers, body)
         except (OSError, http.client.HTTPException):
             status = 0
         self._count(f"copyStatus{status}")
@@ -128,6 +136,23 @@ class DeliveryProxy:
             return response.status, response.read()
         finally:
             conn.close()
+
+    @contextlib.contextmanager
+    def _tracked(self, body: bytes) -> Iterator[None]:
+        with self._lock:
+            self._in_flight[body] += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_flight[body] -= 1
+                if self._in_flight[body] <= 0:
+                    del self._in_flight[body]
+
+    def in_flight(self) -> list[bytes]:
+        """The bodies of the deliveries being forwarded to the function host right now."""
+        with self._lock:
+            return list(self._in_flight)
 
     def _count(self, key: str) -> None:
         with self._lock:

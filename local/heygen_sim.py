@@ -9,14 +9,18 @@ Routes (every `/v3/` call needs `X-Api-Key`; errors are v3 bodies `{"error": {"c
                                  402 insufficient_credit when the wallet cannot pay for the video
     GET  /v3/videos/{id}         pending -> processing -> completed | failed, computed from the clock
     GET  /v3/videos/statuses     ?video_ids=a,b (<= 100): {"data": [{video_id, status, error}], ...}
-    GET  /v3/users/me            wallet balance: initial minus the cost of every completed second
+    GET  /v3/users/me            balance: initial minus the cost of every completed second, in the v3
+                                 shape of `billing` (USD or credits wallet, usage-based, subscription)
     POST /v3/webhooks/endpoints  {url} -> data.secret `whsec_...` (deliveries signed with it)
     GET  /media/{id}.mp4         the real sample MP4; `.gif` (gif_url and thumbnail_url) is a 1x1 GIF
 
 Faults (`FaultPlan`): `http_429`/`http_5xx` answer a create before it is processed; `read_timeout`,
 `reset` and `malformed` strike after it was processed, so the answer is lost while the video exists
-(the case `Idempotency-Key` is for). Other routes take request faults as they come. Task faults at
-creation: `stuck` (never finishes) and `moderation` (fails with `MODERATION_CODE`).
+(the case `Idempotency-Key` is for), and so does `answer_lost` (processed, then the connection is
+dropped). Other routes take request faults as they come. Task faults at creation: `stuck` (never
+finishes) and `moderation` (fails with `MODERATION_CODE`). `stale_read`: a status read (one video or
+the bulk call) answers an older snapshot an earlier read returned (`processing` after `completed`).
+MP4 downloads take `truncated_download` (full Content-Length, body cut short) and `trickle_download`.
 
 Webhooks: when a video finishes, a dispatcher thread POSTs `avatar_video.success` / `.fail` to every
 registered endpoint, signed with `signatures.sign_heygen` (Heygen-Signature, Heygen-Timestamp,
@@ -44,7 +48,17 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
-from local.simcore import REQUEST_FAULTS, TASK_FAULTS, Durations, FaultPlan, SimClock, SimHandler, SimServer
+from local.simcore import (
+    CREATE_FAULTS,
+    REQUEST_FAULTS,
+    TASK_FAULTS,
+    Durations,
+    FaultPlan,
+    SimClock,
+    SimHandler,
+    SimServer,
+    Snapshots,
+)
 from providers.signatures import sign_heygen
 
 MODERATION_CODE = "content_moderation_rejected"
@@ -64,6 +78,23 @@ def v3_error(status: int, code: str, message: str, param: str | None = None) -> 
     return status, {"error": error}, {}
 
 
+BILLING = ("wallet", "credits_wallet", "usage_based", "subscription")
+
+
+def user_data(billing: str, balance: float) -> dict[str, Any]:
+    """The `data` of `GET /v3/users/me` for a billing type: a USD wallet, an Enterprise wallet in
+    credits, usage-based credits or subscription credit buckets (the balance in that unit)."""
+    data: dict[str, Any] = {"username": "simulator", "email": "simulator@example.com"}
+    if billing in ("wallet", "credits_wallet"):
+        currency = "credits" if billing == "credits_wallet" else "usd"
+        wallet = {"currency": currency, "remaining_balance": balance}
+        return data | {"billing_type": "wallet", "wallet": wallet}
+    if billing == "usage_based":
+        return data | {"billing_type": billing, "usage_based": {"remaining_credits": balance}}
+    credits = {"plan": {"remaining": balance}, "add_on": {"remaining": 0}}
+    return data | {"billing_type": "subscription", "subscription": {"plan": "creator", "credits": credits}}
+
+
 @dataclass(frozen=True)
 class SimOptions:
     """The simulator's knobs (keyword arguments of `HeyGenSim`); times are simulated seconds."""
@@ -77,6 +108,7 @@ class SimOptions:
     concurrency_retry_after_s: int = 5
     balance_usd: float = 1000.0
     usd_per_second: float = 0.0667
+    billing: str = "wallet"  # how /v3/users/me reports the balance: one of BILLING
     webhook_url: str | None = None
     webhook_secret: str | None = None
     webhook_copies: int = 1
@@ -87,6 +119,8 @@ class SimOptions:
     def __post_init__(self) -> None:
         if (self.webhook_url is None) != (self.webhook_secret is None):
             raise ValueError("webhook_url and webhook_secret go together")
+        if self.billing not in BILLING:
+            raise ValueError(f"billing must be one of {', '.join(BILLING)}")
 
 
 @dataclass
@@ -141,6 +175,14 @@ def validate_create(body: object) -> Answer | None:
     return None
 
 
+def _bulk_entry(video_id: str, data: dict) -> dict:
+    """One entry of the bulk status call, from a video's full status answer."""
+    entry = {"video_id": video_id, "status": _BULK_STATUS.get(data["status"], data["status"])}
+    if "failure_code" in data:
+        entry["error"] = {"code": data["failure_code"], "message": data["failure_message"]}
+    return entry
+
+
 class HeyGenHandler(SimHandler):
     server: HeyGenSim
 
@@ -171,6 +213,8 @@ class HeyGenHandler(SimHandler):
         answer = self.server.create(body, self.headers.get("Idempotency-Key"))
         if fault is not None:  # processed, but the answer is lost or mangled
             return self.apply_request_fault(fault, answer[1])
+        if answer[0] == 200 and self.server.faults.maybe(CREATE_FAULTS):
+            return self.lose_answer()  # the video exists; a repeat with the same key gets it
         return self._answer(answer)
 
     def _media(self, path: str) -> None:
@@ -202,6 +246,7 @@ class HeyGenSim(SimServer):
         self.endpoints = [(opts.webhook_url, opts.webhook_secret)] if opts.webhook_url else []
         self.deliveries: list[tuple[str, str, int]] = []  # (event_type, video_id, HTTP status or 0)
         self._keys: dict[str, tuple[float, Answer | None]] = {}  # key -> (simulated time, answer)
+        self.snapshots = Snapshots()  # earlier status answers, for `stale_read`
         self._outbox: list[Delivery] = []
         self._rng = random.Random(self.faults.seed + 1)
         self._state = threading.RLock()
@@ -301,6 +346,13 @@ class HeyGenSim(SimServer):
                 self.videos_by_key[key] += 1
         return 200, {"data": {"video_id": video.video_id, "status": "waiting", "output_format": "mp4"}}, {}
 
+    def finished(self) -> dict[str, str]:
+        """Video id -> status, for every video that is completed or failed."""
+        with self._state:
+            now = self.clock.now()
+            done = {i: v.status_at(now) for i, v in self.videos.items()}
+        return {i: s for i, s in done.items() if s in ("completed", "failed")}
+
     def _active(self, now: float) -> int:
         return sum(1 for v in self.videos.values() if v.status_at(now) in ("pending", "processing"))
 
@@ -318,8 +370,7 @@ class HeyGenSim(SimServer):
         if method == "GET" and path.startswith("/v3/videos/"):
             return self._video(path.removeprefix("/v3/videos/"))
         if (method, path) in (("GET", "/v3/users/me"), ("GET", "/v3/user/me")):
-            wallet = {"currency": "usd", "remaining_balance": round(self.balance_usd(), 4)}
-            return 200, {"data": {"username": "simulator", "billing_type": "wallet", "wallet": wallet}}, {}
+            return 200, {"data": user_data(self.options.billing, round(self.balance_usd(), 4))}, {}
         if (method, path) == ("POST", "/v3/webhooks/endpoints"):
             return self._register(body)
         return v3_error(404, "not_found", f"no route {method} {path}")
@@ -329,10 +380,21 @@ class HeyGenSim(SimServer):
             video = self.videos.get(video_id)
         if video is None:
             return v3_error(404, "video_not_found", "no video with this id")
-        return 200, {"data": self.video_json(video)}, {}
+        answer = self.snapshots.read(video_id, self.video_json(video), self.faults, self._earlier(video))
+        return 200, {"data": answer}, {}
 
-    def video_json(self, video: SimVideo) -> dict:
-        status = video.status_at(self.clock.now())
+    def _earlier(self, video: SimVideo, shape: Any = None) -> Any:
+        """The video as a read at the share `f` of its life so far showed it (for `stale_read`)."""
+        now = self.clock.now()
+
+        def earlier(share: float) -> dict:
+            data = self.video_json(video, video.created_at + share * (now - video.created_at))
+            return data if shape is None else shape(data)
+
+        return earlier
+
+    def video_json(self, video: SimVideo, at: float | None = None) -> dict:
+        status = video.status_at(self.clock.now() if at is None else at)
         data = {
             "id": video.video_id,
             "title": video.title,
@@ -364,11 +426,9 @@ class HeyGenSim(SimServer):
             if video is None:
                 entries.append({"video_id": video_id, "status": "not_found"})
                 continue
-            data = self.video_json(video)
-            entry = {"video_id": video_id, "status": _BULK_STATUS.get(data["status"], data["status"])}
-            if "failure_code" in data:
-                entry["error"] = {"code": data["failure_code"], "message": data["failure_message"]}
-            entries.append(entry)
+            entry = _bulk_entry(video_id, self.video_json(video))
+            earlier = self._earlier(video, lambda data, v=video_id: _bulk_entry(v, data))
+            entries.append(self.snapshots.read(("bulk", video_id), entry, self.faults, earlier))
         return 200, {"data": entries, "has_more": False, "next_token": None}, {}
 
     def _register(self, raw: bytes) -> Answer:

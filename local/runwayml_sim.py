@@ -20,6 +20,11 @@ Task life cycle, computed on each GET from the clock (no threads)::
     moderation fault: FAILED with SAFETY.INPUT.TEXT when it would start; stuck fault: RUNNING forever
     DELETE while active: CANCELLED (cost 0 unless it was RUNNING)
 
+Faults beyond the request ones: `stale_read` (a GET of a task answers an older snapshot an earlier
+GET returned), `answer_lost` (a create is admitted and charged, then the connection is dropped:
+the caller cannot know the task exists) and the download faults of `/outputs/` (a truncated body
+under a full Content-Length, or a trickle). All can be scripted with `fail_next` too.
+
 A task's slot is fixed when it is created (the model's first free slot), so cancelling a task does
 not let later ones start sooner: a simplification. `creates` counts creates per (endpoint, model),
 so tests can prove a create was sent once; `requests` (from `SimServer`) logs every request.
@@ -43,6 +48,10 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from local.simcore import (
+    ALL_FAULTS,
+    CREATE_FAULTS,
+    DOWNLOAD_FAULTS,
+    READ_FAULTS,
     REQUEST_FAULTS,
     TASK_FAULTS,
     Durations,
@@ -51,6 +60,7 @@ from local.simcore import (
     SimClock,
     SimHandler,
     SimServer,
+    Snapshots,
 )
 
 __all__ = ["API_VERSION", "MODELS", "ManualClock", "RunwayMLSim", "body_error", "main"]
@@ -76,6 +86,13 @@ class ModelSpec:
     default_duration: int | None  # None: `duration` is required
     prompt_needed_with_image: bool
     credits_per_second: int
+    audio_credits_per_second: int | None = None  # veo: with `audio` true (taken as true when absent)
+
+    def credits(self, body: dict[str, Any]) -> int:
+        """Credits of a create body: the per-second rate for its audio choice, times its duration."""
+        audio = self.audio_credits_per_second is not None and body.get("audio", True) is not False
+        rate = self.audio_credits_per_second if audio else self.credits_per_second
+        return rate * body.get("duration", self.default_duration)  # type: ignore[operator]
 
 
 WIDE = ("1280:720", "720:1280")
@@ -86,8 +103,8 @@ GEN_SECONDS = tuple(range(2, 11))
 MODELS = {
     "gen4.5": ModelSpec(BOTH, WIDE, GEN_IMAGE, GEN_SECONDS, None, True, 12),
     "gen4_turbo": ModelSpec(("image_to_video",), (), GEN_IMAGE, GEN_SECONDS, 10, False, 5),
-    "veo3.1": ModelSpec(BOTH, VEO, VEO, (4, 6, 8), 8, False, 40),
-    "veo3.1_fast": ModelSpec(BOTH, VEO, VEO, (4, 6, 8), 8, False, 15),
+    "veo3.1": ModelSpec(BOTH, VEO, VEO, (4, 6, 8), 8, False, 20, 40),
+    "veo3.1_fast": ModelSpec(BOTH, VEO, VEO, (4, 6, 8), 8, False, 10, 15),
 }
 
 
@@ -256,6 +273,7 @@ class RunwayMLSim(SimServer):
         self._slots: dict[str, list[float]] = {}
         self._scripted: list[tuple[str, str | None, str | None, int | None]] = []
         self._lock = threading.Lock()
+        self.snapshots = Snapshots()
 
     def serve_forever(self, poll_interval: float = 0.05) -> None:
         """A short poll interval, so `stop()` returns at once in tests."""
@@ -265,7 +283,7 @@ class RunwayMLSim(SimServer):
         self, kind: str, *, method: str | None = None, path: str | None = None, status: int | None = None
     ) -> None:
         """Give the next matching request (or, for stuck/moderation, the next task) this fault."""
-        if kind not in REQUEST_FAULTS + TASK_FAULTS:
+        if kind not in ALL_FAULTS:
             raise ValueError(f"unknown fault kind: {kind}")
         with self._lock:
             self._scripted.append((kind, method, path, status))
@@ -293,7 +311,7 @@ class RunwayMLSim(SimServer):
             return 400, {"error": problem}, {}
         assert isinstance(body, dict)
         model, spec = body["model"], MODELS[body["model"]]
-        credits = spec.credits_per_second * body.get("duration", spec.default_duration)
+        credits = spec.credits(body)
         with self._lock:
             now = self.clock.now()
             if refusal := self._refusal(model, credits, now):
@@ -331,6 +349,27 @@ class RunwayMLSim(SimServer):
         with self._lock:
             task = self.tasks.get(task_id)
             return None if task is None else task.to_json(self.clock.now(), self.base_url)
+
+    def read_task(self, task_id: str, *, stale: bool = False) -> dict[str, Any] | None:
+        """A GET of the task: its state now, or (a `stale_read`) an older one (`simcore.Snapshots`)."""
+        with self._lock:
+            task, now = self.tasks.get(task_id), self.clock.now()
+            if task is None:
+                return None
+            current = task.to_json(now, self.base_url)
+        born = now if task.cancelled_refunded is not None else task.ready - self.queue_s
+
+        def earlier(share: float) -> dict[str, Any]:
+            return task.to_json(born + share * (now - born), self.base_url)
+
+        answer = self.snapshots.read(task_id, current, self.faults, earlier, force=stale)
+        return answer  # type: ignore[return-value]
+
+    def finished(self) -> dict[str, str]:
+        """Task id -> status, for every task no longer PENDING, THROTTLED or RUNNING."""
+        with self._lock:
+            now = self.clock.now()
+            return {i: s for i, t in self.tasks.items() if (s := t.status(now)) not in ACTIVE}
 
     def delete_task(self, task_id: str) -> bool:
         """Cancel an active task (refunded unless RUNNING) or delete a finished one; False if unknown."""
@@ -399,7 +438,8 @@ class _Handler(SimHandler):
             return self.send_json(200, self.server.organization())
         match = TASK_PATH.fullmatch(path)
         if match and self.command == "GET":
-            task = self.server.task_json(match.group(1))
+            stale = self.server.take_scripted(READ_FAULTS, "GET", path) is not None
+            task = self.server.read_task(match.group(1), stale=stale)
             return self.send_json(200, task) if task else self.send_json(404, {"error": "Task not found"})
         if match and self.command == "DELETE":
             found = self.server.delete_task(match.group(1))
@@ -412,11 +452,20 @@ class _Handler(SimHandler):
         except ValueError:
             return self.send_json(400, {"error": "Request body is not valid JSON"})
         status, payload, headers = self.server.create_task(endpoint, body)
+        if status == 200:
+            scripted = self.server.take_scripted(CREATE_FAULTS, "POST", f"/v1/{endpoint}")
+            if scripted is not None:
+                self.server.faults.count(scripted[0])
+            if scripted is not None or self.server.faults.maybe(CREATE_FAULTS):
+                return self.lose_answer()  # the task exists and is charged; nobody hears of it
         return self.send_json(status, payload, headers)
 
     def _output(self, task_id: str) -> None:
         if self.server.has_output(task_id):
-            return self.send_sample_video()
+            scripted = self.server.take_scripted(DOWNLOAD_FAULTS, self.command, urlsplit(self.path).path)
+            if scripted is not None:
+                self.server.faults.count(scripted[0])
+            return self.send_sample_video(scripted[0] if scripted else None)
         return self.send_json(404, {"error": "Not found"})
 
 

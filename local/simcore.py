@@ -7,7 +7,13 @@ A simulator is a `SimServer` subclass's handler plus its own state; this module 
   client's timeout, then drops it), `reset` (closes the connection without an answer),
   `malformed` (a 200 whose body is not JSON), `stuck` (a task that never finishes) and
   `moderation` (a task that fails with a content code). The first five apply to requests, the
-  last two to tasks at creation. Every fault injected is counted in `FaultPlan.injected`.
+  last two to tasks at creation. Four more kinds are drawn only where they apply, and only when
+  their rate is not zero (so plans without them draw exactly as before): `stale_read` (a status
+  read answers an older snapshot that an earlier read already returned, as an eventually
+  consistent API would: `Snapshots`), `answer_lost` (a create is processed and charged, then the
+  connection is dropped before the answer), `truncated_download` (the output file announces its
+  full Content-Length and stops part-way) and `trickle_download` (the output file is sent at
+  `trickle_bps` bytes per second). Every fault injected is counted in `FaultPlan.injected`.
 - `SimClock`: real time scaled by a factor, so "30 s renders" take 0.3 s in tests.
 - `Durations`: a seeded log-normal-ish spread of render times between a low and a high bound.
 - `SimServer`: a threading HTTP server on 127.0.0.1 and a free port, started in a thread, with a
@@ -24,6 +30,7 @@ import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -32,6 +39,10 @@ SAMPLE_MP4 = Path(__file__).resolve().parent / "assets" / "sample.mp4"
 
 REQUEST_FAULTS = ("http_429", "http_5xx", "read_timeout", "reset", "malformed")
 TASK_FAULTS = ("stuck", "moderation")
+READ_FAULTS = ("stale_read",)  # status reads of a task
+CREATE_FAULTS = ("answer_lost",)  # after a create was processed
+DOWNLOAD_FAULTS = ("truncated_download", "trickle_download")  # GET of an output file
+ALL_FAULTS = REQUEST_FAULTS + TASK_FAULTS + READ_FAULTS + CREATE_FAULTS + DOWNLOAD_FAULTS
 
 
 @dataclass
@@ -42,9 +53,11 @@ class FaultPlan:
     seed: int = 0
     retry_after_s: int = 1
     hold_s: float = 2.0  # how long a `read_timeout` holds the request before dropping it
+    trickle_bps: int = 4096  # how fast a `trickle_download` sends the file
+    truncate_at: float = 0.5  # the share of the file a `truncated_download` sends
 
     def __post_init__(self) -> None:
-        unknown = set(self.rates) - set(REQUEST_FAULTS) - set(TASK_FAULTS)
+        unknown = set(self.rates) - set(ALL_FAULTS)
         if unknown:
             raise ValueError(f"unknown fault kinds: {sorted(unknown)}")
         self._rng = random.Random(self.seed)
@@ -72,9 +85,67 @@ class FaultPlan:
                     return kind
         return None
 
+    def count(self, kind: str) -> None:
+        """Count a fault injected by a script rather than drawn."""
+        with self._lock:
+            self.injected[kind] += 1
+
+    def maybe(self, kinds: tuple[str, ...]) -> str | None:
+        """`draw`, but without touching the random sequence when none of `kinds` has a rate."""
+        if not any(self.rates.get(kind, 0.0) > 0 for kind in kinds):
+            return None
+        return self.draw(kinds)
+
     def random(self) -> float:
         with self._lock:
             return self._rng.random()
+
+
+class Snapshots:
+    """What each task looked like to earlier status reads, so a `stale_read` can answer one of them.
+
+    `read(key, current, faults, earlier)` remembers `current` and returns it, unless the plan draws
+    a `stale_read` and an older answer differs: one an earlier read of `key` returned (RUNNING at
+    9 % after 43 %), or else, when given, `earlier(f)`: the task as it was at the share `f` of its
+    life so far (drawn; 0 is its creation), as a replica that has not caught up would show it
+    (RUNNING after SUCCEEDED, when a render ends between two polls). The draw is made only when
+    there is an older answer, so every counted stale read is really stale.
+    """
+
+    KEEP = 8
+
+    def __init__(self) -> None:
+        self._seen: dict[object, list[object]] = {}
+        self._lock = threading.Lock()
+
+    def read(
+        self,
+        key: object,
+        current: object,
+        faults: FaultPlan,
+        earlier: Callable[[float], object] | None = None,
+        *,
+        force: bool = False,
+    ) -> object:
+        """`force` (a scripted stale read): the oldest older answer, when there is one."""
+        with self._lock:
+            seen = self._seen.setdefault(key, [])
+            older = [snapshot for snapshot in seen if snapshot != current]
+            first = earlier(0.0) if earlier is not None and not older else None
+            if first is not None and first != current:
+                older = [first]
+            if older and force:
+                faults.count(READ_FAULTS[0])
+                return older[0]
+            if older and faults.maybe(READ_FAULTS):
+                if first is not None and earlier is not None:
+                    lagged = earlier(faults.random())
+                    return first if lagged == current else lagged
+                return older[int(faults.random() * len(older)) % len(older)]
+            if not seen or seen[-1] != current:
+                seen.append(current)
+                del seen[: -self.KEEP]
+            return current
 
 
 class SimClock:
@@ -174,12 +245,43 @@ class SimHandler(BaseHTTPRequestHandler):
             self.server.record(self.command, self.path, 0)
             if fault == "read_timeout":
                 time.sleep(self.server.faults.hold_s)
-            self.close_connection = True
-            with contextlib.suppress(OSError):
-                self.connection.shutdown(socket.SHUT_RDWR)
+            self.drop_connection()
 
-    def send_sample_video(self) -> None:
-        self.send_raw(200, SAMPLE_MP4.read_bytes(), "video/mp4")
+    def send_sample_video(self, fault: str | None = None) -> None:
+        """The sample MP4; a GET may get a download fault (`fault`, else drawn from the plan)."""
+        body = SAMPLE_MP4.read_bytes()
+        if self.command == "GET" and fault is None:
+            fault = self.server.faults.maybe(DOWNLOAD_FAULTS)
+        if fault is None or self.command != "GET":
+            return self.send_raw(200, body, "video/mp4")
+        self.server.record(self.command, self.path, 200)
+        self.send_response(200)
+        self.send_header("Content-Type", "video/mp4")
+        self.send_header("Content-Length", str(len(body)))  # always the full length
+        self.end_headers()
+        with contextlib.suppress(OSError):
+            if fault == "truncated_download":
+                self.wfile.write(body[: max(1, int(len(body) * self.server.faults.truncate_at))])
+                self.wfile.flush()
+                self.drop_connection()
+                return None
+            piece = max(1, self.server.faults.trickle_bps // 10)
+            for start in range(0, len(body), piece):
+                self.wfile.write(body[start : start + piece])
+                self.wfile.flush()
+                time.sleep(piece / self.server.faults.trickle_bps)
+        return None
+
+    def drop_connection(self) -> None:
+        """Close this connection without (the rest of) an answer."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+    def lose_answer(self) -> None:
+        """An `answer_lost`: the request was processed, but no answer reaches the caller."""
+        self.server.record(self.command, self.path, 0)
+        self.drop_connection()
 
 
 class SimServer(ThreadingHTTPServer):

@@ -54,6 +54,11 @@ TERMINAL_STATUSES = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED
 ACTIVE_STATUSES = frozenset({Status.QUEUED, Status.PROCESSING})
 
 
+def is_reserved_id(value: str) -> bool:
+    """Firestore reserves document ids of the form `__...__`: never a job, task or event id here."""
+    return len(value) >= 4 and value.startswith("__") and value.endswith("__")
+
+
 def is_terminal(status: Status | str) -> bool:
     """True for the final statuses; unknown strings are not terminal."""
     return status in TERMINAL_STATUSES

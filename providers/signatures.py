@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from errors import AppError
+from providers.base import is_reserved_id
 
 _ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
@@ -144,8 +145,8 @@ def check_timestamp(value: str, now: float, tolerance_s: int) -> int:
 def json_object(raw_body: bytes) -> dict[str, Any]:
     try:
         payload = json.loads(raw_body)
-    except ValueError:
-        raise SignatureError("malformed_payload", "the body is not JSON") from None
+    except (ValueError, RecursionError):
+        raise SignatureError("malformed_payload", "the body is not JSON (or nested too deeply)") from None
     if not isinstance(payload, dict):
         raise SignatureError("malformed_payload", "the body is not a JSON object")
     return payload
@@ -153,6 +154,6 @@ def json_object(raw_body: bytes) -> dict[str, Any]:
 
 def provider_id(value: object, field: str, what: str) -> str:
     """`value` when it is a provider id; else `malformed_payload` naming the field."""
-    if not isinstance(value, str) or not _ID.fullmatch(value):
+    if not isinstance(value, str) or not _ID.fullmatch(value) or is_reserved_id(value):
         raise SignatureError("malformed_payload", f"{field} is not a {what}")
     return value

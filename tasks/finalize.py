@@ -8,9 +8,12 @@ one named task per attempt (`finalize_video_task {jobId, attemptId}`). Each deli
         |                                  --busy--> 503: another delivery holds the lease; retry later
         |                                  --exhausted--> the job fails (finalize_failed)
         v
-    URL allowed? (OUTPUT_HOSTS; https, or http on loopback) --no--> the job fails, no request is made
+    URL allowed? (OUTPUT_HOSTS; https, or http on loopback) --no--> no request is made; the job
+        |     completes with the provider's own link (`source: "provider"`, its `expiresAt`, as without
+        |     a bucket) and a WARNING `event: output_host_refused` names the host, to extend the list
         v
-    stream the MP4 (size and time limits) -> gs://BUCKET/jobs/{jobId}/video.mp4 (MD5 + CRC32C kept)
+    stream the MP4 (size limit; the time limit on every read) -> gs://BUCKET/jobs/{jobId}/video.mp4
+        |      (MD5 + CRC32C kept)
         v
     format gif? ffmpeg: fps=10,scale=480:-1:flags=lanczos,split[a][b];[a]palettegen[p];[b][p]paletteuse
         |          (first GIF_MAX_SECONDS) -> jobs/{jobId}/video.gif
@@ -20,7 +23,7 @@ one named task per attempt (`finalize_video_task {jobId, attemptId}`). Each deli
 
 A try that fails answers 503 so Cloud Tasks retries (its backoff); the tries are counted on the job
 (`finalize.tries`), and the try that reaches FINALIZE_MAX_ATTEMPTS, or any failure that cannot get
-better (host refused, too large, no output, ffmpeg refuses the file), fails the job with a clear
+better (too large, no output, ffmpeg refuses the file), fails the job with a clear
 error and answers 200. No side effect runs inside a transaction; the lease only keeps concurrent
 duplicates from doing the work twice, and a lease left by a crashed try expires
 (FINALIZE_TIMEOUT_SECONDS + 2 min). The GIF is always made here, from the stored MP4's bytes, so
@@ -33,25 +36,27 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-import ipaddress
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import google_crc32c
 import requests
+import urllib3
 
 from config import Settings
 from errors import AppError
 from jobs.records import Job
 from jobs.store import JobNotFound, JobStore
 from logs import get_logger
+from providers.urls import host_of
+from providers.urls import output_url_problem as refusal
 from tasks.storage import StorageError, StoredObject, VideoStorage, gif_path, job_prefix, video_path
 
 log = get_logger("tasks.finalize")
@@ -72,9 +77,17 @@ class FinalizeError(AppError):
         super().__init__(message, code=code, retryable=retryable)
 
 
+class HostRefused(FinalizeError):
+    """The output URL (or a redirect) points outside OUTPUT_HOSTS: the job keeps the provider's link."""
+
+    def __init__(self, message: str, host: str | None) -> None:
+        super().__init__("output_host_refused", message, retryable=False)
+        self.host = host
+
+
 @dataclass(frozen=True)
 class FinalizeResult:
-    outcome: str  # completed | skipped | busy | retry | failed | discarded | missing
+    outcome: str  # completed | kept_provider_link | skipped | busy | retry | failed | discarded | missing
     job_id: str
     error: dict[str, Any] | None = None
 
@@ -85,55 +98,21 @@ class FinalizeResult:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Where downloads may come from (pure)
-
-
-def host_allowed(host: str, port: int | None, allowed: Sequence[str]) -> bool:
-    """`host` matches an entry exactly (`host` or `host:port`) or ends with a `.domain` entry."""
-    host = host.lower().rstrip(".")
-    for entry in allowed:
-        if entry.startswith("."):
-            if host.endswith(entry) and len(host) > len(entry):
-                return True
-        elif entry in (host, f"{host}:{port}"):
-            return True
-    return False
-
-
-def refusal(url: str, allowed: Sequence[str]) -> str | None:
-    """Why `url` may not be fetched, or None: https on an allowed host (http only on loopback)."""
-    try:
-        parts = urlsplit(url)
-        host, port = parts.hostname, parts.port
-    except ValueError:
-        return "the output URL is malformed"
-    if not host or parts.username or parts.password:
-        return "the output URL has no plain host"
-    if parts.scheme != "https" and not (parts.scheme == "http" and _loopback(host)):
-        return f"the output URL must be https (got {parts.scheme or 'no scheme'})"
-    if not host_allowed(host, port, allowed):
-        return f"the output host {host} is not in OUTPUT_HOSTS"
-    return None
-
-
-def _loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
-# ---------------------------------------------------------------------------------------------------
 # Streaming download
 
 
 class Download:
-    """A file-like reader over an HTTP body: size and time limits, MD5 + CRC32C, optional copy."""
+    """A file-like reader over an HTTP body: size and time limits, MD5 + CRC32C, optional copy.
+
+    The time limit holds for the whole body, however slowly it comes: each read takes what has
+    arrived (`read1`, never waiting for a full piece) and the socket's timeout is the time left, so a
+    host sending a byte a second is cut off at the deadline, not after 64 KiB.
+    """
 
     def __init__(
         self, response: requests.Response, *, max_bytes: int, deadline: float, copy: BinaryIO | None = None
     ) -> None:
-        self._pieces: Iterator[bytes] = response.iter_content(PIECE_BYTES)
+        self._raw = response.raw
         self._buffer = b""
         self.max_bytes, self.deadline, self.copy = max_bytes, deadline, copy
         self.count = 0
@@ -154,11 +133,15 @@ class Download:
         return chunk
 
     def _next_piece(self) -> bytes:
-        if time.monotonic() > self.deadline:
-            raise FinalizeError("download_timeout", "the provider's output took too long to download")
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise _too_slow()
+        _bound_socket(self._raw, left)
         try:
-            piece = next(self._pieces, b"")
-        except requests.RequestException as exc:
+            piece = self._raw.read1(PIECE_BYTES, decode_content=True)
+        except urllib3.exceptions.ReadTimeoutError as exc:
+            raise _too_slow() from exc
+        except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
             raise FinalizeError("download_failed", f"the download broke off ({type(exc).__name__})") from exc
         self.count += len(piece)
         if self.count > self.max_bytes:
@@ -183,12 +166,23 @@ class Download:
         return base64.b64encode(self._crc.digest()).decode()
 
 
+def _too_slow() -> FinalizeError:
+    return FinalizeError("download_timeout", "the provider's output took too long to download")
+
+
+def _bound_socket(raw: Any, timeout_s: float) -> None:
+    """Let the next read on the response's socket wait at most `timeout_s` (the time left)."""
+    sock = getattr(getattr(raw, "connection", None), "sock", None)
+    if sock is not None:
+        sock.settimeout(max(0.001, timeout_s))
+
+
 def open_download(url: str, settings: Settings, deadline: float) -> requests.Response:
     """GET `url` (redirects followed only to allowed hosts); the open response, status 200."""
     for _ in range(MAX_REDIRECTS + 1):
         reason = refusal(url, settings.output_hosts)
         if reason is not None:
-            raise FinalizeError("output_host_refused", reason, retryable=False)
+            raise HostRefused(reason, host_of(url))
         remaining = max(0.1, deadline - time.monotonic())
         timeout = (min(settings.http_connect_timeout_s, remaining), remaining)
         try:
@@ -273,6 +267,8 @@ class Finalizer:
             return self._fail(job_id, attempt_id, FinalizeError(error["code"], error.get("message", "")))
         try:
             output = self._store(claim.job)
+        except HostRefused as exc:
+            return self._keep_provider_link(claim.job, attempt_id, exc)
         except (FinalizeError, StorageError) as exc:
             error = exc if isinstance(exc, FinalizeError) else FinalizeError(exc.code, exc.message)
             if not error.retryable or claim.tries >= settings.finalize_max_attempts:
@@ -287,6 +283,16 @@ class Finalizer:
             return FinalizeResult("discarded", job_id)
         log.info("output stored", extra={"jobId": job_id, "sizeBytes": output["sizeBytes"]})
         return FinalizeResult("completed", job_id)
+
+    def _keep_provider_link(self, job: Job, attempt_id: str, refused: HostRefused) -> FinalizeResult:
+        """Complete with the provider's own (expiring) link, as without a bucket; tell the operator."""
+        host = refused.host or "(none)"
+        extra = {"event": "output_host_refused", "host": host, "jobId": job.job_id}
+        message = f"output host {host} refused ({refused.message}); the job keeps the provider's link"
+        log.warning(message, extra=extra)
+        if not self.store.complete_finalize(job.job_id, attempt_id, job.provider_output or {}):
+            return FinalizeResult("skipped", job.job_id)  # the job ended meanwhile (cancelled)
+        return FinalizeResult("kept_provider_link", job.job_id)
 
     def _fail(self, job_id: str, attempt_id: str, error: FinalizeError) -> FinalizeResult:
         self.store.release_finalize(job_id, attempt_id, error.to_dict(), give_up=True)

@@ -107,7 +107,7 @@ class Poller:
         if outcome.job_status is not None and is_terminal(outcome.job_status) and not outcome.task_terminal:
             stop_task(self.store, self.providers[provider], provider, task_id)  # e.g. cancelled meanwhile
             return PollResult("stopped", outcome.job_id, str(outcome.job_status))
-        if outcome.verdict is Verdict.STALE or outcome.task_terminal:
+        if outcome.verdict is Verdict.DUPLICATE or outcome.task_terminal:  # a stale reading goes on
             return PollResult("applied", outcome.job_id, str(outcome.task_status))
         return self._schedule_next(task, poll_number, snapshot.status, snapshot.progress)
 
@@ -119,7 +119,7 @@ class Poller:
         try:
             snapshot = self.providers[provider].get(task_id)
         except NotFound as exc:
-            snapshot = _vanished(task_id, exc)
+            snapshot = self._gone(task, exc)
         return self.apply(provider, task_id, snapshot)
 
     def apply(
@@ -139,11 +139,21 @@ class Poller:
             log.info("falling back", extra={"jobId": outcome.job_id, "provider": outcome.fallback_to})
             self.runner.run(outcome.job_id)
 
+    def _gone(self, task: TaskRecord, exc: ProviderError) -> ProviderSnapshot:
+        """A task the provider no longer knows: deleted by our own cancel when its job has ended
+        (a GET after a DELETE may answer 404), else vanished (failed; another provider may try)."""
+        context = {"jobId": task.job_id, "provider": task.provider, "taskId": task.task_id}
+        job = self.store.get_job(task.job_id)
+        if job is not None and is_terminal(job.status):
+            log.info("provider task deleted after its job ended", extra=context)
+            return ProviderSnapshot(task_id=task.task_id, status=Status.CANCELLED, provider_status="DELETED")
+        log.warning("provider task vanished", extra={**context, "code": exc.code})
+        return _vanished(task.task_id, exc)
+
     def _on_fetch_error(self, task: TaskRecord, poll_number: int, exc: ProviderError) -> PollResult:
         context = {"jobId": task.job_id, "provider": task.provider, "taskId": task.task_id, "code": exc.code}
         if isinstance(exc, NotFound):
-            log.warning("provider task vanished", extra=context)
-            outcome = self.apply(task.provider, task.task_id, _vanished(task.task_id, exc), poll_number)
+            outcome = self.apply(task.provider, task.task_id, self._gone(task, exc), poll_number)
             return PollResult("applied", task.job_id, str(outcome.task_status))
         if not exc.retryable:
             log.error("provider refused the status read", extra=context)

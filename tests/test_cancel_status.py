@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
 import pytest
 
+from jobs.records import AttemptStatus
+from jobs.runner import Runner
+from providers.base import Status
+from tasks.poll import FirstPoll
 from tests.stack import OPS_SA, TASKS_SA
+from web import deps
 
 
 def submit(stack, **body):
@@ -129,3 +135,54 @@ def test_status_by_task_id(stack):
 @pytest.mark.parametrize("query", [{}, {"jobId": "a", "taskId": "b"}, {"jobId": "x" * 200}, {"extra": "1"}])
 def test_bad_status_queries_are_400(stack, query):
     assert status(stack, stack.user("alice"), **query).status_code == 400
+
+
+class CancelDuringCreate:
+    """The real store, except that the owner's cancel lands while the provider's create is in flight."""
+
+    def __init__(self, store) -> None:
+        self._store = store
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+    def record_submission(self, job_id, attempt_id, result, **kwargs):
+        self._store.finish_job(job_id, Status.CANCELLED, {"code": "cancelled", "message": "cancelled"})
+        return self._store.record_submission(job_id, attempt_id, result, **kwargs)
+
+
+def cancelling_during_creates(stack) -> None:
+    d = stack.deps
+    store = CancelDuringCreate(d.store)
+    runner = Runner(store, d.providers, FirstPoll(d.queue), admit=d.runner.admit, observe=d.runner.observe)
+    deps.use(dataclasses.replace(d, store=store, runner=runner))
+
+
+@pytest.mark.parametrize(("provider", "stopped"), [("runwayml", 1), ("heygen", 0)])
+def test_a_cancel_during_the_create_keeps_the_attempt_closed_and_stops_the_new_task(stack, provider, stopped):
+    cancelling_during_creates(stack)
+    answer = stack.generate(provider=provider)
+    job = stack.deps.store.get_job(answer.get_json()["jobId"])
+    attempt = job.current_attempt
+    assert (job.status, attempt.status) == (Status.CANCELLED, AttemptStatus.CANCELLED)
+    task = stack.deps.store.get_task(provider, attempt.task_id)
+    assert (task.status, task.failure_code) == (Status.CANCELLED, "attempt_closed")
+    assert ("no cancel" in task.failure_message) is (provider == "heygen")  # HeyGen's runs to its end
+    assert stack.queue.tasks == []  # nothing polls it
+    deletes = stack.runway.count("DELETE", "/v1/tasks/")
+    assert deletes == stopped
+    if provider == "runwayml":
+        assert stack.runway.tasks[attempt.task_id].cancelled_refunded is not None  # it stopped there
+
+
+@pytest.mark.parametrize("query", [{"jobId": "__x__"}, {"taskId": "__x__"}, {"jobId": "__reserved__"}])
+def test_a_reserved_firestore_id_is_a_400_naming_the_field(stack, query):
+    answer = status(stack, stack.user("alice"), **query)
+    error = answer.get_json()["error"]
+    assert (answer.status_code, error["code"]) == (400, "invalid_request")
+    assert error["message"].startswith(next(iter(query)))
+
+
+def test_cancelling_a_reserved_id_is_a_400(stack):
+    answer = cancel(stack, "__x__")
+    assert (answer.status_code, answer.get_json()["error"]["field"]) == (400, "jobId")

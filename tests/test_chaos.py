@@ -19,8 +19,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
-from local.chaos import ChaosConfig, run
-from local.chaos_checks import Books, TransitionLog, account, by_invariant
+from local.chaos import DEFAULT_FAULTS, ChaosConfig, run
+from local.chaos_checks import Books, TransitionLog, account, by_invariant, stranded_reason
 from local.chaos_report import ChaosResult, render
 from local.delivery_proxy import DeliveryProxy, ProxyPlan
 from local.procs import free_port
@@ -49,6 +49,10 @@ SHORT = ChaosConfig(
     heygen_key=HEYGEN_KEY,
     webhook_secret=HEYGEN_WEBHOOK_SECRET,
     extra_env={"RUNWAYML_WEBHOOK_SECRET": RUNWAYML_WEBHOOK_SECRET},
+    # 24 jobs make few status reads, creates and downloads: the later fault kinds are made likelier
+    # here so that the short run meets each of them
+    faults=DEFAULT_FAULTS | {"stale_read": 0.3, "answer_lost": 0.06, "trickle_download": 0.1},
+    p_cancel_in_create=0.15,
 )
 
 
@@ -116,12 +120,45 @@ def test_clean_books_have_no_violations():
         ({"tasks": {}}, "counts"),
         ({"runway_seeds": {"r1": 1}}, "counts"),  # a RunwayML task for a job that never tried RunwayML
         ({"jobs": {"j1": job(attempts=(("j1-a1", "heygen", "succeeded", "v9"),))}}, "counts"),
+        ({"stranded": {"j1": "finalizing (heygen task v1 ended); nothing scheduled for 6 s"}}, "lost"),
+        (
+            {
+                "jobs": {"j1": job() | {"output": {"source": "storage", "sizeBytes": 10}}},
+                "output_bytes": 9393,
+            },
+            "counts",
+        ),  # a truncated download kept
     ],
 )
 def test_the_accounting_names_each_broken_invariant(changes, invariant):
     counts = by_invariant(account(clean_books(**changes)))
     assert counts[invariant] >= 1
     assert sum(counts.values()) == counts[invariant], counts
+
+
+def test_a_stored_video_of_the_full_size_is_no_violation():
+    books = clean_books(
+        jobs={"j1": job() | {"output": {"source": "storage", "sizeBytes": 9393}}}, output_bytes=9393
+    )
+    assert account(books) == []
+
+
+ENDED = {"heygen": {"v1": "completed"}, "runwayml": {"r1": "SUCCEEDED"}}
+
+
+@pytest.mark.parametrize(
+    ("doc", "stranded"),
+    [
+        (job("processing", (("a1", "heygen", "active", "v1"),)), True),  # ended at the provider, still active
+        (job("processing", (("a1", "heygen", "succeeded", "v1"),)) | {"finalizing": True}, True),
+        (job("processing", (("a1", "runwayml", "active", "r2"),)), False),  # the provider still runs it
+        (job("processing", (("a1", "heygen", "failed", "v1"), ("a2", "runwayml", "active", "r2"))), False),
+        (job("queued", (("a1", "heygen", "submitting", None),)), False),  # the crash window: the cleanup's
+        (job("completed", (("a1", "heygen", "succeeded", "v1"),)), False),
+    ],
+)
+def test_a_job_is_stranded_only_when_it_waits_on_a_task_the_provider_ended(doc, stranded):
+    assert (stranded_reason(doc, ENDED) is not None) is stranded
 
 
 @pytest.mark.parametrize(
@@ -191,6 +228,23 @@ def test_the_proxy_duplicates_and_sends_late_copies():
     assert (proxy.stats["duplicates"], proxy.stats["lateCopies"]) == (1, 1)
 
 
+def test_the_proxy_names_the_deliveries_it_is_forwarding():
+    port = free_port()
+    proxy = DeliveryProxy(ProxyPlan(p_duplicate=0.0, p_late=0.0, down_wait_s=10), f"http://127.0.0.1:{port}")
+    proxy.start()
+    host = Recorder(port)
+    threading.Timer(0.8, host.start).start()  # down at first: the delivery waits in the proxy
+    seen: list[list[bytes]] = []
+    threading.Timer(0.4, lambda: seen.append(proxy.in_flight())).start()
+    try:
+        requests.post(f"{proxy.base_url}/runwayml_polling_task", data=b'{"jobId": "j1"}', timeout=20)
+    finally:
+        proxy.stop()
+        host.stop()
+    assert seen == [[b'{"jobId": "j1"}']]
+    assert proxy.in_flight() == []
+
+
 def test_the_proxy_waits_for_a_host_that_is_restarting():
     port = free_port()
     proxy = DeliveryProxy(ProxyPlan(p_duplicate=0.0, p_late=0.0, down_wait_s=10), f"http://127.0.0.1:{port}")
@@ -218,6 +272,7 @@ def test_a_short_chaos_run_keeps_every_invariant():
     assert result.books["jobs"] == SHORT.jobs
     assert set(result.outcomes) <= {"completed", "failed", "cancelled", "timed_out"}
     assert sum(result.faults.values()) > 0
+    assert sum(result.cancels_in_create.values()) > 0
     assert result.deliveries["duplicates"] + result.deliveries["lateCopies"] > 0
     assert len(result.kills) == SHORT.kills
     assert result.cleanup.get("status") == 200

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import logging
 import socket
 import threading
 import time
@@ -14,6 +15,7 @@ from datetime import timedelta
 
 import pytest
 import requests
+import urllib3
 
 from local.simcore import SAMPLE_MP4
 from tasks.finalize import Download, FinalizeError, refusal
@@ -240,14 +242,99 @@ def test_a_stalled_download_fails_after_the_tries_without_hanging(stack_factory,
     assert (job.status, job.error["cause"]) == ("failed", "download_failed")
 
 
-def test_a_host_outside_the_allow_list_is_refused_without_a_request(stack_factory):
+@pytest.fixture
+def finalize_logs():
+    """Records of the finalize logger (the project's loggers do not propagate to caplog)."""
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("cvplus.tasks.finalize")
+    logger.addHandler(handler)
+    yield records
+    logger.removeHandler(handler)
+
+
+class TrickleServer:
+    """An HTTP server on loopback that announces a large MP4, then sends one byte every `interval_s`
+    (a host that keeps each read alive but never finishes); it gives up after `give_up_s`."""
+
+    def __init__(self, interval_s: float = 0.1, give_up_s: float = 15.0) -> None:
+        self.interval_s, self.give_up_s = interval_s, give_up_s
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sent = 0
+        self.closed = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}/video.mp4"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn = self.sock.accept()[0]
+            except OSError:
+                return
+            threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
+
+    def _trickle(self, conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)  # the request
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: video/mp4\r\nContent-Length: 1000000\r\n\r\n"
+            ends = time.monotonic() + self.give_up_s
+            try:
+                conn.sendall(head)
+                while time.monotonic() < ends and not self.closed.is_set():
+                    conn.sendall(b"x")
+                    self.sent += 1
+                    time.sleep(self.interval_s)
+            except OSError:  # the client hung up: what the time limit should do
+                return
+
+    def close(self) -> None:
+        self.closed.set()
+        self.sock.close()
+
+
+@pytest.fixture
+def trickle_server():
+    server = TrickleServer()
+    yield server
+    server.close()
+
+
+def test_a_trickling_download_ends_at_the_time_limit_not_at_a_full_chunk(stack_factory, trickle_server):
+    stack = stack_factory(storage=True, FINALIZE_MAX_ATTEMPTS="2", FINALIZE_TIMEOUT_SECONDS="2")
+    job_id = finalizing_job(stack)
+    update_job(stack, job_id, {"providerOutput.videoUrls": [trickle_server.url]})
+    started = time.monotonic()
+    answer = deliver(stack, take_finalize(stack))
+    elapsed = time.monotonic() - started
+    assert answer.status_code == 503  # Cloud Tasks tries again later
+    assert answer.get_json()["error"]["code"] == "download_timeout"
+    assert elapsed < 2 + 3  # the limit plus slack for a loaded machine
+    assert trickle_server.sent > 0  # bytes kept coming: the limit ended it, not a read timeout
+
+
+def test_a_host_outside_the_allow_list_keeps_the_provider_link_without_a_request(
+    stack_factory, finalize_logs
+):
     stack = stack_factory(storage=True, OUTPUT_HOSTS="videos.example.com")
     job_id = finalizing_job(stack)
     answer = deliver(stack, take_finalize(stack))
     assert answer.status_code == 200  # nothing a retry could change
     job = stack.deps.store.get_job(job_id)
-    assert (job.status, job.error["cause"]) == ("failed", "output_host_refused")
+    assert (job.status, job.progress, job.finalizing, job.error) == ("completed", 100.0, False, None)
+    assert job.output == job.provider_output  # exactly as a job completed without a bucket
+    assert job.output["source"] == "provider"
+    assert job.output["videoUrls"][0].startswith(stack.runway.base_url)
+    assert timedelta(hours=23) < job.output["expiresAt"] - job.ended_at <= timedelta(hours=24)
     assert stack.runway.count("GET", "/outputs/") == 0
+    assert stack.storage.list_prefix(f"jobs/{job_id}/") == []
+    (record,) = [r for r in finalize_logs if getattr(r, "event", None) == "output_host_refused"]
+    assert record.levelno == logging.WARNING
+    assert (record.host, record.jobId) == ("127.0.0.1", job_id)
+    assert "127.0.0.1" in record.getMessage()
 
 
 def test_without_storage_the_job_completes_with_the_provider_link_marked(stack):
@@ -272,7 +359,8 @@ def test_an_output_over_the_size_limit_fails_at_once(stack_factory):
 def body_without_length(data: bytes) -> requests.Response:
     """A streamed response as requests builds it, with no Content-Length to check up front."""
     response = requests.Response()
-    response.status_code, response.raw = 200, io.BytesIO(data)
+    response.status_code = 200
+    response.raw = urllib3.HTTPResponse(body=io.BytesIO(data), preload_content=False)
     return response
 
 

@@ -120,6 +120,12 @@ BAD_BODIES = [
     ({"format": "avi"}, "format"),
     ({"imageUrl": "http://example.com/a.png"}, "imageUrl"),
     ({"imageUrl": "https://10.0.0.1/a.png"}, "imageUrl"),
+    ({"imageUrl": "https://2130706433/a.png"}, "imageUrl"),
+    ({"imageUrl": "https://127.1/a.png"}, "imageUrl"),
+    ({"imageUrl": "https://0x7f000001/a.png"}, "imageUrl"),
+    ({"imageUrl": "https://localhost/a.png"}, "imageUrl"),
+    ({"imageUrl": "https://metadata.google.internal/a.png"}, "imageUrl"),
+    ({"imageUrl": "https://169.254.169.254.nip.io/a.png"}, "imageUrl"),
     ({"provider": "sora"}, "provider"),
     ({"cameraIntensity": 2}, "cameraIntensity"),
     ({"unexpected": 1}, "unexpected"),
@@ -186,3 +192,13 @@ def test_a_gif_with_a_storage_bucket_is_made_from_the_providers_mp4(stack_factor
     job = stack.run_until_terminal(answer.get_json()["jobId"], step_s=10)
     assert job["status"] == "completed"
     assert job["output"]["gifPath"].endswith("video.gif")
+
+
+@pytest.mark.parametrize("depth", [33, 20_000])
+def test_deeply_nested_json_is_a_400_and_writes_nothing(stack, depth):
+    body = ("[" * depth + "]" * depth).encode()  # 40 KB at the larger depth: under the size cap
+    wrapped = b'{"script": "x", "extra": ' + body + b"}"
+    headers = {**stack.user("alice"), "Content-Type": "application/json"}
+    answer = stack.client("generate_video").post("/", data=wrapped, headers=headers)
+    assert (answer.status_code, answer.get_json()["error"]["code"]) == (400, "malformed_json")
+    assert list(stack.deps.store.client.collection(stack.settings.jobs_collection).stream()) == []

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import threading
 import time
+import typing
 from collections.abc import Iterator
 
 import pytest
 import requests
 
-from config import ConfigError, load_settings
+from config import ConfigError, Settings, load_settings
 from local.heygen_sim import HeyGenSim
 from local.procs import free_port
 from local.simcore import REQUEST_FAULTS, Durations, FaultPlan, ManualClock
@@ -38,6 +39,7 @@ from providers.heygen import (
     idempotency_key,
     snapshot_from_video,
 )
+from providers.heygen.mapping import USD_PER_SECOND, health_from_user
 
 KEY = "sim-heygen-key"
 QUEUE_S, RENDER_S = 20.0, 300.0
@@ -415,6 +417,62 @@ def test_health_reports_the_wallet_balance_after_a_completed_video(sim, provider
     assert health.reachable
     assert health.latency_ms is not None
     assert health.balance_usd == pytest.approx(1000.0 - 4.0 * 0.0667)
+
+
+V3_USER_ANSWERS = [  # `GET /v3/users/me` as v3 answers it, by billing type
+    ({"billing_type": "usage_based", "usage_based": {"remaining_credits": 120}}, 120.0, None),
+    (
+        {
+            "billing_type": "subscription",
+            "subscription": {"credits": {"plan": {"remaining": 30}, "add_on": {"remaining": 5.5}}},
+        },
+        35.5,
+        None,
+    ),
+    ({"billing_type": "wallet", "wallet": {"currency": "usd", "remaining_balance": 12.5}}, None, 12.5),
+    ({"billing_type": "wallet", "wallet": {"currency": "credits", "remaining_balance": 900}}, 900.0, None),
+    ({"billing_type": "wallet", "wallet": {"remaining_balance": 7}}, None, None),  # never assume USD
+]
+
+
+@pytest.mark.parametrize(("data", "credits", "usd"), V3_USER_ANSWERS)
+def test_health_reads_credits_and_the_wallet_by_its_currency(data, credits, usd):
+    health = health_from_user({"data": {"username": "ada", **data}}, latency_ms=3.0)
+    assert (health.credit_balance, health.balance_usd) == (credits, usd)
+
+
+@pytest.mark.parametrize("billing", ["credits_wallet", "usage_based", "subscription"])
+def test_health_reports_credits_not_usd_from_the_simulators_v3_answer(billing):
+    sim = start_sim(billing=billing)
+    try:
+        health = make_provider(sim).health()
+    finally:
+        sim.stop()
+    assert (health.reachable, health.credit_balance, health.balance_usd) == (True, 1000.0, None)
+
+
+@pytest.mark.parametrize(
+    ("env", "usd_per_second"),
+    [
+        ({}, 0.0667),  # a digital twin (the default) at 720p/1080p
+        ({"HEYGEN_AVATAR_TYPE": "photo_avatar"}, 0.05),
+        ({"HEYGEN_AVATAR_TYPE": "studio_avatar"}, 0.0667),
+        ({"HEYGEN_AVATAR_TYPE": "photo_avatar", "HEYGEN_USD_PER_SECOND": "0.1"}, 0.1),  # an override
+    ],
+)
+def test_the_price_follows_the_avatar_type_unless_overridden(sim, env, usd_per_second):
+    provider = make_provider(sim, **env)
+    estimate = provider.estimate_cost(video_request(script="word " * 150, duration_s=5))
+    assert estimate.usd == pytest.approx(60 * usd_per_second)
+
+
+def test_an_unknown_avatar_type_names_the_variable():
+    with pytest.raises(ConfigError, match="HEYGEN_AVATAR_TYPE"):
+        load_settings({"GOOGLE_CLOUD_PROJECT": "p1", "HEYGEN_AVATAR_TYPE": "cartoon"})
+
+
+def test_every_avatar_type_the_settings_accept_has_a_price():
+    assert set(typing.get_args(Settings.model_fields["heygen_avatar_type"].annotation)) == set(USD_PER_SECOND)
 
 
 def test_health_never_raises_and_never_shows_the_key(sim):

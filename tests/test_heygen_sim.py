@@ -207,6 +207,31 @@ def test_balance_drops_by_the_price_of_each_completed_second():
     assert wallet["remaining_balance"] == pytest.approx(9.0)
 
 
+@pytest.mark.parametrize(
+    ("billing", "where"),
+    [
+        ("wallet", ("wallet", "remaining_balance")),
+        ("credits_wallet", ("wallet", "remaining_balance")),
+        ("usage_based", ("usage_based", "remaining_credits")),
+        ("subscription", ("subscription", "credits", "plan", "remaining")),
+    ],
+)
+def test_the_user_answer_has_the_v3_billing_shape(billing, where):
+    sim = start_sim(balance_usd=10.0, billing=billing)
+    try:
+        data = get(sim, "/v3/users/me").json()["data"]
+    finally:
+        sim.stop()
+    value = data
+    for key in where:
+        value = value[key]
+    assert value == pytest.approx(10.0)
+    assert data["billing_type"] == billing.removeprefix("credits_")
+    if billing.endswith("wallet"):
+        assert data["wallet"]["currency"] == ("credits" if billing == "credits_wallet" else "usd")
+    assert "remaining_credits" not in data  # v3 has no top-level credit field
+
+
 @pytest.mark.parametrize(("t", "status"), [(0, "pending"), (QUEUE_S + 1, "processing"), (DONE, "completed")])
 def test_video_status_follows_the_clock(sim, t, status):
     video_id = post_video(sim).json()["data"]["video_id"]
@@ -249,6 +274,72 @@ def test_video_url_serves_the_sample_mp4_and_gif_url_a_gif(sim):
 
 def test_unknown_video_is_404(sim):
     assert get(sim, "/v3/videos/nope").json()["error"]["code"] == "video_not_found"
+
+
+# -- the chaos run's later fault kinds ------------------------------------------------------------
+
+
+def test_a_stale_read_answers_an_earlier_snapshot_in_both_status_calls():
+    sim = start_sim(faults=FaultPlan(rates={"stale_read": 1.0}))
+    try:
+        video_id = post_video(sim).json()["data"]["video_id"]
+        sim.clock.t = QUEUE_S + 1
+        first = get(sim, f"/v3/videos/{video_id}").json()["data"]["status"]  # nothing older yet
+        bulk_first = get(sim, f"/v3/videos/statuses?video_ids={video_id}").json()["data"][0]["status"]
+        sim.clock.t = DONE
+        again = get(sim, f"/v3/videos/{video_id}").json()["data"]["status"]
+        bulk_again = get(sim, f"/v3/videos/statuses?video_ids={video_id}").json()["data"][0]["status"]
+    finally:
+        sim.stop()
+    assert first in ("pending", "processing")  # no read before: the video as it was earlier
+    assert bulk_first in ("queued", "processing")
+    assert "completed" not in (again, bulk_again)  # completed, not yet visible
+    assert sim.faults.injected["stale_read"] == 4
+
+
+def test_a_stale_first_read_shows_the_video_as_it_was_a_while_ago():
+    sim = start_sim(faults=FaultPlan(rates={"stale_read": 1.0}, seed=3))
+    try:
+        video_id = post_video(sim).json()["data"]["video_id"]
+        sim.clock.t = DONE
+        data = get(sim, f"/v3/videos/{video_id}").json()["data"]
+    finally:
+        sim.stop()
+    assert data["status"] in ("pending", "processing")
+    assert "video_url" not in data
+
+
+def test_an_answer_lost_after_a_create_leaves_the_video_and_a_repeat_with_the_key_gets_it():
+    sim = start_sim(faults=FaultPlan(rates={"answer_lost": 1.0}))
+    try:
+        with pytest.raises(requests.ConnectionError):
+            post_video(sim, key="lost-1")
+        assert len(sim.videos) == 1
+        sim.faults.rates["answer_lost"] = 0.0
+        replay = post_video(sim, key="lost-1").json()["data"]["video_id"]
+    finally:
+        sim.stop()
+    assert list(sim.videos) == [replay]
+    assert (sim.videos_by_key["lost-1"], sim.faults.injected["answer_lost"]) == (1, 1)
+
+
+@pytest.mark.parametrize("fault", ["truncated_download", "trickle_download"])
+def test_mp4_downloads_can_be_cut_short_or_trickle(fault):
+    sim = start_sim(faults=FaultPlan(rates={fault: 1.0}, trickle_bps=40_000, truncate_at=0.25))
+    try:
+        video_id = post_video(sim).json()["data"]["video_id"]
+        sim.clock.t = DONE
+        url = get(sim, f"/v3/videos/{video_id}").json()["data"]["video_url"]
+        began = time.monotonic()
+        if fault == "truncated_download":
+            with pytest.raises(requests.exceptions.ChunkedEncodingError):
+                requests.get(url, timeout=5)  # Content-Length promised more than arrived
+            return
+        body = requests.get(url, timeout=5).content
+    finally:
+        sim.stop()
+    assert body == SAMPLE_MP4.read_bytes()
+    assert time.monotonic() - began >= 0.8 * len(body) / 40_000
 
 
 # -- webhooks ---------------------------------------------------------------------------------------

@@ -215,8 +215,14 @@ def test_a_backward_move_is_refused(store):
 def test_a_duplicate_or_older_poll_is_a_no_op(store):
     submitted_job(store)
     store.apply_snapshot("runwayml", "task-1", snap(Status.PROCESSING, 20), 3)
-    assert store.apply_snapshot("runwayml", "task-1", snap(Status.PROCESSING, 90), 3).verdict is Verdict.STALE
-    assert store.apply_snapshot("runwayml", "task-1", snap(Status.PROCESSING, 90), 2).verdict is Verdict.STALE
+    assert (
+        store.apply_snapshot("runwayml", "task-1", snap(Status.PROCESSING, 90), 3).verdict
+        is Verdict.DUPLICATE
+    )
+    assert (
+        store.apply_snapshot("runwayml", "task-1", snap(Status.PROCESSING, 90), 2).verdict
+        is Verdict.DUPLICATE
+    )
     assert store.get_task("runwayml", "task-1").progress == 20
 
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 import pytest
 
 from jobs.records import job_to_doc
+from jobs.runner import Runner
 from local.simcore import FaultPlan
+from providers.base import ProviderSnapshot, Status
+from tasks.poll import FirstPoll, Poller
 from tests.stack import OPS_SA, TASKS_SA
+from web import deps
 
 
 def submit(stack, **body):
@@ -159,3 +164,44 @@ def test_a_malformed_poll_payload_is_a_400(stack, payload):
 def test_a_poll_for_an_unknown_task_is_acknowledged(stack):
     answer = poll(stack, {"jobId": "j", "provider": "runwayml", "taskId": "nope", "pollNumber": 1})
     assert (answer.status_code, answer.get_json()["outcome"]) == (200, "missing")
+
+
+class StaleOnce:
+    """The real client, except that the next read answers `stale` (an eventually consistent API)."""
+
+    def __init__(self, real) -> None:
+        self.real, self.stale = real, None
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+    def get(self, task_id):
+        snapshot, self.stale = self.stale, None
+        return snapshot if snapshot is not None else self.real.get(task_id)
+
+
+def with_provider(stack, name, client):
+    """Serve the next requests with `client` as provider `name`, wired as `deps.build` wires it."""
+    d = stack.deps
+    providers = {**d.providers, name: client}
+    runner = Runner(d.store, providers, FirstPoll(d.queue), admit=d.runner.admit, observe=d.runner.observe)
+    deps.use(
+        dataclasses.replace(
+            d, providers=providers, runner=runner, poller=Poller(d.store, providers, d.queue, runner)
+        )
+    )
+
+
+def test_a_stale_reading_is_ignored_and_the_poll_chain_goes_on_to_completion(stack):
+    job_id = submit(stack, provider="runwayml")
+    task_id = stack.deps.store.get_job(job_id).current_attempt.task_id
+    while stack.deps.store.get_task("runwayml", task_id).progress < 20:
+        stack.deliver_polls(advance_s=3)
+    seen = stack.deps.store.get_task("runwayml", task_id).progress
+    stale = StaleOnce(stack.deps.providers["runwayml"])
+    stale.stale = ProviderSnapshot(task_id, Status.PROCESSING, "RUNNING", progress=seen / 4)
+    with_provider(stack, "runwayml", stale)
+    (answer,) = stack.deliver_polls(advance_s=1)
+    assert answer.get_json()["outcome"] == "rescheduled"  # the stale reading did not end the chain
+    assert stack.deps.store.get_task("runwayml", task_id).progress == seen
+    assert stack.run_until_terminal(job_id, step_s=5)["status"] == "completed"

@@ -122,6 +122,19 @@ def test_a_gen_body_carries_seed_image_and_content_moderation():
     }
 
 
+@pytest.mark.parametrize("audio", [True, False])
+def test_a_veo_body_says_whether_it_wants_audio(audio: bool):
+    assert request_body(request(), "veo3.1_fast", audio=audio)["audio"] is audio
+
+
+def test_a_veo_estimate_uses_the_audio_rate_when_audio_is_sent():
+    base = {"GOOGLE_CLOUD_PROJECT": "p"}
+    quiet = load_settings({**base, "RUNWAYML_VEO_AUDIO": "false"})
+    with_audio = runwayml.request.estimate("veo3.1_fast", 8, load_settings(base))
+    silent = runwayml.request.estimate("veo3.1_fast", 8, quiet)
+    assert (with_audio.credits, silent.credits) == (8 * 15, 8 * 10)
+
+
 def test_a_veo_body_has_no_content_moderation_field():
     assert "contentModeration" not in request_body(request(), "veo3.1_fast")
 

@@ -142,6 +142,16 @@ def test_a_premium_1080p_request_creates_a_veo_task_at_the_nearest_duration(
     assert result.estimated_credits == 8 * 40
 
 
+@pytest.mark.parametrize(("audio", "per_second"), [("true", 40), ("false", 20)])
+def test_a_veo_estimate_matches_what_runway_bills_for_the_audio_sent(
+    sim: RunwayMLSim, sleeps: list[float], audio: str, per_second: int
+):
+    provider = make_provider(env(sim.base_url, RUNWAYML_VEO_AUDIO=audio), sleeps)
+    asked = request(resolution="1080p", quality="premium", duration_s=8)
+    result = provider.create(asked)  # the simulator prices the `audio` it was sent
+    assert result.estimated_credits == provider.estimate_cost(asked).credits == 8 * per_second
+
+
 def test_a_new_task_is_queued(provider: RunwayMLProvider):
     snapshot = provider.get(provider.create(request()).task_id)
     assert (snapshot.status, snapshot.provider_status) == (Status.QUEUED, "PENDING")
@@ -231,6 +241,10 @@ def test_get_many_omits_unknown_tasks(provider: RunwayMLProvider):
         ({"prompt_text": ""}, "prompt_text"),
         ({"image_url": "http://images.example.com/me.png"}, "image_url"),
         ({"image_url": "https://203.0.113.7/me.png"}, "image_url"),
+        ({"image_url": "https://2130706433/me.png"}, "image_url"),
+        ({"image_url": "https://localhost/me.png"}, "image_url"),
+        ({"image_url": "https://metadata.google.internal/me.png"}, "image_url"),
+        ({"image_url": "https://169.254.169.254.nip.io/me.png"}, "image_url"),
         ({"seed": -1}, "seed"),
     ],
 )
@@ -240,6 +254,16 @@ def test_local_validation_rejects_a_bad_request_without_sending_it(
     with pytest.raises(InvalidRequest, match=f"^{field}:"):
         provider.create(request(**overrides))
     assert sim.requests == []
+
+
+def test_an_image_host_off_the_configured_list_is_refused_without_a_request(
+    sim: RunwayMLSim, sleeps: list[float]
+):
+    provider = make_provider(env(sim.base_url, IMAGE_URL_HOSTS=".images.example.com"), sleeps)
+    with pytest.raises(InvalidRequest, match=r"^image_url: .*IMAGE_URL_HOSTS"):
+        provider.create(request(image_url="https://elsewhere.example.org/me.png"))
+    provider.create(request(image_url="https://cdn.images.example.com/me.png"))
+    assert sim.count("POST", "/v1/image_to_video") == 1
 
 
 # --- HTTP errors and the retry decisions ----------------------------------------------------------

@@ -6,6 +6,7 @@ estimatedCost or cost); errors must arrive as the SDK's own exception classes.
 
 from __future__ import annotations
 
+import http.client
 import urllib.request
 from collections.abc import Iterator
 
@@ -183,3 +184,48 @@ def test_a_spent_daily_quota_is_a_rate_limit_error(client: RunwayML):
         text_task(client)
     with pytest.raises(runwayml.RateLimitError):
         text_task(client)
+
+
+# -- the chaos run's later fault kinds: the SDK still parses what comes back --------------------------
+
+
+def test_a_stale_read_gives_the_sdk_an_earlier_valid_snapshot(
+    client: RunwayML, sim: RunwayMLSim, clock: ManualClock
+):
+    task_id = text_task(client)
+    clock.advance(QUEUE_S + RENDER_S * 0.4)
+    running = client.tasks.retrieve(task_id)
+    clock.advance(RENDER_S)
+    sim.fail_next("stale_read", method="GET")
+    stale = client.tasks.retrieve(task_id)
+    assert (running.status, stale.status, stale.progress) == ("RUNNING", "RUNNING", running.progress)
+    assert client.tasks.retrieve(task_id).status == "SUCCEEDED"
+    assert sim.faults.injected["stale_read"] == 1
+
+
+def test_an_answer_lost_after_a_create_leaves_a_charged_task(client: RunwayML, sim: RunwayMLSim):
+    sim.fail_next("answer_lost", method="POST")
+    with pytest.raises(runwayml.APIConnectionError):
+        text_task(client)
+    assert sim.creates[("text_to_video", "gen4.5")] == 1
+    assert len(sim.tasks) == 1
+    assert sim.organization()["creditBalance"] == 100_000 - 60
+
+
+@pytest.mark.parametrize("fault", ["truncated_download", "trickle_download"])
+def test_output_downloads_can_be_cut_short_or_trickle(
+    client: RunwayML, sim: RunwayMLSim, clock: ManualClock, fault: str
+):
+    task_id = text_task(client)
+    clock.advance(QUEUE_S + RENDER_S)
+    url = client.tasks.retrieve(task_id).output[0]
+    sim.faults.trickle_bps = 50_000
+    sim.fail_next(fault, method="GET", path=f"/outputs/{task_id}.mp4")
+    with urllib.request.urlopen(url, timeout=5) as response:
+        assert response.headers["Content-Length"] == str(SAMPLE_MP4.stat().st_size)
+        if fault == "truncated_download":
+            with pytest.raises(http.client.IncompleteRead):
+                response.read()
+        else:
+            assert response.read() == SAMPLE_MP4.read_bytes()
+    assert sim.faults.injected[fault] == 1

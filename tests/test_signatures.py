@@ -55,7 +55,8 @@ def refused(call, *args, **kwargs) -> str:
 
 def test_heygen_valid_delivery_returns_the_parsed_event():
     event = heygen()
-    assert (event.event_id, event.event_type, event.video_id) == ("evt_1", "avatar_video.success", "v1")
+    assert (event.event_type, event.video_id) == ("avatar_video.success", "v1")
+    assert event.event_id == hashlib.sha256(SUCCESS).hexdigest()
     assert (event.callback_id, event.url) == ("job-1", "https://cdn.example/v1.mp4")
 
 
@@ -101,6 +102,11 @@ def test_heygen_no_configured_secret_is_refused():
 def test_heygen_event_id_is_a_body_hash_when_the_header_is_absent():
     event = heygen(headers=sign_heygen(SUCCESS, HEYGEN_SECRET))
     assert event.event_id == hashlib.sha256(SUCCESS).hexdigest()
+
+
+def test_heygen_event_id_is_the_signed_body_hash_whatever_the_unsigned_event_id_header_says():
+    replayed = [heygen(headers=sign_heygen(SUCCESS, HEYGEN_SECRET, event_id=e)) for e in ("a", "b")]
+    assert replayed[0].event_id == replayed[1].event_id == hashlib.sha256(SUCCESS).hexdigest()
 
 
 def test_heygen_failure_event_carries_its_message_from_msg():
@@ -213,13 +219,13 @@ def test_each_spec_names_the_setting_holding_its_secrets():
 def test_heygen_reader_names_the_video_of_a_finished_render(event_type):
     body = heygen_event(event_type, "v_1")
     hint = read("heygen", body, sign_heygen(body, HEYGEN_SECRET, event_id="evt_9"), HEYGEN_SECRET)
-    assert (hint.event_id, hint.task_id) == ("evt_9", "v_1")
+    assert (hint.event_id, hint.task_id) == (hashlib.sha256(body).hexdigest(), "v_1")
 
 
 def test_heygen_reader_names_no_task_for_other_event_types():
     body = heygen_event("avatar_video.gif_ready", "v_1")
     hint = read("heygen", body, sign_heygen(body, HEYGEN_SECRET, event_id="evt_9"), HEYGEN_SECRET)
-    assert (hint.event_id, hint.task_id) == ("evt_9", None)
+    assert (hint.event_id, hint.task_id) == (hashlib.sha256(body).hexdigest(), None)
 
 
 def test_heygen_reader_refuses_a_video_id_that_is_not_an_id():

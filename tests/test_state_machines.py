@@ -139,7 +139,7 @@ def task_store_machine(store: JobStore) -> type[RuleBasedStateMachine]:
             snapshot = ProviderSnapshot(self.task_id, new, provider_status=str(new), progress=new_p)
             outcome = store.apply_snapshot("runwayml", self.task_id, snapshot, poll)
             if poll is not None and poll <= self.last_poll:
-                assert outcome.verdict is Verdict.STALE
+                assert outcome.verdict is Verdict.DUPLICATE
                 return
             if poll is not None:
                 self.last_poll = poll

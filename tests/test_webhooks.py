@@ -8,17 +8,22 @@ exists and the provider was not asked.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import threading
 import time
+from datetime import timedelta
 
 import functions_framework
 import pytest
 import werkzeug.serving
 
 from jobs.records import job_to_doc
+from jobs.store import JobStore
+from jobs.txn import utcnow
 from providers.signatures import sign_heygen, sign_standard
 from tests.conftest import ROOT
+from web import deps
 
 HEYGEN_SECRET = "whsec_heygen-test-secret"
 RUNWAY_SECRET = "whsec_" + base64.b64encode(b"runwayml-test-signing-key-32byte").decode()
@@ -144,6 +149,19 @@ def test_a_replayed_event_is_applied_once(hooked):
     assert len(event_records(hooked)) == 1
 
 
+def test_a_replay_of_the_same_signed_body_is_a_duplicate_whatever_its_headers(hooked):
+    _, video_id = made_job(hooked)
+    render_done(hooked, video_id)
+    body = heygen_body(video_id)
+    first = post_heygen(hooked, body, event_id="evt-1")
+    new_id = post_heygen(hooked, body, event_id="evt-made-up")  # the unsigned headers are the replayer's
+    bare = post_heygen(hooked, body, headers=sign_heygen(body, HEYGEN_SECRET))  # no timestamp, no id
+    assert first.get_json()["status"] == "completed"
+    assert new_id.get_json() == bare.get_json() == {"duplicate": True}
+    assert hooked.heygen.count(*VIDEO_GETS) == 1
+    assert len(event_records(hooked)) == 1
+
+
 def test_concurrent_copies_of_one_event_ask_heygen_once(hooked):
     job_id, video_id = made_job(hooked)
     render_done(hooked, video_id)
@@ -172,8 +190,42 @@ def test_a_failed_confirmation_forgets_the_event_so_the_senders_retry_is_process
     assert len(event_records(hooked)) == 1
 
 
-def test_an_event_for_an_unknown_video_is_acknowledged_and_ignored(hooked):
-    answer = post_heygen(hooked, heygen_body("nosuchvideo"))
+def minutes_later(stack, minutes: float) -> None:
+    """Serve the next requests with the store's clock `minutes` ahead (the sender's later retry)."""
+    store = JobStore(
+        stack.deps.store.client, stack.settings, clock=lambda: utcnow() + timedelta(minutes=minutes)
+    )
+    deps.use(dataclasses.replace(stack.deps, store=store))
+
+
+def test_an_event_for_a_task_not_recorded_yet_is_retried_by_the_sender(hooked):
+    body = heygen_body("not-yet")
+    first = post_heygen(hooked, body, event_id="evt-early")
+    assert (first.status_code, first.get_json()["error"]["code"]) == (503, "task_not_recorded_yet")
+    assert first.headers["Retry-After"] == "5"
+    again = post_heygen(hooked, body, event_id="evt-early")  # the sender's retry seconds later
+    assert again.status_code == 503
+    assert hooked.heygen.count(*VIDEO_GETS) == 0
+
+
+def test_a_webhook_arriving_before_the_task_record_completes_the_job_on_the_retry(hooked):
+    job_id, video_id = made_job(hooked)
+    render_done(hooked, video_id)
+    task = hooked.deps.store.task_ref("heygen", video_id)
+    saved = task.get().to_dict()
+    task.delete()  # as if the create had answered but its record were not written yet
+    early = post_heygen(hooked, heygen_body(video_id), event_id="evt-race")
+    assert early.status_code == 503
+    task.set(saved)
+    retried = post_heygen(hooked, heygen_body(video_id), event_id="evt-race")
+    assert retried.get_json()["status"] == "completed"
+    assert job_doc(hooked, job_id)["status"] == "completed"
+
+
+def test_an_event_for_an_unknown_video_is_acknowledged_and_ignored_after_the_early_window(hooked):
+    assert post_heygen(hooked, heygen_body("nosuchvideo"), event_id="evt-old").status_code == 503
+    minutes_later(hooked, 2)
+    answer = post_heygen(hooked, heygen_body("nosuchvideo"), event_id="evt-old")
     assert (answer.status_code, answer.get_json()) == (200, {"ignored": "unknown task"})
     assert hooked.heygen.count(*VIDEO_GETS) == 0
 
@@ -310,8 +362,12 @@ def test_a_replayed_runwayml_event_is_applied_once(hooked):
     assert hooked.runway.count(*TASK_GETS) == 1
 
 
-def test_an_event_for_an_unknown_runwayml_task_is_ignored(hooked):
-    answer = post_runway(hooked, runway_body("no-such-task"))
+def test_an_event_for_an_unknown_runwayml_task_is_ignored_after_the_early_window(hooked):
+    assert post_runway(hooked, runway_body("no-such-task"), msg_id="msg-old").status_code == 503
+    minutes_later(hooked, 2)
+    answer = post_runway(
+        hooked, runway_body("no-such-task"), msg_id="msg-old", timestamp=int(time.time()) + 120
+    )
     assert answer.get_json() == {"ignored": "unknown task"}
     assert hooked.runway.count(*TASK_GETS) == 0
 

@@ -28,6 +28,7 @@ from logs import get_logger
 log = get_logger("web")
 M = TypeVar("M", bound=pydantic.BaseModel)
 MAX_BODY_BYTES = 64 * 1024
+MAX_DEPTH = 32  # no request body needs more; deeper ones only cost recursion further on
 
 
 class ApiError(errors.AppError):
@@ -106,9 +107,29 @@ def json_object(request: flask.Request, max_bytes: int = MAX_BODY_BYTES) -> dict
         value = json.loads(data)
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "malformed_json", "the body is not valid JSON") from None
+    except RecursionError:  # the parser's own limit, far above MAX_DEPTH
+        raise _too_deep() from None
+    if depth(value) > MAX_DEPTH:
+        raise _too_deep()
     if not isinstance(value, dict):
         raise ApiError(400, "invalid_body", "the body must be a JSON object")
     return value
+
+
+def _too_deep() -> ApiError:
+    return ApiError(400, "malformed_json", f"the body is nested more than {MAX_DEPTH} levels deep")
+
+
+def depth(value: Any) -> int:
+    """How deeply a parsed JSON value nests (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level + 1)
+            stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def parse(model: type[M], data: dict[str, Any]) -> M:

@@ -8,10 +8,8 @@ shapes for callers.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import re
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -27,6 +25,8 @@ from pydantic.alias_generators import to_camel
 
 from jobs.records import JobRequest
 from providers import registry
+from providers.base import is_reserved_id
+from providers.urls import image_url_problem
 from tasks import batch
 
 MAX_SCRIPT_CHARS = 20_000
@@ -35,7 +35,14 @@ RESOLUTIONS = {"1280x720": ("720p", "16:9"), "720x1280": ("720p", "9:16")}
 RESOLUTIONS |= {"1920x1080": ("1080p", "16:9"), "1080x1920": ("1080p", "9:16")}
 _ID = r"^[A-Za-z0-9_-]{1,128}$"
 
-Identifier = Annotated[str, StringConstraints(pattern=_ID)]
+
+def _not_reserved(value: str) -> str:
+    if is_reserved_id(value):
+        raise ValueError("ids of the form __...__ are reserved")
+    return value
+
+
+Identifier = Annotated[str, StringConstraints(pattern=_ID), AfterValidator(_not_reserved)]
 
 
 def _registered(name: str) -> str:
@@ -89,17 +96,11 @@ class GenerateRequest(Body):
 
     @field_validator("image_url")
     @classmethod
-    def _https_domain(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        parts = urlsplit(value)
-        if parts.scheme != "https" or not parts.hostname:
-            raise ValueError("must be an https:// URL")
-        try:
-            ipaddress.ip_address(parts.hostname)
-        except ValueError:
-            return value
-        raise ValueError("must use a domain name, not an IP address")
+    def _public_https_name(cls, value: str | None) -> str | None:
+        """The one image URL check (`providers/urls.py`); IMAGE_URL_HOSTS is applied by the provider."""
+        if value is not None and (problem := image_url_problem(value)):
+            raise ValueError(problem)
+        return value
 
     @model_validator(mode="after")
     def _resolution(self) -> GenerateRequest:

@@ -8,7 +8,9 @@ asked (`Poller.refresh`: the same fetch-and-apply as a poll, fallback included):
     spec.webhook.read (the provider's own verifier) --missing/bad/stale--> 401  --malformed--> 400
         `--an event that names no task-------------------> 200 {"ignored": "event type"}
     EventLog.first_delivery(source, event id) --seen------> 200 {"duplicate": true}, nothing else
-    task record for the id? --no--------------------------> 200 {"ignored": "unknown task"}
+    task record for the id? --no, first seen < 60 s ago---> 503 + Retry-After 5, event forgotten (its
+                                                            record may be written a moment after create)
+                            --no, first seen earlier------> 200 {"ignored": "unknown task"}
     Poller.refresh(provider, id) --provider trouble-------> 503, event forgotten (sender retries)
         `--ok--> 200 {"jobId", "status", "outcome"}
 
@@ -18,12 +20,14 @@ two concurrent copies of one event (senders do deliver twice) cost one provider 
 delete on failure lets the sender's retry do the work. The one gap -- an instance killed between the
 record and the delete -- loses a hint, not a job: polling still finds the result.
 
-Every step before the record reads only the request, so a refused delivery writes nothing.
+Every step before the record reads only the request, so a refused delivery writes nothing; a refused
+signature is logged with `event: webhook_signature_failed` (a metric counts them).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from config import ENV_VARS
@@ -37,6 +41,8 @@ from web.deps import Deps
 from web.http import ApiError
 
 log = get_logger("web.webhooks")
+EARLY_WINDOW = timedelta(seconds=60)  # senders retry within seconds (Standard Webhooks: 5 s, then 5 min)
+EARLY_RETRY_S = 5
 
 _REFUSALS = {
     "no_secret_configured": (503, "webhook_not_configured"),
@@ -76,10 +82,26 @@ def receive(deps: Deps, provider: str, raw: bytes, headers: Mapping[str, str]) -
         hint = webhook.read(raw, headers, secrets, now, settings.webhook_tolerance_s)
     except SignatureError as exc:
         status, code = _REFUSALS.get(exc.code, (401, exc.code))
+        context = {"event": "webhook_signature_failed", "provider": provider, "code": exc.code}
+        log.warning("webhook delivery refused", extra=context)
         raise ApiError(status, code, exc.message) from None
     if hint.task_id is None:
         return {"ignored": "event type"}
     return _hint(deps, provider, hint.event_id, hint.task_id)
+
+
+def _unknown(
+    deps: Deps, events: EventLog, provider: str, event_id: str, context: dict[str, Any]
+) -> dict[str, Any]:
+    """A task we have no record of: just created (its record not written yet), so the sender is
+    asked to retry for EARLY_WINDOW after the first delivery; after that, acknowledged and ignored."""
+    first = events.unknown_since(provider, event_id)
+    if deps.store.clock() - first < EARLY_WINDOW:
+        log.info("webhook for a task not recorded yet; asking for a retry", extra=context)
+        message = "the task is not recorded yet (it was created a moment ago); retry shortly"
+        raise ApiError(503, "task_not_recorded_yet", message, headers={"Retry-After": str(EARLY_RETRY_S)})
+    log.info("webhook for a task we do not know", extra=context)
+    return {"ignored": "unknown task"}
 
 
 def _hint(deps: Deps, provider: str, event_id: str, task_id: str) -> dict[str, Any]:
@@ -91,8 +113,7 @@ def _hint(deps: Deps, provider: str, event_id: str, task_id: str) -> dict[str, A
     try:
         task = deps.store.get_task(provider, task_id)
         if task is None:
-            log.info("webhook for a task we do not know", extra=context)
-            return {"ignored": "unknown task"}
+            return _unknown(deps, events, provider, event_id, context)
         outcome = deps.poller.refresh(provider, task_id)
     except ProviderError as exc:
         events.forget(provider, event_id)

@@ -50,6 +50,7 @@ from providers.heygen.mapping import (
     idempotency_key,
     snapshot_from_video,
     status_entries,
+    usd_per_second,
     validation_problem,
 )
 from providers.http import HttpProvider, parse_retry_after, retry_read, translate_transport_error
@@ -117,9 +118,12 @@ class HeyGenProvider(HttpProvider):
         return health_from_user(answer, (time.perf_counter() - started) * 1000)
 
     def estimate_cost(self, request: VideoRequest) -> CostEstimate:
-        return CostEstimate(
-            credits=None, usd=expected_seconds(request) * self._settings.heygen_usd_per_second
-        )
+        return CostEstimate(credits=None, usd=expected_seconds(request) * self._usd_per_second)
+
+    @property
+    def _usd_per_second(self) -> float:
+        settings = self._settings
+        return usd_per_second(settings.heygen_avatar_type, settings.heygen_usd_per_second)
 
     # -- plumbing ---------------------------------------------------------------------------------
 
@@ -129,7 +133,7 @@ class HeyGenProvider(HttpProvider):
                 "unknown HeyGen status; treating it as processing",
                 extra={"provider": PROVIDER, "taskId": video_id, "status": str(data.get("status"))[:50]},
             )
-        return snapshot_from_video(video_id, data, self._settings.heygen_usd_per_second)
+        return snapshot_from_video(video_id, data, self._usd_per_second)
 
     def _refresh(self, video_id: str, snapshots: dict[str, ProviderSnapshot]) -> None:
         """Replace a bulk entry by the full video; drop it (the caller polls it singly) on failure."""

@@ -63,6 +63,9 @@ MODEL = "avatar"
 MAX_BULK_IDS = 100
 WORDS_PER_MINUTE = 150
 CONTENT_MARKERS = ("moderation", "content", "policy", "nsfw", "inappropriate", "violation")
+# Avatar IV/V, USD per output second at 720p/1080p, by HEYGEN_AVATAR_TYPE (4K costs more: photo
+# $0.0667, others $0.0833, but CAPABILITIES offers no 4K). Whether failed renders are charged: no source.
+USD_PER_SECOND = {"photo_avatar": 0.05, "digital_twin": 0.0667, "studio_avatar": 0.0667}
 USER_PATH = "/v3/users/me"  # HeyGen's own setup scripts use this; its CLI spec names /v3/user/me
 
 CAPABILITIES = Capabilities(
@@ -244,13 +247,32 @@ def created_video_id(body: object) -> str:
 
 
 def health_from_user(body: object, latency_ms: float) -> ProviderHealth:
-    """`GET /v3/users/me` as health: credits and wallet balance where reported (either place)."""
+    """`GET /v3/users/me` as health. Credits: `usage_based.remaining_credits`, else the sum of
+    `subscription.credits.*.remaining`, else a wallet kept in credits; USD only from a wallet whose
+    `currency` says so (Enterprise wallets count credits: never assume USD)."""
     data = _mapping(body.get("data")) if isinstance(body, Mapping) else {}
     wallet = _mapping(data.get("wallet"))
+    currency = str(wallet.get("currency") or "").lower()
+    balance = _number(wallet.get("remaining_balance"))
+    credits = _plan_credits(data)
     return ProviderHealth(
         provider=PROVIDER,
         reachable=True,
         latency_ms=latency_ms,
-        credit_balance=_number(data.get("remaining_credits"), wallet.get("remaining_credits")),
-        balance_usd=_number(wallet.get("remaining_balance"), data.get("remaining_balance")),
+        credit_balance=credits if credits is not None else (balance if currency == "credits" else None),
+        balance_usd=balance if currency == "usd" else None,
     )
+
+
+def _plan_credits(data: Mapping[str, Any]) -> float | None:
+    usage = _number(_mapping(data.get("usage_based")).get("remaining_credits"))
+    if usage is not None:
+        return usage
+    buckets = _mapping(_mapping(data.get("subscription")).get("credits")).values()
+    remaining = [n for n in (_number(_mapping(b).get("remaining")) for b in buckets) if n is not None]
+    return sum(remaining) if remaining else None
+
+
+def usd_per_second(avatar_type: str, override: float | None) -> float:
+    """The price of one output second: HEYGEN_USD_PER_SECOND when set, else by avatar type."""
+    return override if override is not None else USD_PER_SECOND[avatar_type]

@@ -2,8 +2,10 @@
 
 `Heygen-Signature` (legacy `Signature`) is the hex HMAC-SHA256 of the raw body keyed with the
 secret's UTF-8 text (the whole `whsec_...` string). `Heygen-Timestamp` (unix seconds) is checked
-when present; HeyGen does not document it as signed, so a delivery stays a hint: dedupe on the
-event id (`Heygen-Event-Id`, else a hash of the body), then confirm with `GET /v3/videos/{id}`.
+when present; HeyGen does not document it or `Heygen-Event-Id` as signed, so a captured delivery
+could be replayed with fresh headers: the event id is a hash of the signed body (`event_id_of`), so
+a replay is a duplicate whatever headers it carries, and a delivery stays a hint, confirmed with
+`GET /v3/videos/{id}`.
 
     event_type                              hint
     avatar_video.success, avatar_video.fail  task_id = event_data.video_id (must be an id)
@@ -58,8 +60,13 @@ def verify_heygen(
     if "heygen-timestamp" in found:
         check_timestamp(found["heygen-timestamp"], now, tolerance_s)
     payload = json_object(raw_body)
-    event_id = found.get("heygen-event-id") or hashlib.sha256(raw_body).hexdigest()
-    return _event(payload, event_id)
+    return _event(payload, event_id_of(raw_body))
+
+
+def event_id_of(raw_body: bytes) -> str:
+    """The dedupe key: a hash of the signed bytes. `Heygen-Event-Id` is not signed, so a replayer
+    could change it at will; a replay of the same signed body is a duplicate whatever it carries."""
+    return hashlib.sha256(raw_body).hexdigest()
 
 
 def read_webhook(

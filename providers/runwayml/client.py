@@ -68,13 +68,15 @@ class RunwayMLProvider(HttpProvider):
         return f"RunwayMLProvider(base_url={self._settings.runwayml_base_url!r})"
 
     def validate(self, request: VideoRequest) -> None:
-        if problem := validation_problem(request, choose_model(request)):
+        hosts = self._settings.image_url_hosts
+        if problem := validation_problem(request, choose_model(request), hosts):
             raise InvalidRequest(problem, provider=NAME)
 
     def create(self, request: VideoRequest) -> CreateResult:
         self.validate(request)
         model, usd = choose_model(request), self._settings.runwayml_usd_per_credit
-        path, body = f"/v1/{endpoint_for(request)}", request_body(request, model)
+        body = request_body(request, model, audio=self._settings.runwayml_veo_audio)
+        path = f"/v1/{endpoint_for(request)}"
         result = self._call("POST", path, lambda data: create_result(data, model, usd), body=body)
         log.info("runwayml task created", extra={**_context(request), "taskId": result.task_id})
         return result

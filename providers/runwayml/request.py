@@ -5,20 +5,22 @@
 resolution -> `ratio` (1080p only on veo models). The prompt text is sent as given: the camera move
 is already one sentence of it (written by `providers/prompts`; the API has no motion field). Veo
 models take 4, 6 or 8 seconds: `wire_duration` rounds a request to the nearest of those (ties round
-up; 9-10 s become 8 s) rather than rejecting it; gen4.5 and gen4_turbo take 2-10 s as asked.
+up; 9-10 s become 8 s) rather than rejecting it; gen4.5 and gen4_turbo take 2-10 s as asked. A veo
+body always carries `audio` (RUNWAYML_VEO_AUDIO), and `estimate` prices that same choice (`rate_key`).
 
 `validation_problem` names the first field the API would refuse, so a bad request never costs a
-round trip; the prompt limit is `CAPABILITIES.max_prompt_units` UTF-16 code units (`utf16_len`).
+round trip; the prompt limit is `CAPABILITIES.max_prompt_units` UTF-16 code units (`utf16_len`); an
+input image URL is judged by `providers.urls.image_url_problem` (with IMAGE_URL_HOSTS).
 """
 
 from __future__ import annotations
 
-import ipaddress
+from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 from config import ConfigError, Settings
 from providers.base import Capabilities, CostEstimate, VideoRequest
+from providers.urls import image_url_problem
 
 NAME = "runwayml"
 TEXT_TO_VIDEO, IMAGE_TO_VIDEO = "text_to_video", "image_to_video"
@@ -77,8 +79,12 @@ def wire_duration(model: str, duration_s: int) -> int:
     return duration_s
 
 
-def request_body(request: VideoRequest, model: str) -> dict[str, Any]:
-    """The JSON body of a create call (the request must have passed `validation_problem`)."""
+def request_body(request: VideoRequest, model: str, *, audio: bool = True) -> dict[str, Any]:
+    """The JSON body of a create call (the request must have passed `validation_problem`).
+
+    veo models always say whether they make sound (`audio`, RUNWAYML_VEO_AUDIO): its default is not
+    documented and it changes the price, so `estimate` prices the same choice.
+    """
     body: dict[str, Any] = {
         "model": model,
         "ratio": RATIOS[(request.aspect_ratio, request.resolution)],
@@ -91,20 +97,11 @@ def request_body(request: VideoRequest, model: str) -> dict[str, Any]:
         body["promptImage"] = request.image_url
     if request.seed is not None:
         body["seed"] = request.seed
-    if model not in VEO_MODELS:
+    if model in VEO_MODELS:
+        body["audio"] = audio
+    else:
         body["contentModeration"] = {"publicFigureThreshold": "auto"}
     return body
-
-
-def image_url_problem(url: str) -> str | None:
-    parts = urlsplit(url)
-    if parts.scheme != "https" or not parts.hostname:
-        return "image_url: must be an https:// URL"
-    try:
-        ipaddress.ip_address(parts.hostname)
-    except ValueError:
-        return None
-    return "image_url: must use a domain name, not an IP address"
 
 
 def _model_problem(request: VideoRequest, model: str) -> str | None:
@@ -141,26 +138,36 @@ def _prompt_problem(request: VideoRequest, model: str) -> str | None:
     return None
 
 
-def _input_problem(request: VideoRequest, model: str) -> str | None:
-    if request.image_url and (problem := image_url_problem(request.image_url)):
-        return problem
+def _input_problem(request: VideoRequest, model: str, image_hosts: Sequence[str]) -> str | None:
+    if request.image_url and (problem := image_url_problem(request.image_url, image_hosts)):
+        return f"image_url: {problem}"
     if request.seed is not None and not 0 <= request.seed <= MAX_SEED:
         return f"seed: must be between 0 and {MAX_SEED}"
     return None
 
 
-def validation_problem(request: VideoRequest, model: str) -> str | None:
-    """The first reason the API would refuse this request, naming the field; None when fine."""
-    for check in (_model_problem, _shape_problem, _duration_problem, _prompt_problem, _input_problem):
+def validation_problem(request: VideoRequest, model: str, image_hosts: Sequence[str] = ()) -> str | None:
+    """The first reason the API would refuse this request, naming the field; None when fine.
+
+    `image_hosts` is IMAGE_URL_HOSTS: with it, an input image must come from one of those hosts.
+    """
+    for check in (_model_problem, _shape_problem, _duration_problem, _prompt_problem):
         if problem := check(request, model):
             return problem
-    return None
+    return _input_problem(request, model, image_hosts)
+
+
+def rate_key(model: str, audio: bool) -> str:
+    """The RUNWAYML_CREDITS_PER_SECOND entry that prices `model`: `veo3.1+audio` for a veo model
+    sent with `audio: true` (dearer), else the model's name."""
+    return f"{model}+audio" if audio and model in VEO_MODELS else model
 
 
 def estimate(model: str, duration_s: int, settings: Settings) -> CostEstimate:
-    """Credits from the configured per-second rate, and their price in USD."""
-    rate = settings.runwayml_credits_per_second.get(model)
+    """Credits from the configured per-second rate (for the audio `request_body` sends), in USD too."""
+    key = rate_key(model, settings.runwayml_veo_audio)
+    rate = settings.runwayml_credits_per_second.get(key)
     if rate is None:
-        raise ConfigError(f"RUNWAYML_CREDITS_PER_SECOND has no rate for model {model}")
+        raise ConfigError(f"RUNWAYML_CREDITS_PER_SECOND has no rate for {key}")
     credits = rate * wire_duration(model, duration_s)
     return CostEstimate(credits=credits, usd=round(credits * settings.runwayml_usd_per_credit, 4))
