@@ -43,6 +43,32 @@ FUNCTIONS = {  # name: (public, timeout, memory, invoker account prefix)
     "heygen_webhook": (True, "60s", "256Mi", None),
     "provider_health": (False, "60s", "256Mi", "cvplus-video-ops@"),
 }
+RUNS_AS = {  # function: the runtime account it runs as (one per role)
+    "generate_video": "cvplus-video-api",
+    "cancel_video": "cvplus-video-api",
+    "runwayml_status_check": "cvplus-video-api",
+    "heygen_webhook": "cvplus-video-hook-heygen",
+    "runwayml_webhook": "cvplus-video-hook-runwayml",
+    "runwayml_polling_task": "cvplus-video-worker",
+    "finalize_video_task": "cvplus-video-worker",
+    "runwayml_cleanup_task": "cvplus-video-worker",
+    "runwayml_batch_status_check": "cvplus-video-opsfn",
+    "provider_health": "cvplus-video-opsfn",
+}
+KEYS = {"RUNWAYML_API_KEY", "HEYGEN_API_KEY"}
+ENQUEUE = {"roles/cloudtasks.enqueuer@queue", "roles/iam.serviceAccountUser@cvplus-video-tasks"}
+GRANTS = {  # runtime account: its roles beyond roles/datastore.user (role@resource) and its secrets
+    "cvplus-video-api": (
+        ENQUEUE
+        | {"roles/storage.objectViewer@bucket", "roles/iam.serviceAccountTokenCreator@cvplus-video-api"},
+        KEYS,
+    ),
+    "cvplus-video-hook-heygen": (ENQUEUE, KEYS | {"HEYGEN_WEBHOOK_SECRET"}),
+    "cvplus-video-hook-runwayml": (ENQUEUE, KEYS | {"RUNWAYML_WEBHOOK_SECRET"}),
+    "cvplus-video-worker": (ENQUEUE | {"roles/storage.objectUser@bucket"}, KEYS),
+    "cvplus-video-opsfn": (ENQUEUE, KEYS),
+}
+LEGACY = f"serviceAccount:cvplus-video-runtime@{PROJECT}.iam.gserviceaccount.com"
 TTL_COLLECTIONS = {
     "enhanced_video_jobs",
     "runwayml_jobs",
@@ -227,7 +253,7 @@ def test_each_function_is_deployed_once_with_its_access_timeout_and_memory(dry_r
         assert flag(command, "--runtime") == "python312"
         assert flag(command, "--source") == "."
         assert {"--gen2", "--trigger-http"} <= set(command)
-        assert flag(command, "--service-account") == f"cvplus-video-runtime@{PROJECT}.iam.gserviceaccount.com"
+        assert flag(command, "--service-account") == f"{RUNS_AS[name]}@{PROJECT}.iam.gserviceaccount.com"
 
 
 def test_private_functions_are_invoked_only_by_their_service_accounts(dry_run: DryRun) -> None:
@@ -248,6 +274,10 @@ def test_secrets_are_pinned_to_explicit_versions_and_webhook_secrets_go_only_to_
 ) -> None:
     assert ":latest" not in dry_run.stdout
     for command in find(dry_run.gcloud, "functions", "deploy"):
+        if command[3] == "finalize_video_task":  # calls no provider API: no keys at all
+            assert flag(command, "--set-secrets") is None
+            assert "--clear-secrets" in command
+            continue
         secrets = dict(item.split("=", 1) for item in flag(command, "--set-secrets").split(","))
         assert secrets["RUNWAYML_API_KEY"] == "RUNWAYML_API_KEY:1"
         assert secrets["HEYGEN_API_KEY"] == "HEYGEN_API_KEY:1"
@@ -358,7 +388,7 @@ def test_firestore_ttl_policies_and_composite_indexes(dry_run: DryRun) -> None:
 
 
 def test_security_rules_are_released_through_the_rules_api(dry_run: DryRun) -> None:
-    urls = [c[-1] for c in dry_run.curl]
+    urls = [c[-1] for c in dry_run.curl if "firebaserules" in c[-1]]
     api = f"https://firebaserules.googleapis.com/v1/projects/{PROJECT}"
     assert urls == [f"{api}/rulesets", f"{api}/releases/cloud.firestore", f"{api}/releases"]
     body = json.loads((dry_run.work_dir / "ruleset.json").read_text())
@@ -375,6 +405,210 @@ def test_summary_prints_function_urls_and_the_heygen_webhook_registration(dry_ru
     assert f"{BASE_URL}/heygen_webhook" in dry_run.stdout
 
 
+def account_grants(commands: list[list[str]]) -> dict[str, tuple[set[str], set[str]]]:
+    """Per runtime account (id): its roles as role@resource (buckets, queue, accounts) and its secrets."""
+    grants: dict[str, tuple[set[str], set[str]]] = {}
+    for command in commands:
+        if "add-iam-policy-binding" not in command:
+            continue
+        member = flag(command, "--member")
+        if not member.startswith("serviceAccount:") or not member.endswith(
+            f"@{PROJECT}.iam.gserviceaccount.com"
+        ):
+            continue
+        account = member.split(":", 1)[1].split("@")[0]
+        roles, secrets = grants.setdefault(account, (set(), set()))
+        target = command[command.index("add-iam-policy-binding") + 1]
+        if command[1] == "secrets":
+            secrets.add(target)
+        elif command[1] == "projects":
+            roles.add(f"{flag(command, '--role')}@project")
+        elif command[1] in ("storage", "tasks"):
+            roles.add(f"{flag(command, '--role')}@{'bucket' if command[1] == 'storage' else 'queue'}")
+        elif command[1] == "iam":
+            roles.add(f"{flag(command, '--role')}@{target.split('@')[0]}")
+    return grants
+
+
+def test_each_runtime_account_gets_only_what_its_functions_use(dry_run: DryRun) -> None:
+    runtime = {
+        account: grants
+        for account, grants in account_grants(dry_run.gcloud).items()
+        if account in set(RUNS_AS.values())
+    }
+    assert set(runtime) == set(GRANTS)
+    for account, (roles, secrets) in GRANTS.items():
+        assert runtime[account] == (roles | {"roles/datastore.user@project"}, secrets), account
+    assert "cvplus-video-runtime" not in account_grants(dry_run.gcloud)
+
+
+def test_the_deployer_may_mint_ops_id_tokens_and_the_deploy_ends_with_provider_health(
+    dry_run: DryRun,
+) -> None:
+    (grant,) = [
+        c for c in dry_run.gcloud if flag(c, "--role") == "roles/iam.serviceAccountOpenIdTokenCreator"
+    ]
+    assert grant[4] == f"cvplus-video-ops@{PROJECT}.iam.gserviceaccount.com"
+    assert flag(grant, "--member") == "user:deployer@example.com"
+    (mint,) = find(dry_run.gcloud, "auth", "print-identity-token")
+    url = f"{BASE_URL}/provider_health"
+    assert flag(mint, "--impersonate-service-account") == grant[4]
+    assert flag(mint, "--audiences") == url
+    assert "--include-email" in mint  # the function checks the token's email claim
+    assert dry_run.curl[-1][-1] == url
+    assert "-X" not in dry_run.curl[-1]  # provider_health answers GET only
+
+
+def test_order_is_firestore_then_workers_then_ops_and_webhooks_then_user_facing(dry_run: DryRun) -> None:
+    lines = dry_run.stdout.splitlines()
+    deploys = [shlex.split(line[2:])[3] for line in lines if line.startswith("+ gcloud functions deploy ")]
+    workers = {"runwayml_polling_task", "finalize_video_task", "runwayml_cleanup_task"}
+    user = {"generate_video", "cancel_video", "runwayml_status_check"}
+    assert set(deploys[:3]) == workers
+    assert set(deploys[-3:]) == user
+    first_deploy = next(i for i, line in enumerate(lines) if line.startswith("+ gcloud functions deploy "))
+    last_firestore = max(
+        i for i, line in enumerate(lines) if "firestore indexes" in line or "firebaserules" in line
+    )
+    assert last_firestore < first_deploy
+
+
+def test_monitoring_is_created_or_updated_from_the_repository_files(dry_run: DryRun) -> None:
+    metrics = {f"cvplus/{p.stem}" for p in (ROOT / "monitoring" / "metrics").glob("*.yaml")}
+    for verb in ("create", "update"):
+        commands = find(dry_run.gcloud, "logging", "metrics", verb)
+        assert {c[4] for c in commands} == metrics
+        assert all(Path(flag(c, "--config-from-file")).stem == c[4].split("/")[1] for c in commands)
+    policies = sorted(p.name for p in (ROOT / "monitoring" / "policies").glob("*.json"))
+    for verb in ("create", "update"):
+        commands = find(dry_run.gcloud, "alpha", "monitoring", "policies", verb)
+        assert (
+            sorted(Path(flag(c, "--policy-from-file")).name.removeprefix("policy-") for c in commands)
+            == policies
+        )
+    rendered = json.loads((dry_run.work_dir / "policy-queue_backlog.json").read_text())
+    assert "{{" not in json.dumps(rendered)
+    assert 'queue_id="video-polling"' in rendered["conditions"][0]["conditionThreshold"]["filter"]
+    assert "notificationChannels" not in rendered  # NOTIFICATION_CHANNEL unset
+    assert find(dry_run.gcloud, "monitoring", "dashboards", "create")
+    (update,) = find(dry_run.gcloud, "monitoring", "dashboards", "update")
+    assert update[4] == f"projects/{PROJECT}/dashboards/cvplus-video"
+    assert json.loads(Path(flag(update, "--config-from-file")).read_text())["etag"] == "ETAG"
+
+
+def test_the_legacy_account_grants_are_listed_or_removed(tmp_path: Path) -> None:
+    env = base_env(tmp_path, path_without(tmp_path, "gcloud", "curl"))
+    listed = deploy("--dry-run", "--project", PROJECT, "--no-verify", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert not [c for c in printed_commands(listed.stdout, "gcloud") if "remove-iam-policy-binding" in c]
+    assert f"#   gcloud projects remove-iam-policy-binding {PROJECT} --member={LEGACY}" in listed.stdout
+    removed = deploy("--dry-run", "--project", PROJECT, "--no-verify", "--remove-legacy-grants", env=env)
+    assert removed.returncode == 0, removed.stderr
+    commands = [c for c in printed_commands(removed.stdout, "gcloud") if "remove-iam-policy-binding" in c]
+    assert {flag(c, "--member") for c in commands} == {LEGACY}
+    assert {flag(c, "--role") for c in commands} == {
+        "roles/datastore.user",
+        "roles/secretmanager.secretAccessor",
+        "roles/storage.objectAdmin",
+        "roles/cloudtasks.enqueuer",
+        "roles/iam.serviceAccountUser",
+        "roles/iam.serviceAccountTokenCreator",
+    }
+    assert not find(printed_commands(removed.stdout, "gcloud"), "auth", "print-identity-token")  # --no-verify
+    require_gcloud()
+    rejected = [v for v in map(run_real_gcloud, commands) if not v.parsed_cleanly()]
+    assert not rejected, rejected
+
+
+def test_rollback_sends_traffic_to_the_previous_revision(tmp_path: Path) -> None:
+    env = base_env(tmp_path, path_without(tmp_path, "gcloud", "curl"))
+    result = deploy("--dry-run", "--project", PROJECT, "--rollback", "generate_video", env=env)
+    assert result.returncode == 0, result.stderr
+    commands = printed_commands(result.stdout, "gcloud")
+    assert not find(commands, "functions", "deploy")
+    (describe,) = find(commands, "functions", "describe")
+    assert flag(describe, "--format") == "value(serviceConfig.service)"
+    (listing,) = find(commands, "run", "revisions", "list")
+    assert flag(listing, "--service") == "generate-video"
+    assert flag(listing, "--sort-by") == "~metadata.creationTimestamp"
+    (update,) = find(commands, "run", "services", "update-traffic")
+    assert update[4] == "generate-video"
+    assert flag(update, "--to-revisions") == "PREVIOUS_REVISION=100"
+    require_gcloud()
+    rejected = [v for v in map(run_real_gcloud, commands[2:]) if not v.parsed_cleanly()]
+    assert not rejected, rejected
+    bad = deploy("--dry-run", "--project", PROJECT, "--rollback", "nope", env=env)
+    assert bad.returncode == 2
+    assert "unknown function 'nope'" in bad.stderr
+
+
+def test_env_file_settings_sit_between_the_environment_and_the_flags(tmp_path: Path) -> None:
+    name = f"pytest-{os.getpid()}"
+    env_file = ROOT / "deploy" / f"{name}.env"
+    env_file.write_text(
+        "# a comment\n\nGOOGLE_CLOUD_PROJECT=file-proj\nFUNCTION_REGION='europe-west1'\n"
+        'CORS_ALLOWED_ORIGINS="https://a.example, https://b.example"\n'
+        "NOTIFICATION_CHANNEL=projects/file-proj/notificationChannels/123\n"
+    )
+    try:
+        env = base_env(tmp_path) | {"GOOGLE_CLOUD_PROJECT": "shell-proj", "FUNCTION_REGION": "us-east1"}
+        result = deploy("--dry-run", "--env", name, "--region", "asia-east1", "--no-verify", env=env)
+    finally:
+        env_file.unlink()
+    assert result.returncode == 0, result.stderr
+    commands = printed_commands(result.stdout, "gcloud")
+    deploys = find(commands, "functions", "deploy")
+    assert {flag(c, "--project") for c in deploys} == {"file-proj"}
+    assert {flag(c, "--region") for c in deploys} == {"asia-east1"}
+    env_yaml = Path(flag(deploys[0], "--env-vars-file")).read_text()
+    assert "CORS_ALLOWED_ORIGINS: 'https://a.example, https://b.example'" in env_yaml
+    work_dir = Path(flag(deploys[0], "--env-vars-file")).parent
+    policy = json.loads((work_dir / "policy-circuit_open.json").read_text())
+    assert policy["notificationChannels"] == ["projects/file-proj/notificationChannels/123"]
+
+
+def test_example_env_file_works_and_unknown_env_files_are_named(tmp_path: Path) -> None:
+    result = deploy("--dry-run", "--env", "example", "--only", "generate_video", env=base_env(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "# settings from deploy/example.env" in result.stdout
+    missing = deploy("--dry-run", "--env", "no-such-env", env=base_env(tmp_path))
+    assert missing.returncode == 2
+    assert "deploy/no-such-env.env not found" in missing.stderr
+
+
+def test_check_runs_web_check_with_the_functions_environment_or_says_why_not(tmp_path: Path) -> None:
+    result = deploy(
+        "--dry-run", "--project", PROJECT, "--only", "generate_video", "--check", env=base_env(tmp_path)
+    )
+    assert result.returncode == 0, result.stderr
+    if (ROOT / "web" / "check.py").is_file():
+        (line,) = [line for line in result.stdout.splitlines() if line.startswith("+ env ")]
+        words = shlex.split(line[2:])
+        assert words[-2:] == ["-m", "web.check"]
+        assert f"GOOGLE_CLOUD_PROJECT={PROJECT}" in words
+        assert "STORAGE_BUCKET=test-proj-cvplus-videos" in words
+    else:
+        assert "--check skipped: web/check.py does not exist" in result.stdout
+
+
+def test_scripts_the_readme_runs_are_executable_in_git() -> None:
+    scripts = set(re.findall(r"(?<![\w./])\./([\w.-]+\.(?:sh|py))\b", (ROOT / "README.md").read_text()))
+    assert "deploy.sh" in scripts
+    listing = subprocess.run(
+        ["git", "ls-files", "-s", *scripts], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    modes = {line.split("\t")[1]: line.split()[0] for line in listing.splitlines()}
+    assert modes == dict.fromkeys(scripts, "100755")
+
+
+def test_the_temp_folder_is_removed_when_a_run_fails(fake_gcloud_env: dict[str, str], tmp_path: Path) -> None:
+    apis = re.search(r"APIS=\(([^)]*)\)", DEPLOY.read_text()).group(1).split()
+    result = deploy("--project", PROJECT, env=fake_gcloud_env | {"ENABLED_APIS": " ".join(apis)})
+    assert result.returncode == 1  # the secrets are missing: it stops after creating the folder
+    assert "secrets missing" in result.stderr
+    assert not list(tmp_path.glob("cvplus-deploy.*"))
+
+
 # --- options and prerequisites -----------------------------------------------------------------
 
 
@@ -382,7 +616,12 @@ def test_shellcheck_passes() -> None:
     if shutil.which("shellcheck") is None:
         pytest.fail("shellcheck is not installed (apt-get install -y shellcheck); it lints deploy.sh")
     result = subprocess.run(
-        ["shellcheck", str(DEPLOY)], capture_output=True, text=True, timeout=60, check=False
+        ["shellcheck", "deploy.sh", "deploy/monitoring.sh"],
+        cwd=ROOT,  # deploy.sh sources deploy/monitoring.sh by a path relative to the repository
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
