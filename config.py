@@ -22,7 +22,9 @@ from errors import AppError
 
 
 class ConfigError(AppError):
-    """A setting is missing or invalid; the message names the environment variable."""
+    """A setting is missing or invalid; the message names the environment variable(s)."""
+
+    default_code = "misconfigured"
 
 
 # veo models cost more with sound: `MODEL+audio` prices a veo task sent with `audio: true`
@@ -214,6 +216,16 @@ class Settings(BaseModel):
         """Name of a small supporting collection (health, quota, webhook events, ...)."""
         return f"{self.support_collection_prefix}{name}"
 
+    def secret_values(self) -> list[str]:
+        """The plain values of every secret setting (for the log redactor; never to be written)."""
+        found: list[str] = []
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            for item in value if isinstance(value, tuple) else (value,):
+                if isinstance(item, SecretStr):
+                    found.append(item.get_secret_value())
+        return found
+
     def require(self, field: str) -> Any:
         """Return a setting that this code path cannot do without, or fail naming its variable."""
         value = getattr(self, field)
@@ -235,22 +247,31 @@ def _parse(field: str, raw: str) -> Any:
 
 
 def load_settings(environ: Mapping[str, str]) -> Settings:
-    """Build `Settings` from an environment mapping; raise `ConfigError` naming the variable."""
+    """Build `Settings` from an environment mapping; raise `ConfigError` naming every bad variable."""
     values: dict[str, Any] = {}
     source: dict[str, str] = {}
+    problems: list[str] = []
     for field, names in ENV_VARS.items():
-        for name in names:
-            raw = environ.get(name)
-            if raw is not None and raw.strip() != "":
-                values[field] = _parse(field, raw.strip())
-                source[field] = name
-                break
+        name = next((n for n in names if (environ.get(n) or "").strip() != ""), None)
+        if name is None:
+            continue
+        source[field] = name
+        try:
+            values[field] = _parse(field, environ[name].strip())
+        except ConfigError as exc:
+            problems.append(exc.message)
     try:
-        return Settings(**values)
+        settings = Settings(**values)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = str(first["loc"][0]) if first["loc"] else ""
-        name = source.get(field) or ENV_VARS.get(field, (field,))[0]
-        if first["type"] == "missing":
-            raise ConfigError(f"{name} is not set; it is required") from None
-        raise ConfigError(f"{name} is invalid: {first['msg']}") from None
+        problems += [_problem(error, source) for error in exc.errors()]
+    if problems:
+        raise ConfigError("; ".join(problems), problems=problems) from None
+    return settings
+
+
+def _problem(error: Any, source: Mapping[str, str]) -> str:
+    field = str(error["loc"][0]) if error["loc"] else ""
+    name = source.get(field) or ENV_VARS.get(field, (field,))[0]
+    if error["type"] == "missing":
+        return f"{name} is not set; it is required"
+    return f"{name} is invalid: {error['msg']}"

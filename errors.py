@@ -14,7 +14,7 @@ only at the edge (`web/http.py`), from the kind of error::
     |-- Conflict                  the state does not allow it                  -> 409
     |-- OverLimit                 over a budget; `retry_after`                 -> 429
     |-- Unavailable               nothing can take it now; `retry_after`       -> 503
-    |-- ConfigError (config.py)   a setting is missing or invalid              -> 500, names the variable
+    |-- ConfigError (config.py)   settings missing or invalid (names them all) -> 503 misconfigured
     |-- ProviderError (providers/base.py)  the provider error tree, see there
     |-- StoreError (jobs/store.py), QueueError (tasks/queue.py), StorageError (tasks/storage.py),
     |   FinalizeError (tasks/finalize.py), SignatureError (providers/signatures.py)

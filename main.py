@@ -1,7 +1,8 @@
 """Cloud Functions entry points: parse -> authorize -> call one service function -> respond.
 
 Each function is deployed under its own name (see deploy.sh); all share the lazily built `deps.get()`.
-The error shape and status codes are those of `web/http.py`.
+The error shape and status codes are those of `web/http.py`; what each function needs from its
+configuration is checked before it runs (`web/check.py`: 503 `misconfigured`, naming every variable).
 """
 
 from __future__ import annotations
@@ -9,12 +10,13 @@ from __future__ import annotations
 import flask
 import functions_framework
 
+import logs
 from jobs import access as views
 from jobs.generate import generate
 from tasks import batch, monitoring
 from tasks.finalize import Finalizer, links_for
 from tasks.storage import storage_for
-from web import deps, webhooks
+from web import check, deps, webhooks
 from web.auth import Caller, bearer_token
 from web.http import ApiError, endpoint, json_object, parse, raw_body, require_method, respond
 from web.schemas import (
@@ -28,9 +30,15 @@ from web.schemas import (
     StatusQuery,
 )
 
+logs.configure()  # the entry module: once per process, before the first request
+
 
 def _project() -> str | None:
     return deps.get().settings.project_id
+
+
+def _check(function: str) -> None:
+    check.require(function, deps.get().settings)
 
 
 def _user(request: flask.Request) -> Caller:
@@ -47,7 +55,7 @@ def _service(request: flask.Request, function: str, allowed: tuple[str, ...]) ->
 
 
 @functions_framework.http
-@endpoint(_project)
+@endpoint(_project, _check)
 def generate_video(request: flask.Request) -> flask.Response:
     require_method(request, "POST")
     caller = _user(request)
@@ -58,7 +66,7 @@ def generate_video(request: flask.Request) -> flask.Response:
 
 
 @functions_framework.http
-@endpoint(_project)
+@endpoint(_project, _check)
 def cancel_video(request: flask.Request) -> flask.Response:
     require_method(request, "POST")
     caller = _user(request)
@@ -69,7 +77,7 @@ def cancel_video(request: flask.Request) -> flask.Response:
 
 
 @functions_framework.http
-@endpoint(_project)
+@endpoint(_project, _check)
 def runwayml_status_check(request: flask.Request) -> flask.Response:
     require_method(request, "GET")
     d = deps.get()
@@ -86,7 +94,7 @@ def runwayml_status_check(request: flask.Request) -> flask.Response:
 
 
 @functions_framework.http
-@endpoint(_project)
+@endpoint(_project, _check)
 def runwayml_polling_task(request: flask.Request) -> flask.Response:
     require_method(request, "POST")
     d = deps.get()
@@ -116,19 +124,19 @@ def _webhook(request: flask.Request, provider: str) -> flask.Response:
 
 
 @functions_framework.http
-@endpoint(_project)
+@endpoint(_project, _check)
 def heygen_webhook(request: flask.Request) -> flask.Response:
     return _webhook(request, "heygen")
 
 
 @functions_framework.http
-@endpoint(_project)
+@endpoint(_project, _check)
 def runwayml_webhook(request: flask.Request) -> flask.Response:
     return _webhook(request, "runwayml")
 
 
 @functions_framework.http
-@endpoint(_project)
+@endpoint(_project, _check)
 def runwayml_batch_status_check(request: flask.Request) -> flask.Response:
     require_method(request, "POST")
     d = deps.get()
@@ -138,7 +146,7 @@ def runwayml_batch_status_check(request: flask.Request) -> flask.Response:
 
 
 @functions_framework.http
-@endpoint(_project)
+@endpoint(_project, _check)
 def provider_health(request: flask.Request) -> flask.Response:
     require_method(request, "GET")
     d = deps.get()
@@ -148,7 +156,7 @@ def provider_health(request: flask.Request) -> flask.Response:
 
 
 @functions_framework.http
-@endpoint(_project)
+@endpoint(_project, _check)
 def finalize_video_task(request: flask.Request) -> flask.Response:
     require_method(request, "POST")
     d = deps.get()
@@ -157,15 +165,15 @@ def finalize_video_task(request: flask.Request) -> flask.Response:
     storage = storage_for(d.settings)
     if storage is None:
         raise ApiError(503, "storage_not_configured", "STORAGE_BUCKET is not set; nothing can be stored")
-    result = Finalizer(d.store, storage, d.settings).finalize(payload.job_id, payload.attempt_id)
+    result = Finalizer(d.store, storage, d.settings, d.queue).finalize(payload.job_id, payload.attempt_id)
     if result.retry:  # 5xx: Cloud Tasks delivers again after its backoff
-        error = result.error or {"code": "finalize_busy", "message": "another delivery is storing it"}
+        error = result.error or {"code": "finalize_failed", "message": "the try failed"}
         raise ApiError(503, error["code"], error["message"], headers={"Retry-After": "30"})
     return respond({"outcome": result.outcome, "jobId": result.job_id, "error": result.error})
 
 
 @functions_framework.http
-@endpoint(_project)
+@endpoint(_project, _check)
 def runwayml_cleanup_task(request: flask.Request) -> flask.Response:
     require_method(request, "POST")
     d = deps.get()

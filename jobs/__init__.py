@@ -4,6 +4,7 @@
                  one mapping to and from Firestore documents (nothing else reads a document by key)
     rules.py     the pure transition rules: forward-only statuses, stale readings, fallback, the
                  finalize lease; unit-tested without the emulator
+    lease.py     the finalize step's lease (pure): claim, release, complete
     store.py     JobStore: every multi-document change in one transaction (records in, records out)
     queries.py   batched reads, one-off queries and cursor-paged sweeps (a JobStore mixin)
     purge.py     the retention purge through a tuned BulkWriter (a JobStore mixin)

@@ -22,13 +22,16 @@ from typing import Any
 import errors
 from config import Settings
 from jobs.guards import HealthStore, QuotaGuard
-from jobs.records import Job, JobRequest
+from jobs.records import AttemptStatus, Job, JobRequest
 from jobs.rules import job_id_for
 from jobs.runner import Runner, Submission, video_request
 from jobs.store import IdempotencyConflict, JobStore, NewJob
+from logs import get_logger
 from providers import prompts, registry, selection
-from providers.base import Provider, ProviderError, Status, VideoRequest
+from providers.base import Provider, ProviderError, Status, VideoRequest, is_terminal
 from providers.circuit import CLOSED
+
+log = get_logger("jobs.generate")
 
 
 @dataclass(frozen=True)
@@ -108,7 +111,21 @@ def _repeat(intake: Intake, job: Job, request: JobRequest) -> Result:
     """A request repeated with its Idempotency-Key: the same job, or 409 if the body differs."""
     if job.request_fingerprint != request.fingerprint():
         raise _key_reused()
+    _resume_polling(intake, job)
     return _accepted(intake, job, 200)
+
+
+def _resume_polling(intake: Intake, job: Job) -> None:
+    """A repeat usually follows an answer lost with a crashed instance, which may have died between
+    recording the create and enqueueing its first poll: ask for poll 1 again. The poll is named, so
+    it collapses into the existing one, and a poll that already ran is a no-op."""
+    attempt = job.current_attempt
+    if is_terminal(job.status) or attempt is None or attempt.status is not AttemptStatus.ACTIVE:
+        return
+    try:
+        intake.runner.schedule_poll(job.job_id, attempt.provider, attempt.task_id or "")
+    except errors.AppError as exc:  # the cleanup sweep resumes it otherwise
+        log.warning("could not resume polling", extra={"jobId": job.job_id, "code": exc.code})
 
 
 def _key_reused() -> errors.Conflict:

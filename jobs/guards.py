@@ -46,6 +46,7 @@ from google.cloud import firestore
 
 from config import ENV_VARS, ConfigError, Settings
 from jobs.txn import run_transaction, utcnow
+from logs import get_logger
 from providers import quota, registry
 from providers.base import ProviderError
 from providers.circuit import (
@@ -53,6 +54,7 @@ from providers.circuit import (
     CircuitState,
     HealthCounters,
     Outcome,
+    Phase,
     count_outcome,
     effective_state,
     outcome_for_error,
@@ -61,6 +63,7 @@ from providers.circuit import (
 from providers.quota import QuotaDecision, Window
 
 Clock = Callable[[], datetime]
+log = get_logger("jobs.guards")
 COUNTER_MARGIN = timedelta(days=1)  # yesterday's counters stay readable for monitoring
 HEALTH_TTL = timedelta(days=1)
 
@@ -197,7 +200,11 @@ class HealthStore:
             txn.set(ref, self._health_doc(provider, circuit, counters, now))
             return circuit
 
-        return run_counter_transaction(self.client, run)
+        circuit = run_counter_transaction(self.client, run)
+        if circuit.state is Phase.OPEN and circuit.changed_at == now:  # opened by this outcome
+            context = {"event": "circuit_opened", "provider": provider, "code": error_code}
+            log.warning(f"{provider} circuit opened until {circuit.opened_until}", extra=context)
+        return circuit
 
     def record_error(
         self, provider: str, exc: ProviderError, latency_ms: float | None = None

@@ -29,7 +29,7 @@ Completion with the finalize step (a bucket is configured; `tasks/finalize.py` c
         | bucket
         v
     job processing at 99 %, finalizing, providerOutput, FinalizeState(attempt, tries, lease, ...)
-        |-- claim       one try: lease + tries + 1 (or done / busy / exhausted: `finalize_verdict`)
+        |-- claim       one try: lease + tries + 1 (or done / busy / exhausted; `jobs/lease.py`)
         |-- release     the try failed: lease freed, error kept; give_up -> job failed
         `-- complete    job completed, output {source: "storage", ...}
 """
@@ -140,9 +140,12 @@ def total_cost(attempts: Sequence[Attempt]) -> float | None:
 
 
 def begin_attempt(job: Job, provider: str, now: datetime) -> tuple[Job, Attempt] | None:
-    """Reserve the next attempt at `provider`; None when the job is terminal or one is open."""
+    """Reserve the next attempt at `provider`; None when the job is terminal, one is open, or the
+    job's deadline has passed (a create then could only be cancelled again)."""
     current = job.current_attempt
     if is_terminal(job.status) or (current is not None and current.is_open):
+        return None
+    if job.deadline_at is not None and now >= job.deadline_at:
         return None
     number = len(job.attempts) + 1
     attempt = Attempt(attempt_id_for(job.job_id, number), number, provider, AttemptStatus.SUBMITTING)
@@ -364,61 +367,3 @@ def _finalizing(
         provider_output=dict(output),
         finalize=state,
     )
-
-
-# ---------------------------------------------------------------------------------------------------
-# The finalize step
-
-
-def finalizing(job: Job, attempt_id: str) -> bool:
-    """True while `attempt_id`'s output still waits to be stored."""
-    alive = not is_terminal(job.status) and job.finalizing and job.finalize is not None
-    return alive and job.finalize.attempt_id == attempt_id
-
-
-def finalize_verdict(job: Job, attempt_id: str, now: datetime, max_tries: int) -> str:
-    """go | done | busy | exhausted, for a finalize delivery of `attempt_id` arriving at `now`."""
-    if not finalizing(job, attempt_id):
-        return "done"
-    state = job.finalize
-    if state.lease_until is not None and state.lease_until > now:
-        return "busy"
-    if state.tries >= max_tries:
-        return "exhausted"
-    return "go"
-
-
-def finalize_claimed(job: Job, now: datetime, lease_s: float) -> Job:
-    state = replace(
-        job.finalize,
-        tries=job.finalize.tries + 1,
-        lease_until=now + timedelta(seconds=lease_s),
-        last_tried_at=now,
-    )
-    return replace(job, finalize=state)
-
-
-def finalize_released(job: Job, error: Mapping[str, Any], now: datetime, *, give_up: bool) -> Job:
-    after = replace(job, finalize=replace(job.finalize, lease_until=None, last_error=dict(error)))
-    if not give_up:
-        return after
-    message = f"the finished video could not be stored: {error.get('message') or error.get('code')}"
-    failure = {"code": "finalize_failed", "message": message, "cause": error.get("code")}
-    return replace(after, status=Status.FAILED, error=failure, finalizing=False, ended_at=now)
-
-
-def finalize_completed(job: Job, output: Mapping[str, Any], now: datetime) -> Job:
-    state = replace(job.finalize, lease_until=None, finalized_at=now)
-    return replace(
-        job,
-        status=Status.COMPLETED,
-        progress=100.0,
-        finalizing=False,
-        finalize=state,
-        output=dict(output),
-        ended_at=now,
-    )
-
-
-def finalize_requeued(job: Job, now: datetime) -> Job:
-    return replace(job, finalize=replace(job.finalize, requeued_at=now))

@@ -7,8 +7,14 @@
 
 Only the caller that reserved an attempt sends the create, and it never sends it twice: a
 create whose outcome is unknown closes the attempt as `unknown` (the job may fall back to another
-provider, never repeat on the same one). The queue and the quota check are handed in, so this
-module never imports `tasks/`.
+provider, never repeat on the same one). A provider that is misconfigured (`ConfigError`, e.g.
+HEYGEN_AVATAR_ID missing) fails its attempt like a refused create: closed, fallback allowed, never
+left `submitting`. The queue and the quota check are handed in, so this module never imports `tasks/`.
+
+Log events (the log-based metrics of docs/OPERATIONS.md): `fallback` (`provider` the one given up,
+`toProvider` the next) when a job's next attempt goes to another provider, whatever sent it there
+(a failed create, a failed or timed-out task, the cleanup); `limit_refused` when the project's
+budget refuses an attempt.
 
 Crash windows and what resolves them (`tasks/cleanup.py`): a process that dies after reserving an
 attempt but before recording the create leaves it `submitting`; a sweep closes it as `unknown` after
@@ -23,6 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from config import ConfigError
 from jobs import rules
 from jobs.records import Job
 from jobs.store import JobStore
@@ -129,10 +136,15 @@ class Runner:
         job = self.store.get_job(job_id)
         errors: list[Mapping[str, Any]] = []
         provider = rules.next_candidate(job.candidates, job.attempts) if job else None
+        previous = job.attempts[-1].provider if job and job.attempts else None
         while job is not None and provider is not None:
             attempt = self.store.begin_attempt(job_id, provider)
             if attempt is None:  # terminal, or another caller holds the open attempt
                 break
+            if previous is not None and previous != provider:
+                context = {"event": "fallback", "jobId": job_id, "provider": previous, "toProvider": provider}
+                log.info(f"falling back from {previous} to {provider}", extra=context)
+            previous = provider
             outcome = self._attempt(job, provider, attempt.attempt_id, admitted == provider)
             admitted = None
             if isinstance(outcome, Submission):
@@ -153,6 +165,8 @@ class Runner:
         """One attempt: the admission check, then exactly one create; an error dict on failure."""
         allowed, retry_after = (True, None) if admitted else self.admit(provider)
         if not allowed:
+            context = {"event": "limit_refused", "jobId": job.job_id, "provider": provider}
+            log.info("the project's budget refused an attempt", extra=context)
             return over_quota_error(provider, retry_after)
         request = video_request(job, attempt_id)
         started = time.monotonic()
@@ -167,6 +181,10 @@ class Runner:
                 extra={"jobId": job.job_id, "provider": provider, "attemptId": attempt_id, "code": exc.code},
             )
             return exc.to_dict()
+        except ConfigError as exc:  # the provider cannot work here; another one may
+            context = {"event": "provider_misconfigured", "jobId": job.job_id, "provider": provider}
+            log.error(f"provider misconfigured: {exc.message}", extra={**context, "code": exc.code})
+            return {**exc.to_dict(), "provider": provider, "fallbackAllowed": True}
         self.observe(provider, None, (time.monotonic() - started) * 1000)
         client = self.providers[provider]
         can_cancel = client.capabilities.supports_cancel

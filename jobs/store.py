@@ -25,7 +25,7 @@ from google.cloud import firestore
 
 from config import Settings
 from errors import AppError
-from jobs import rules
+from jobs import lease, rules
 from jobs.purge import Purge
 from jobs.queries import Queries
 from jobs.records import (
@@ -42,6 +42,7 @@ from jobs.records import (
 )
 from jobs.rules import Verdict
 from jobs.txn import run_transaction, utcnow
+from logs import get_logger
 from providers import registry
 from providers.base import TERMINAL_STATUSES, CreateResult, ProviderSnapshot, Status
 
@@ -121,14 +122,24 @@ class JobStore(Queries, Purge):
         changed = job_changes(before, after)
         if changed:
             terminal = rules.is_terminal(after.status)
-            txn.update(
-                self.job_ref(after.job_id),
-                self._stamp(changed, terminal=terminal, deadline=after.deadline_at),
-            )
+            fields = self._stamp(changed, terminal=terminal, deadline=after.deadline_at)
+            txn.update(self.job_ref(after.job_id), fields)
+            if terminal and not rules.is_terminal(before.status):
+                getattr(txn, "ended_jobs", []).append(after)  # logged by `_transact` once committed
 
     def _transact(self, fn: Callable[[firestore.Transaction], Any]) -> Any:
         # Contention on one job is low (a poll, a webhook and a status check at most).
-        return run_transaction(self.client, fn)
+        ended: list[Job] = []  # the jobs the committed run ended (a re-run decides afresh)
+
+        def run(txn: firestore.Transaction) -> Any:
+            ended.clear(), setattr(txn, "ended_jobs", ended)
+            return fn(txn)
+
+        answer = run_transaction(self.client, run)
+        for job in ended:
+            extra = dict(event="job_ended", jobId=job.job_id, status=job.status, provider=job.provider)
+            get_logger("jobs.store").info(f"job {job.status}", extra=extra)
+        return answer
 
     def _load_job(self, txn: firestore.Transaction, job_id: str) -> Job:
         snap = self.job_ref(job_id).get(transaction=txn)
@@ -340,11 +351,11 @@ class JobStore(Queries, Purge):
         now = self.clock()
 
         def change(job: Job) -> tuple[Job | None, FinalizeClaim]:
-            verdict = rules.finalize_verdict(job, attempt_id, now, max_tries)
+            verdict = lease.finalize_verdict(job, attempt_id, now, max_tries)
             tries = job.finalize.tries if job.finalize else 0
             if verdict != "go":
                 return None, FinalizeClaim(verdict, job, tries)
-            after = rules.finalize_claimed(job, now, lease_s)
+            after = lease.finalize_claimed(job, now, lease_s)
             return after, FinalizeClaim("go", after, tries + 1)
 
         return self._update_job(job_id, change)
@@ -355,9 +366,9 @@ class JobStore(Queries, Purge):
         """A try failed: free the lease and keep the error; with `give_up` the job fails. True if it did."""
 
         def change(job: Job) -> tuple[Job | None, bool]:
-            if not rules.finalizing(job, attempt_id):
+            if not lease.finalizing(job, attempt_id):
                 return None, False
-            return rules.finalize_released(job, error, self.clock(), give_up=give_up), give_up
+            return lease.finalize_released(job, error, self.clock(), give_up=give_up), give_up
 
         return self._update_job(job_id, change)
 
@@ -365,9 +376,9 @@ class JobStore(Queries, Purge):
         """The output is stored: the job completes with it. False when the job ended meanwhile."""
 
         def change(job: Job) -> tuple[Job | None, bool]:
-            if not rules.finalizing(job, attempt_id):
+            if not lease.finalizing(job, attempt_id):
                 return None, False
-            return rules.finalize_completed(job, output, self.clock()), True
+            return lease.finalize_completed(job, output, self.clock()), True
 
         return self._update_job(job_id, change)
 
@@ -375,9 +386,9 @@ class JobStore(Queries, Purge):
         """Remember that the sweep asked for another finalize try (so the next sweep waits again)."""
 
         def change(job: Job) -> tuple[Job | None, bool]:
-            if not rules.finalizing(job, attempt_id):
+            if not lease.finalizing(job, attempt_id):
                 return None, False
-            return rules.finalize_requeued(job, self.clock()), True
+            return lease.finalize_requeued(job, self.clock()), True
 
         return self._update_job(job_id, change)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import json
+import math
 import os
 import random
 import signal
@@ -122,6 +123,7 @@ class Run:
         self.cancel_in_create: set[str] = set()  # jobs to cancel when their first create arrives
         self.suspects: dict[str, tuple[tuple[Any, str], float]] = {}  # job -> ((updatedAt, why), since)
         self.stranded: dict[str, str] = {}  # job id -> how it was stranded
+        self.host_back_at = 0.0  # when the function host last came back (inf while it is down)
 
     # -- parts --------------------------------------------------------------------------------------
 
@@ -178,7 +180,9 @@ class Run:
         "Scheduled" is what the Cloud Tasks emulator still lists in the queue (future polls
         included) plus what the delivery proxy is forwarding (a task being dispatched has left the
         listing). A job stays a suspect while its document (`updatedAt`) and its reason stay the
-        same; after `stranded_grace_s` of that it is stranded (counted once, under `lost`).
+        same; after `stranded_grace_s` of that it is stranded (counted once, under `lost`). No verdict
+        while the function host is down or within the grace after it came back: the deliveries held
+        for it are forwarded then, and the retried polls re-enqueue what the kill interrupted.
         """
         while not self.sampling.wait(STRANDED_ROUND_S):
             with contextlib.suppress(Exception):  # a busy emulator: the next round looks again
@@ -189,6 +193,9 @@ class Run:
         scheduled = self.scheduled_jobs()
         jobs = self.jobs()
         now = time.monotonic()
+        if now < self.host_back_at + self.config.stranded_grace_s:
+            self.suspects.clear()  # redeliveries held for a down host are resumed once it is back
+            return
         for job_id, doc in jobs.items():
             why = checks.stranded_reason(doc, finished)
             if why is None or job_id in scheduled:
@@ -225,12 +232,14 @@ class Run:
     def kill_functions(self) -> None:
         """SIGKILL the function host's process group, then start it again on the same port."""
         proc = self.stack.functions
+        self.host_back_at = math.inf  # no stranded verdicts while the host is down
         os.killpg(proc.pid, signal.SIGKILL)
         proc.proc.wait(timeout=10)
         proc.proc = None
         began = time.monotonic()
         proc.start()
         proc.wait_ready(http_ready(self.stack.url("generate_video")), 60)
+        self.host_back_at = time.monotonic()
         self.result.kills.append(round(time.monotonic() - began, 1))
 
     # -- the app side -------------------------------------------------------------------------------

@@ -8,8 +8,9 @@ it may use only half the budget: the live jobs' steps always get their turn::
 
     0 retention     terminal job with `endedAt` (else `updatedAt`) older than RETENTION_DAYS -> its
                     stored objects, then the job and its provider task records (one BulkWriter)
-    1 deadline      active job past `deadlineAt` (not finalizing) -> `timed_out`; its provider task
-                    cancelled (best effort) and its record closed
+    1 deadline      active job past `deadlineAt` (not finalizing): its task looked at once more (a
+                    task the provider finished completes the job), else `timed_out`; its provider
+                    task cancelled (best effort) and its record closed
     2 crash windows active job quiet for a while (`updatedAt` old), by its current attempt:
                     submitting for > SUBMIT_GRACE        -> attempt `unknown` (never re-sent to that
                                                             provider); next provider via Runner.run, or
@@ -194,14 +195,38 @@ class Cleanup:
             if dry_run:
                 counts["timedOut"] += 1
                 continue
+            if self._finished_at_provider(job):
+                counts["finishedAtProvider"] += 1
+                continue
             _, changed = self.store.finish_job(job.job_id, Status.TIMED_OUT, error)
             if not changed:
                 continue
             counts["timedOut"] += 1
+            context = {
+                "event": "stuck_job",
+                "jobId": job.job_id,
+                "provider": job.provider,
+                "action": "timed_out",
+            }
+            log.warning("cleanup times out a job past its deadline", extra=context)
             attempt = job.current_attempt
             if attempt is not None and attempt.is_open and attempt.task_id is not None:
                 stop_task(self.store, self.providers[attempt.provider], attempt.provider, attempt.task_id)
                 counts["cancelSent"] += 1
+
+    def _finished_at_provider(self, job: Job) -> bool:
+        """Look at the job's task once more before timing it out: a task its provider finished (its
+        poll chain lost with a crashed host, say) completes the job rather than being cancelled."""
+        attempt = job.current_attempt
+        if attempt is None or not attempt.is_open or attempt.task_id is None:
+            return False
+        try:
+            self.poller.refresh(attempt.provider, attempt.task_id)
+        except ProviderError as exc:
+            log.warning("last look before the time-out failed", extra={"jobId": job.job_id, "code": exc.code})
+            return False
+        after = self.store.get_job(job.job_id)
+        return after is not None and (is_terminal(after.status) or after.finalizing)
 
     # -- 2 crash windows ----------------------------------------------------------------------------
 
@@ -225,7 +250,7 @@ class Cleanup:
         return timedelta(seconds=ORPHAN_FACTOR * self.poller.envelopes(provider).max_delay_s)
 
     def _resolve(self, job: Job, task: TaskRecord | None, action: Action, now: datetime) -> None:
-        context = {"jobId": job.job_id, "provider": job.provider, "action": str(action)}
+        context = {"event": "stuck_job", "jobId": job.job_id, "provider": job.provider, "action": str(action)}
         log.warning("cleanup resolves a stuck job", extra=context)
         if action is Action.RESOLVE_SUBMITTING:
             attempt = job.current_attempt
@@ -291,7 +316,16 @@ class Cleanup:
             "code": last.get("code") or "finalize_timeout",
             "message": last.get("message") or "timed out",
         }
-        if self.store.release_finalize(job.job_id, attempt_id, error, give_up=True) and self.storage:
+        if not self.store.release_finalize(job.job_id, attempt_id, error, give_up=True):
+            return
+        context = {
+            "event": "finalize_failed",
+            "jobId": job.job_id,
+            "provider": job.provider,
+            "code": error["code"],
+        }
+        log.error("finalize given up by the cleanup; job failed", extra=context)
+        if self.storage:
             self.storage.delete_prefix(job_prefix(job.job_id))
 
     # -- 0 retention, 4 expired ---------------------------------------------------------------------

@@ -5,7 +5,8 @@ provider task leaves the job `processing` at 99 % with `finalizing: true`, and t
 one named task per attempt (`finalize_video_task {jobId, attemptId}`). Each delivery::
 
     claim (transaction: lease + try count) --done--> 200, nothing else (duplicate or late delivery)
-        |                                  --busy--> 503: another delivery holds the lease; retry later
+        |                                  --busy--> 200 deferred: another delivery holds the lease;
+        |                                     a finalize task is enqueued for when the lease ends
         |                                  --exhausted--> the job fails (finalize_failed)
         v
     URL allowed? (OUTPUT_HOSTS; https, or http on loopback) --no--> no request is made; the job
@@ -57,13 +58,16 @@ from jobs.store import JobNotFound, JobStore
 from logs import get_logger
 from providers.urls import host_of
 from providers.urls import output_url_problem as refusal
+from tasks.queue import TaskQueue
 from tasks.storage import StorageError, StoredObject, VideoStorage, gif_path, job_prefix, video_path
 
 log = get_logger("tasks.finalize")
 
 PIECE_BYTES = 64 * 1024
 MAX_REDIRECTS = 3
-LEASE_SLACK_S = 120.0
+# A try is bounded by FINALIZE_TIMEOUT_SECONDS (download, upload and GIF all count against it), so
+# the lease needs little more: a try killed with its lease blocks the job for about this long.
+LEASE_SLACK_S = 15.0
 GIF_MAX_SECONDS = 15
 GIF_FILTER = "fps=10,scale=480:-1:flags=lanczos,split[a][b];[a]palettegen[p];[b][p]paletteuse"
 
@@ -87,14 +91,14 @@ class HostRefused(FinalizeError):
 
 @dataclass(frozen=True)
 class FinalizeResult:
-    outcome: str  # completed | kept_provider_link | skipped | busy | retry | failed | discarded | missing
+    outcome: str  # completed | kept_provider_link | skipped | deferred | retry | failed | discarded | missing
     job_id: str
     error: dict[str, Any] | None = None
 
     @property
     def retry(self) -> bool:
         """Cloud Tasks should deliver again (the handler answers 503)."""
-        return self.outcome in ("busy", "retry")
+        return self.outcome == "retry"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -243,10 +247,11 @@ class Finalizer:
         store: JobStore,
         storage: VideoStorage,
         settings: Settings,
+        queue: TaskQueue,
         *,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.store, self.storage, self.settings = store, storage, settings
+        self.store, self.storage, self.settings, self.queue = store, storage, settings, queue
         self.monotonic = monotonic
 
     def finalize(self, job_id: str, attempt_id: str) -> FinalizeResult:
@@ -259,8 +264,10 @@ class Finalizer:
         except JobNotFound:  # purged by retention, or never ours: nothing to store, do not retry
             log.info("finalize for a job that does not exist", extra={"jobId": job_id})
             return FinalizeResult("missing", job_id)
-        if claim.verdict in ("done", "busy"):
-            return FinalizeResult("skipped" if claim.verdict == "done" else "busy", job_id)
+        if claim.verdict == "done":
+            return FinalizeResult("skipped", job_id)
+        if claim.verdict == "busy":
+            return self._defer(claim.job, attempt_id)
         if claim.verdict == "exhausted":
             last = claim.job.finalize.last_error if claim.job.finalize else None
             error = last or {"code": "finalize_exhausted"}
@@ -294,10 +301,20 @@ class Finalizer:
             return FinalizeResult("skipped", job.job_id)  # the job ended meanwhile (cancelled)
         return FinalizeResult("kept_provider_link", job.job_id)
 
+    def _defer(self, job: Job, attempt_id: str) -> FinalizeResult:
+        """Another delivery holds the lease: look again when it ends, whatever the queue's own retry
+        policy (a holder killed mid-try leaves its lease until then). One task per lease (named)."""
+        lease_until = job.finalize.lease_until if job.finalize else None
+        delay = (lease_until - self.store.clock()).total_seconds() + 1 if lease_until else 1.0
+        renewal = f"lease:{lease_until:%Y%m%dT%H%M%S}" if lease_until else "lease"
+        self.queue.enqueue_finalize(job_id=job.job_id, attempt_id=attempt_id, delay_s=delay, renewal=renewal)
+        return FinalizeResult("deferred", job.job_id)
+
     def _fail(self, job_id: str, attempt_id: str, error: FinalizeError) -> FinalizeResult:
         self.store.release_finalize(job_id, attempt_id, error.to_dict(), give_up=True)
         self._discard(job_id)
-        log.error("finalize failed; job failed", extra={"jobId": job_id, "code": error.code})
+        context = {"event": "finalize_failed", "jobId": job_id, "code": error.code}
+        log.error("finalize failed; job failed", extra=context)
         return FinalizeResult("failed", job_id, error.to_dict())
 
     def _discard(self, job_id: str) -> None:

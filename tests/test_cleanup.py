@@ -253,3 +253,13 @@ def test_a_finalize_holding_its_lease_is_left_alone():
     job = finalizing_doc(tries=5, leaseUntil=T0 + timedelta(minutes=5))
     assert finalize_action(job, T0 + timedelta(minutes=1), max_tries=5) is Action.NONE
     assert finalize_action(job, T0 + timedelta(minutes=6), max_tries=5) is Action.FAIL_FINALIZE
+
+
+def test_a_job_past_its_deadline_whose_task_finished_completes_instead_of_timing_out(stack):
+    job_id = runway_job(stack)
+    stack.queue.take()  # its poll chain is lost (say, with a crashed host)
+    stack.clock.advance(600)  # meanwhile the provider finished the task
+    report = cleanup(stack, timedelta(minutes=31)).run()
+    assert report["deadline"] == {"finishedAtProvider": 1}
+    assert stack.deps.store.get_job(job_id).status == "completed"
+    assert stack.runway.count("DELETE", "/v1/tasks/") == 0  # the finished video is kept

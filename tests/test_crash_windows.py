@@ -183,6 +183,18 @@ def test_a_crash_before_the_first_poll_is_enqueued_is_found_and_finished_by_the_
     assert runway_creates(stack) == 1
 
 
+def test_the_apps_repeat_after_the_lost_answer_resumes_the_polling_at_once(stack):
+    request = lambda: stack.generate(key="k-crash", provider="runwayml")  # noqa: E731
+    dies(stack, wired(stack, queue=DeadQueue()), request)
+    assert stack.queue.tasks == []
+    repeat = request()  # the app retries the request whose answer it never got
+    assert repeat.status_code == 200
+    (poll,) = stack.queue.tasks
+    assert (poll.function, poll.payload["pollNumber"]) == ("runwayml_polling_task", 1)
+    assert stack.run_until_terminal(repeat.get_json()["jobId"])["status"] == "completed"
+    assert runway_creates(stack) == 1
+
+
 # -- between a poll's apply and its next enqueue -------------------------------------------------------
 
 

@@ -408,3 +408,18 @@ def test_loopback_http_is_allowed_when_listed():
     assert refusal("http://127.0.0.1:8080/outputs/a.mp4", ("127.0.0.1",)) is None
     assert refusal("http://127.0.0.1:8080/outputs/a.mp4", ("127.0.0.1:8080",)) is None
     assert refusal("http://127.0.0.1:8080/outputs/a.mp4", ("127.0.0.1:9090",)) is not None
+
+
+def test_a_delivery_that_finds_the_lease_held_looks_again_when_the_lease_ends(stack_factory):
+    stack = stack_factory(storage=True)
+    job_id = finalizing_job(stack)
+    payload = take_finalize(stack)
+    claim = stack.deps.store.claim_finalize(job_id, payload["attemptId"], lease_s=30, max_tries=5)
+    assert claim.verdict == "go"  # a try that then dies, holding its lease
+    answer = deliver(stack, payload)
+    assert (answer.status_code, answer.get_json()["outcome"]) == (200, "deferred")
+    (again,) = [t for t in stack.queue.take() if t.function == FINALIZE]
+    assert again.payload == payload
+    assert 25 <= again.delay_s <= 32  # when the lease ends, whatever the queue's own retry policy
+    assert deliver(stack, payload).get_json()["outcome"] == "deferred"
+    assert [t for t in stack.queue.take() if t.function == FINALIZE] == []  # one look per lease

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from jobs import rules
-from jobs.records import Attempt, AttemptStatus
+from jobs.records import Attempt, AttemptStatus, Job
 from jobs.rules import Verdict
 from providers.base import TERMINAL_STATUSES, Status
 
@@ -95,3 +97,10 @@ def test_any_sequence_of_readings_moves_only_forward(readings):
         status, prog = decision.status, decision.progress
         if status in TERMINAL_STATUSES:
             seen_terminal = status
+
+
+def test_no_attempt_begins_once_the_deadline_has_passed():
+    deadline = datetime(2026, 1, 1, tzinfo=UTC)
+    job = Job("j", "u", Status.QUEUED, candidates=("heygen",), deadline_at=deadline)
+    assert rules.begin_attempt(job, "heygen", deadline - timedelta(seconds=1)) is not None
+    assert rules.begin_attempt(job, "heygen", deadline) is None

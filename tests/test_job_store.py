@@ -124,12 +124,12 @@ def test_writes_set_updated_at_and_expire_at(store, firestore_client, settings):
 # -- attempts -------------------------------------------------------------------------------------
 
 
-def test_only_one_concurrent_caller_may_begin_an_attempt(store, firestore_client, settings):
+def test_only_one_concurrent_caller_may_begin_an_attempt(store, firestore_client, settings, clock):
     job, _ = store.create_job(new_job())
 
     def begin(_):
         client = firestore.Client(project=TEST_PROJECT)
-        return JobStore(client, settings).begin_attempt(job.job_id, "heygen")
+        return JobStore(client, settings, clock).begin_attempt(job.job_id, "heygen")
 
     results = run_in_threads(6, begin)
     assert len([a for a in results if a is not None]) == 1

@@ -17,7 +17,7 @@ from jobs.generate import Intake
 from jobs.guards import HealthStore, QuotaGuard
 from jobs.runner import Runner
 from jobs.store import JobStore
-from logs import get_logger
+from logs import configure, get_logger, redact_values
 from providers.base import Provider, ProviderError
 from providers.circuit import Outcome
 from providers.registry import build_providers
@@ -49,6 +49,8 @@ class Deps:
 
 
 def build(settings: Settings, *, queue: TaskQueue | None = None) -> Deps:
+    configure()
+    redact_values(settings.secret_values())  # no configured key or secret is ever logged
     client = firestore.Client(project=settings.project_id)
     store = JobStore(client, settings)
     providers = build_providers(settings)

@@ -5,17 +5,22 @@ Every answer is JSON. Errors are `{"error": {"code": "snake_case", "message": ".
     400 bad input (names the field)     401 no or invalid identity      404 not found or not yours
     405 wrong method                    409 state conflict              413 body too large
     415 not JSON                        429 over budget (Retry-After)   503 no provider can take it
+    503 misconfigured (`config.ConfigError`: names every missing or invalid variable)
     500 the project's own fault (no detail; the log has it, the response never a trace or secret)
 
-`endpoint` wraps an entry point: it maps every `errors.AppError` to its answer (`STATUS`), logs one
-line per request with the trace id, and turns anything unexpected into a 500.
+`endpoint` wraps an entry point: it checks the function's configuration (`check`, see
+`web/check.py`), maps every `errors.AppError` to its answer (`STATUS`), logs one line per request
+with the function's name and the trace id (`event: http_5xx` for every 5xx, `event: limit_refused`
+for a 429), and turns anything unexpected into a 500 whose log line carries the traceback.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import logging
 import math
+import re
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -23,11 +28,14 @@ import flask
 import pydantic
 
 import errors
+import logs
+from config import ConfigError
 from logs import get_logger
 
 log = get_logger("web")
 M = TypeVar("M", bound=pydantic.BaseModel)
 MAX_BODY_BYTES = 64 * 1024
+TRACE_ID = re.compile(r"[0-9a-fA-F]{1,32}")
 MAX_DEPTH = 32  # no request body needs more; deeper ones only cost recursion further on
 
 
@@ -51,6 +59,7 @@ STATUS: dict[type[errors.AppError], int] = {
     errors.Conflict: 409,
     errors.OverLimit: 429,
     errors.Unavailable: 503,
+    ConfigError: 503,
 }
 
 
@@ -147,39 +156,65 @@ def validation_error(problems: Iterable[Any]) -> errors.InvalidInput:
     return errors.InvalidInput(f"{field}: {message}", field=field)
 
 
-def _trace(request: flask.Request, project: str | None) -> dict[str, str]:
-    header = request.headers.get("X-Cloud-Trace-Context", "")
-    trace_id = header.split("/")[0]
-    if not trace_id or project is None:
-        return {}
-    return {"logging.googleapis.com/trace": f"projects/{project}/traces/{trace_id}"}
+def trace_of(headers: Any, project: str | None) -> str | None:
+    """`projects/P/traces/T` from `X-Cloud-Trace-Context` (`T/SPAN;o=1`) or W3C `traceparent`."""
+    trace_id = headers.get("X-Cloud-Trace-Context", "").split("/")[0].strip()
+    if not trace_id:
+        parts = headers.get("traceparent", "").strip().split("-")
+        trace_id = parts[1] if len(parts) >= 3 and len(parts[1]) == 32 else ""
+    if not trace_id or not TRACE_ID.fullmatch(trace_id) or project is None:
+        return None
+    return f"projects/{project}/traces/{trace_id}"
 
 
-def endpoint(project: Callable[[], str | None] = lambda: None) -> Callable:
-    """Decorate an entry point `fn(request) -> Response` with the error seam and a request log."""
+def endpoint(
+    project: Callable[[], str | None] = lambda: None, check: Callable[[str], None] | None = None
+) -> Callable:
+    """Decorate an entry point `fn(request) -> Response` with the configuration check, the error
+    seam and a request log; `check(function name)` raises `ConfigError` naming what is missing."""
 
     def decorate(fn: Callable[[flask.Request], flask.Response]) -> Callable[[flask.Request], flask.Response]:
         @functools.wraps(fn)
         def wrapper(request: flask.Request) -> flask.Response:
-            context = {"event": fn.__name__, **_trace(request, _safe(project))}
-            try:
-                response = fn(request)
-            except errors.AppError as exc:
-                status = status_of(exc)
-                if status is None:
-                    log.exception("unhandled error", extra={**context, "code": exc.code})
-                    return respond(error_body("internal", "internal error; it has been logged"), 500)
-                log.info(exc.message, extra={**context, "code": exc.code, "status": status})
-                return error_response(exc, status)
-            except Exception:
-                log.exception("unhandled error", extra=context)
-                return respond(error_body("internal", "internal error; it has been logged"), 500)
-            log.info("ok", extra={**context, "status": response.status_code})
-            return response
+            with logs.request_context(function=fn.__name__, trace=trace_of(request.headers, _safe(project))):
+                return _serve(fn, request, check)
 
         return wrapper
 
     return decorate
+
+
+Entry = Callable[[flask.Request], flask.Response]
+
+
+def _serve(fn: Entry, request: flask.Request, check: Callable[[str], None] | None) -> flask.Response:
+    try:
+        if check is not None:
+            check(fn.__name__)
+        response = fn(request)
+    except errors.AppError as exc:
+        status = status_of(exc)
+        if status is None:
+            return _internal(fn.__name__, exc.code)
+        _log_answer(fn.__name__, status, exc.message, exc.code)
+        return error_response(exc, status)
+    except Exception:
+        return _internal(fn.__name__, None)
+    _log_answer(fn.__name__, response.status_code, "ok", None)
+    return response
+
+
+def _internal(function: str, code: str | None) -> flask.Response:
+    """A 500: logged with the exception's message and traceback (Error Reporting), answered blind."""
+    context = {"event": "http_5xx", "function": function, "status": 500, "code": code or "internal"}
+    log.exception("unhandled error", extra=context)
+    return respond(error_body("internal", "internal error; it has been logged"), 500)
+
+
+def _log_answer(function: str, status: int, message: str, code: str | None) -> None:
+    event = "http_5xx" if status >= 500 else "limit_refused" if status == 429 else function
+    context = {"event": event, "function": function, "status": status, **({"code": code} if code else {})}
+    log.log(logging.WARNING if status >= 500 else logging.INFO, message, extra=context)
 
 
 def _safe(fn: Callable[[], str | None]) -> str | None:
