@@ -13,6 +13,7 @@ the names (a test keeps the two in sync).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -77,6 +78,7 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "storage_emulator_host": ("STORAGE_EMULATOR_HOST",),
     "signed_url_ttl_s": ("SIGNED_URL_TTL_SECONDS",),
     "output_hosts": ("OUTPUT_HOSTS",),
+    "cors_origins": ("CORS_ORIGINS",),
     "image_url_hosts": ("IMAGE_URL_HOSTS",),
     "finalize_max_bytes": ("FINALIZE_MAX_BYTES",),
     "finalize_timeout_s": ("FINALIZE_TIMEOUT_SECONDS",),
@@ -146,6 +148,8 @@ class Settings(BaseModel):
     signed_url_ttl_s: int = Field(default=3600, ge=60, le=7 * 86400)  # V4 signed URLs: at most 7 days
     # where finished videos may be downloaded from: exact hosts, or ".domain" for any subdomain
     output_hosts: tuple[str, ...] = DEFAULT_OUTPUT_HOSTS
+    # web origins allowed to call the user-facing functions from a browser (exact, no wildcard)
+    cors_origins: tuple[str, ...] = ()
     # where input images may come from (same form); empty: any public https name (providers/urls.py)
     image_url_hosts: tuple[str, ...] = ()
     finalize_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024, le=2 * 1024**3)
@@ -173,6 +177,16 @@ class Settings(BaseModel):
     @classmethod
     def _optional_url(cls, value: str | None) -> str | None:
         return None if value is None else cls._no_trailing_slash(value)
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _exact_origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            if not re.fullmatch(r"https?://[a-z0-9.-]+(:[0-9]{1,5})?", origin):
+                raise ValueError(
+                    f"{origin!r} is not an exact origin like https://app.example.com (no path, no *)"
+                )
+        return value
 
     @field_validator("output_hosts", "image_url_hosts")
     @classmethod
@@ -236,7 +250,7 @@ class Settings(BaseModel):
 
 
 def _parse(field: str, raw: str) -> Any:
-    if field.endswith(("_secrets", "_accounts", "_hosts")):
+    if field.endswith(("_secrets", "_accounts", "_hosts", "_origins")):
         return tuple(part.strip() for part in raw.split(",") if part.strip())
     if field == "runwayml_credits_per_second":
         try:

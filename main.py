@@ -18,6 +18,7 @@ from tasks.finalize import Finalizer, links_for
 from tasks.storage import storage_for
 from web import check, deps, webhooks
 from web.auth import Caller, bearer_token
+from web.cors import Cors
 from web.http import ApiError, endpoint, json_object, parse, raw_body, require_method, respond
 from web.schemas import (
     BatchStatusRequest,
@@ -41,6 +42,10 @@ def _check(function: str) -> None:
     check.require(function, deps.get().settings)
 
 
+def _origins() -> tuple[str, ...]:
+    return deps.get().settings.cors_origins
+
+
 def _user(request: flask.Request) -> Caller:
     return deps.get().verifier.user(bearer_token(request.headers))
 
@@ -55,7 +60,7 @@ def _service(request: flask.Request, function: str, allowed: tuple[str, ...]) ->
 
 
 @functions_framework.http
-@endpoint(_project, _check)
+@endpoint(_project, _check, Cors("POST", _origins))
 def generate_video(request: flask.Request) -> flask.Response:
     require_method(request, "POST")
     caller = _user(request)
@@ -66,7 +71,7 @@ def generate_video(request: flask.Request) -> flask.Response:
 
 
 @functions_framework.http
-@endpoint(_project, _check)
+@endpoint(_project, _check, Cors("POST", _origins))
 def cancel_video(request: flask.Request) -> flask.Response:
     require_method(request, "POST")
     caller = _user(request)
@@ -77,7 +82,7 @@ def cancel_video(request: flask.Request) -> flask.Response:
 
 
 @functions_framework.http
-@endpoint(_project, _check)
+@endpoint(_project, _check, Cors("GET", _origins))
 def runwayml_status_check(request: flask.Request) -> flask.Response:
     require_method(request, "GET")
     d = deps.get()

@@ -3,7 +3,6 @@ before it touches a job; a provider that turns out misconfigured mid-run fails o
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 
@@ -11,6 +10,7 @@ import pytest
 
 from config import ConfigError, load_settings
 from jobs.generate import generate
+from local.serve import function_names
 from tests.conftest import ROOT, TEST_PROJECT
 from tests.stack import SCRIPT
 from web import check
@@ -68,8 +68,7 @@ def test_load_settings_names_every_bad_variable():
 
 
 def test_the_table_covers_every_entry_point():
-    source = (ROOT / "main.py").read_text()
-    entry_points = re.findall(r"@functions_framework\.http\n@endpoint\([^)]*\)\ndef (\w+)\(", source)
+    entry_points = function_names(ROOT / "main.py")  # read from main.py's decorators, as served
     assert len(entry_points) == 10
     assert set(check.NEEDS) == set(entry_points)
 

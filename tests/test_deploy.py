@@ -547,7 +547,7 @@ def test_env_file_settings_sit_between_the_environment_and_the_flags(tmp_path: P
     env_file = ROOT / "deploy" / f"{name}.env"
     env_file.write_text(
         "# a comment\n\nGOOGLE_CLOUD_PROJECT=file-proj\nFUNCTION_REGION='europe-west1'\n"
-        'CORS_ALLOWED_ORIGINS="https://a.example, https://b.example"\n'
+        'CORS_ORIGINS="https://a.example, https://b.example"\n'
         "NOTIFICATION_CHANNEL=projects/file-proj/notificationChannels/123\n"
     )
     try:
@@ -561,7 +561,7 @@ def test_env_file_settings_sit_between_the_environment_and_the_flags(tmp_path: P
     assert {flag(c, "--project") for c in deploys} == {"file-proj"}
     assert {flag(c, "--region") for c in deploys} == {"asia-east1"}
     env_yaml = Path(flag(deploys[0], "--env-vars-file")).read_text()
-    assert "CORS_ALLOWED_ORIGINS: 'https://a.example, https://b.example'" in env_yaml
+    assert "CORS_ORIGINS: 'https://a.example, https://b.example'" in env_yaml
     work_dir = Path(flag(deploys[0], "--env-vars-file")).parent
     policy = json.loads((work_dir / "policy-circuit_open.json").read_text())
     assert policy["notificationChannels"] == ["projects/file-proj/notificationChannels/123"]

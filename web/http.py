@@ -31,6 +31,7 @@ import errors
 import logs
 from config import ConfigError
 from logs import get_logger
+from web.cors import Cors
 
 log = get_logger("web")
 M = TypeVar("M", bound=pydantic.BaseModel)
@@ -168,16 +169,23 @@ def trace_of(headers: Any, project: str | None) -> str | None:
 
 
 def endpoint(
-    project: Callable[[], str | None] = lambda: None, check: Callable[[str], None] | None = None
+    project: Callable[[], str | None] = lambda: None,
+    check: Callable[[str], None] | None = None,
+    cors: Cors | None = None,
 ) -> Callable:
     """Decorate an entry point `fn(request) -> Response` with the configuration check, the error
-    seam and a request log; `check(function name)` raises `ConfigError` naming what is missing."""
+    seam and a request log; `check(function name)` raises `ConfigError` naming what is missing.
+    With `cors` (functions a browser calls) preflights are answered and every answer carries the
+    CORS headers its origin may have (`web/cors.py`)."""
 
     def decorate(fn: Callable[[flask.Request], flask.Response]) -> Callable[[flask.Request], flask.Response]:
         @functools.wraps(fn)
         def wrapper(request: flask.Request) -> flask.Response:
+            if cors is not None and request.method == "OPTIONS":
+                return cors.preflight(request)
             with logs.request_context(function=fn.__name__, trace=trace_of(request.headers, _safe(project))):
-                return _serve(fn, request, check)
+                response = _serve(fn, request, check)
+            return cors.decorate(request, response) if cors is not None else response
 
         return wrapper
 
