@@ -65,18 +65,22 @@ PATTERNS = re.compile(
 )
 _SEVERITY = {"WARNING": "WARNING", "CRITICAL": "CRITICAL", "ERROR": "ERROR", "INFO": "INFO"}
 _secrets: set[str] = set()
+_secret_pattern: re.Pattern[str] | None = None  # the configured secrets, longest first
 _request: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("request", default=None)
 
 
 def redact_values(values: Iterable[str]) -> None:
     """Never write these strings (the configured keys and secrets) in a log line."""
+    global _secret_pattern
     _secrets.update(v for v in values if v and len(v) >= 4)
+    longest_first = sorted(_secrets, key=len, reverse=True)  # a secret inside another goes with it
+    _secret_pattern = re.compile("|".join(map(re.escape, longest_first))) if longest_first else None
 
 
 def redact(text: str) -> str:
     """`text` with every configured secret and every credential-shaped string replaced."""
-    for secret in sorted(_secrets, key=len, reverse=True):
-        text = text.replace(secret, REDACTED)
+    if _secret_pattern is not None:
+        text = _secret_pattern.sub(REDACTED, text)
     return PATTERNS.sub(REDACTED, text)
 
 

@@ -16,6 +16,7 @@ Where a provider's task records live is its spec's (`ProviderSpec.records_collec
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -48,6 +49,8 @@ from providers.base import TERMINAL_STATUSES, CreateResult, ProviderSnapshot, St
 
 Clock = Callable[[], datetime]
 FINALIZE_RETRY_SLACK_S = 300.0  # per finalize try: Cloud Tasks backoff between tries, at most
+log = get_logger("jobs.store")
+_ENDED: ContextVar[list[Job]] = ContextVar("ended_jobs")  # jobs ended by the transaction running now
 
 
 class StoreError(AppError):
@@ -125,20 +128,21 @@ class JobStore(Queries, Purge):
             fields = self._stamp(changed, terminal=terminal, deadline=after.deadline_at)
             txn.update(self.job_ref(after.job_id), fields)
             if terminal and not rules.is_terminal(before.status):
-                getattr(txn, "ended_jobs", []).append(after)  # logged by `_transact` once committed
+                _ENDED.get().append(after)  # logged by `_transact` once committed
 
     def _transact(self, fn: Callable[[firestore.Transaction], Any]) -> Any:
         # Contention on one job is low (a poll, a webhook and a status check at most).
         ended: list[Job] = []  # the jobs the committed run ended (a re-run decides afresh)
 
         def run(txn: firestore.Transaction) -> Any:
-            ended.clear(), setattr(txn, "ended_jobs", ended)
+            ended.clear()
             return fn(txn)
 
+        _ENDED.set(ended)  # this thread's transaction; set anew by each
         answer = run_transaction(self.client, run)
         for job in ended:
             extra = dict(event="job_ended", jobId=job.job_id, status=job.status, provider=job.provider)
-            get_logger("jobs.store").info(f"job {job.status}", extra=extra)
+            log.info(f"job {job.status}", extra=extra)
         return answer
 
     def _load_job(self, txn: firestore.Transaction, job_id: str) -> Job:

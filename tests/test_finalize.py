@@ -212,9 +212,14 @@ class SilentServer:
     def _accept(self) -> None:
         while True:
             try:
-                self.connections.append(self.sock.accept()[0])
+                conn = self.sock.accept()[0]
             except OSError:
                 return
+            self.connections.append(conn)
+            self._serve(conn)
+
+    def _serve(self, conn: socket.socket) -> None:
+        """Silent: the connection is held open, nothing is sent."""
 
     def close(self) -> None:
         self.sock.close()
@@ -254,28 +259,18 @@ def finalize_logs():
     logger.removeHandler(handler)
 
 
-class TrickleServer:
+class TrickleServer(SilentServer):
     """An HTTP server on loopback that announces a large MP4, then sends one byte every `interval_s`
     (a host that keeps each read alive but never finishes); it gives up after `give_up_s`."""
 
     def __init__(self, interval_s: float = 0.1, give_up_s: float = 15.0) -> None:
         self.interval_s, self.give_up_s = interval_s, give_up_s
-        self.sock = socket.create_server(("127.0.0.1", 0))
         self.sent = 0
         self.closed = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.sock.getsockname()[1]}/video.mp4"
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn = self.sock.accept()[0]
-            except OSError:
-                return
-            threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
+    def _serve(self, conn: socket.socket) -> None:
+        threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
 
     def _trickle(self, conn: socket.socket) -> None:
         with conn:
@@ -293,7 +288,7 @@ class TrickleServer:
 
     def close(self) -> None:
         self.closed.set()
-        self.sock.close()
+        super().close()
 
 
 @pytest.fixture
