@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic.alias_generators import to_camel
 
 from errors import AppError
 
@@ -40,6 +41,49 @@ DEFAULT_RUNWAYML_CREDITS_PER_SECOND = {
 # hosts the providers serve finished videos from (RunwayML's CDN, HeyGen's file hosts)
 DEFAULT_OUTPUT_HOSTS = ("dnznrvs05pmza.cloudfront.net", ".heygen.ai", ".heygen.com")
 QUOTA_PATTERN = r"^ *[0-9]+ */ *[1-9][0-9]* *(, *[0-9]+ */ *[1-9][0-9]* *)*$"
+
+
+class TierLimits(BaseModel):
+    """What one plan lets a user do (`TIER_LIMITS`; enforced by `jobs/admission.py`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True)
+
+    jobs_per_minute: int = Field(ge=0)
+    jobs_per_hour: int = Field(ge=0)
+    jobs_per_day: int = Field(ge=0)
+    live_jobs: int = Field(ge=0)  # jobs not yet ended, at once
+    max_script_chars: int = Field(ge=1)
+    max_duration_s: int = Field(ge=1)  # the longest clip (`durationS`) the plan may ask for
+    qualities: tuple[Literal["standard", "premium"], ...]
+    usd_per_day: float = Field(ge=0)  # estimated at admission, corrected by each job's actual cost
+    status_checks_per_minute: int = Field(ge=1)  # status checks and cancels, per function instance
+
+
+# The plans of a consumer app: a free user makes a few standard videos a day, one at a time.
+DEFAULT_TIER_LIMITS = {
+    "free": TierLimits(
+        jobs_per_minute=1,
+        jobs_per_hour=3,
+        jobs_per_day=3,
+        live_jobs=1,
+        max_script_chars=1500,
+        max_duration_s=5,
+        qualities=("standard",),
+        usd_per_day=10.0,
+        status_checks_per_minute=30,
+    ),
+    "pro": TierLimits(
+        jobs_per_minute=3,
+        jobs_per_hour=20,
+        jobs_per_day=40,
+        live_jobs=2,
+        max_script_chars=5000,
+        max_duration_s=10,
+        qualities=("standard", "premium"),
+        usd_per_day=100.0,
+        status_checks_per_minute=60,
+    ),
+}
 
 # field name -> environment variable(s); the first name wins, later ones are accepted aliases.
 ENV_VARS: dict[str, tuple[str, ...]] = {
@@ -93,6 +137,10 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "heygen_quota": ("HEYGEN_QUOTA",),
     "circuit_failure_threshold": ("CIRCUIT_FAILURE_THRESHOLD",),
     "circuit_cooldown_s": ("CIRCUIT_COOLDOWN_SECONDS",),
+    "counter_shards": ("COUNTER_SHARDS",),
+    "tier_limits": ("TIER_LIMITS",),
+    "spend_cap_usd_per_day": ("SPEND_CAP_USD_PER_DAY",),
+    "provider_spend_caps_usd_per_day": ("PROVIDER_SPEND_CAPS_USD_PER_DAY",),
     "local_token_key_file": ("LOCAL_TOKEN_KEY_FILE",),
 }
 
@@ -169,9 +217,41 @@ class Settings(BaseModel):
     heygen_quota: str | None = Field(default=None, pattern=QUOTA_PATTERN)
     circuit_failure_threshold: int = Field(default=5, ge=1, le=1000)
     circuit_cooldown_s: float = Field(default=60.0, gt=0, le=86400)
+    # each budget window is split over this many counter documents, so no one document is hot
+    counter_shards: int = Field(default=8, ge=1, le=64)
+
+    # per-user limits by plan (the `tier` custom claim; none: free); TIER_LIMITS overrides per plan
+    tier_limits: dict[str, TierLimits] = Field(default_factory=lambda: dict(DEFAULT_TIER_LIMITS))
+    # the project's estimated spend per UTC day, in total and per provider: new creates stop there
+    spend_cap_usd_per_day: float = Field(default=500.0, ge=0)
+    provider_spend_caps_usd_per_day: dict[str, float] = Field(default_factory=dict)
 
     # local stack only: the emulator sends no OIDC token, so tasks carry one signed with this key
     local_token_key_file: str | None = None
+
+    @field_validator("tier_limits", mode="before")
+    @classmethod
+    def _over_defaults(cls, value: Any) -> Any:
+        """`{"free": {"jobsPerDay": 5}, "team": {...}}`: each plan's fields over its default (a new
+        plan's over free's); the free plan always exists, since callers without a tier are on it."""
+        if not isinstance(value, Mapping):
+            return value
+        merged = {name: limits.model_dump() for name, limits in DEFAULT_TIER_LIMITS.items()}
+        for name, fields in value.items():
+            if isinstance(fields, TierLimits):
+                fields = fields.model_dump()
+            if not isinstance(fields, Mapping):
+                raise ValueError(f"plan {name!r} must be an object of limits")
+            base = merged.get(name, merged["free"])
+            merged[name] = {**base, **{_snake(k): v for k, v in fields.items()}}
+        return merged
+
+    @field_validator("provider_spend_caps_usd_per_day")
+    @classmethod
+    def _non_negative(cls, value: dict[str, float]) -> dict[str, float]:
+        if any(cap < 0 for cap in value.values()):
+            raise ValueError("spend caps must be 0 or more")
+        return value
 
     @field_validator("functions_base_url")
     @classmethod
@@ -249,14 +329,23 @@ class Settings(BaseModel):
         return value
 
 
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)([A-Z])", lambda m: "_" + m[1].lower(), name)
+
+
 def _parse(field: str, raw: str) -> Any:
     if field.endswith(("_secrets", "_accounts", "_hosts", "_origins")):
         return tuple(part.strip() for part in raw.split(",") if part.strip())
-    if field == "runwayml_credits_per_second":
+    if field in ("runwayml_credits_per_second", "tier_limits"):
         try:
             return json.loads(raw)
         except json.JSONDecodeError as exc:
-            raise ConfigError(f"RUNWAYML_CREDITS_PER_SECOND is not valid JSON: {exc.msg}") from None
+            raise ConfigError(f"{ENV_VARS[field][0]} is not valid JSON: {exc.msg}") from None
+    if field == "provider_spend_caps_usd_per_day":  # runwayml=200,heygen=300
+        pairs = [part.partition("=") for part in raw.split(",") if part.strip()]
+        if any(not sep or not name.strip() for name, sep, _ in pairs):
+            raise ConfigError("PROVIDER_SPEND_CAPS_USD_PER_DAY must be PROVIDER=USD pairs, comma-separated")
+        return {name.strip(): value.strip() for name, _, value in pairs}
     return raw
 
 
@@ -288,4 +377,5 @@ def _problem(error: Any, source: Mapping[str, str]) -> str:
     name = source.get(field) or ENV_VARS.get(field, (field,))[0]
     if error["type"] == "missing":
         return f"{name} is not set; it is required"
-    return f"{name} is invalid: {error['msg']}"
+    where = ".".join(str(part) for part in error["loc"][1:])
+    return f"{name} is invalid{f' at {where}' if where else ''}: {error['msg']}"

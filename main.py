@@ -12,6 +12,7 @@ import functions_framework
 
 import logs
 from jobs import access as views
+from jobs import plans
 from jobs.generate import generate
 from tasks import batch, monitoring
 from tasks.finalize import Finalizer, links_for
@@ -75,8 +76,9 @@ def generate_video(request: flask.Request) -> flask.Response:
 def cancel_video(request: flask.Request) -> flask.Response:
     require_method(request, "POST")
     caller = _user(request)
-    body = parse(CancelRequest, json_object(request))
     d = deps.get()
+    plans.throttle(d.calls, d.settings, caller.uid, caller.tier)
+    body = parse(CancelRequest, json_object(request))
     job = views.cancel(d.store, d.providers, caller.uid, body.job_id)
     return respond({"job": views.job_view(job)})
 
@@ -91,8 +93,15 @@ def runwayml_status_check(request: flask.Request) -> flask.Response:
     )
     query = parse(StatusQuery, dict(request.args))
     viewer = caller.viewer(d.settings.ops_service_accounts)
+    plans.throttle(d.calls, d.settings, viewer.uid, caller.tier)
     job = views.status(
-        d.store, viewer, query.job_id, query.task(), refresh=d.poller.refresh, now=d.store.clock()
+        d.store,
+        viewer,
+        query.job_id,
+        query.task(),
+        refresh=d.poller.refresh,
+        now=d.store.clock(),
+        gate=d.refresh_gate.take,
     )
     links = links_for(storage_for(d.settings), d.store.clock())
     return respond({"job": views.job_view(job, links)})

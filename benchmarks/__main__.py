@@ -18,7 +18,7 @@ from benchmarks.common import NOT_RUN, ROOT, MissingCode, Section, machine
 from benchmarks.env import Context
 from benchmarks.report import code_version, now, render, write
 
-BENCHMARKS = ("polling", "status_check", "batch", "cleanup", "cold_start", "cost", "throughput")
+BENCHMARKS = ("polling", "status_check", "batch", "cleanup", "cold_start", "cost", "throughput", "admission")
 TITLES = {
     "polling": "Polling efficiency",
     "status_check": "Status-check overhead",
@@ -27,6 +27,7 @@ TITLES = {
     "cold_start": "Cold start",
     "cost": "Cost per job",
     "throughput": "Throughput",
+    "admission": "Admission with per-user limits",
 }
 
 

@@ -47,6 +47,7 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 def run(ctx: Context) -> Section:
     try:
         from local.stack import LocalStack, StackOptions
+        from local.stack_env import UNLIMITED_PLANS
     except ImportError as exc:
         raise MissingCode("local/stack.py is not in the tree yet") from exc
     jobs, speed = (4, 1000.0) if ctx.quick else (200, 1000.0)
@@ -55,7 +56,7 @@ def run(ctx: Context) -> Section:
         speed=speed,
         seed=ctx.seed,
         work_dir=ctx.work_dir / "stack",
-        extra_env={"RUNWAYML_QUOTA": BIG_QUOTA, "HEYGEN_QUOTA": BIG_QUOTA},
+        extra_env={"RUNWAYML_QUOTA": BIG_QUOTA, "HEYGEN_QUOTA": BIG_QUOTA, **UNLIMITED_PLANS},
     )
     with LocalStack(options) as stack:
         pids = dict(stack.started_pids)

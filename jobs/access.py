@@ -11,10 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from google.api_core import exceptions as gexc
+
 import errors
 from errors import not_found
 from jobs.records import Job, TaskRecord
 from jobs.store import JobStore
+from jobs.txn import is_contention
 from logs import get_logger
 from providers.base import Provider, ProviderError, ProviderSnapshot, Status, is_terminal
 
@@ -113,7 +116,14 @@ def cancel(store: JobStore, providers: Mapping[str, Provider], owner_uid: str, j
         if job.status is Status.CANCELLED:
             return job
         raise _finished(job)
-    job, changed = store.finish_job(job_id, Status.CANCELLED, {"code": "cancelled", "message": "cancelled"})
+    try:
+        job, changed = store.finish_job(
+            job_id, Status.CANCELLED, {"code": "cancelled", "message": "cancelled"}
+        )
+    except ValueError as exc:
+        if not is_contention(exc):
+            raise
+        raise errors.Unavailable("the job is busy; cancel again", code="busy", retry_after=2) from None
     attempt = job.current_attempt
     if changed and attempt is not None and attempt.task_id is not None:
         stop_task(store, providers[attempt.provider], attempt.provider, attempt.task_id)
@@ -145,9 +155,15 @@ def status(
     *,
     refresh: Callable[[str, str], object],
     now: datetime,
+    gate: Callable[[str], bool] = lambda job_id: True,
 ) -> Job:
     """The viewer's job (by id, or by its (provider, task id)), looked up at the provider first when
-    its record is stale."""
+    its record is stale.
+
+    Only the caller that `gate` lets through (one per job and refresh interval across instances:
+    `jobs.guards.RefreshGate`) asks the provider; the others answer with the stored state at once.
+    A refresh that fails (the provider, or the store under contention) also answers with the
+    stored state: a status check never fails because its refresh did."""
     if job_id is None:
         record = store.get_task(*task) if task is not None else None
         if record is None:
@@ -158,10 +174,17 @@ def status(
     if is_terminal(job.status) or attempt is None or attempt.task_id is None:
         return job  # one document read: a finished job is never refreshed
     task = store.get_task(attempt.provider, attempt.task_id)
-    if needs_refresh(job, task, now):
+    if needs_refresh(job, task, now) and gate(job.job_id):
         try:
             refresh(attempt.provider, attempt.task_id)
-        except ProviderError as exc:  # the stored answer is still worth returning
-            log.warning("status refresh failed", extra={"jobId": job.job_id, "code": exc.code})
+        except (errors.AppError, gexc.GoogleAPICallError) as exc:  # the stored answer is still worth it
+            code = getattr(exc, "code", None)
+            log.warning("status refresh failed", extra={"jobId": job.job_id, "code": str(code)})
+            return job
+        except ValueError as exc:
+            if not is_contention(exc):
+                raise
+            log.warning("status refresh contended", extra={"jobId": job.job_id, "code": "contention"})
+            return job
         job = store.get_job(job_id) or job
     return job

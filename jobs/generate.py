@@ -1,16 +1,23 @@
-"""`generate_video`'s service: prompt, provider ranking, budget, job, first attempt.
+"""`generate_video`'s service: plan, prompt, provider ranking, budgets, job, first attempt.
 
-repeat of an Idempotency-Key? --yes--> the same job (200), nothing sent
+repeat of the caller's Idempotency-Key? --yes--> the same job (200), nothing sent
     | no
+the plan may never ask this (quality, clip, script length)? --> 403 not_in_plan, nothing written
+    |
 build prompt -> validate per provider -> none can take it? --> 400 (names the reason), nothing written
     |
-rank (priority, health, load, quality, content, cost, tier, preference) -> none? --> 503
+rank (priority, health, quality, content, cost, tier, preference) -> none? --> 503
     |
-budget: first candidate within the project's quota? none --> 429 + Retry-After, nothing written
+project budget: a candidate with request budget and spend cap left? none --> 429 / 503, nothing written
     |
-create job (idempotent) -> Runner.run: one create per attempt, fallback down the ranking
+the user's plan allows one more now (jobs per window, live jobs, USD per day)? no --> 429 user_limit
+    |                                                                              + Retry-After
+create job (idempotent) -> Runner.run: the budget slot, then one create per attempt, fallback
     |
 submitted --> 202 {jobId, provider, estimate, where to watch}   nobody took it --> 503, job failed
+
+Every refusal above writes nothing; the user's ledger (`jobs/admission.py`) is written only when the
+job is about to be created, and the provider's budget slot only when its create is about to be sent.
 """
 
 from __future__ import annotations
@@ -21,10 +28,12 @@ from typing import Any
 
 import errors
 from config import Settings
+from jobs import plans
+from jobs.admission import UserAdmission
 from jobs.guards import HealthStore, QuotaGuard
 from jobs.records import AttemptStatus, Job, JobRequest
 from jobs.rules import job_id_for
-from jobs.runner import Runner, Submission, video_request
+from jobs.runner import Runner, Submission, estimate_usd, video_request
 from jobs.store import IdempotencyConflict, JobStore, NewJob
 from logs import get_logger
 from providers import prompts, registry, selection
@@ -44,6 +53,7 @@ class Intake:
     health: HealthStore
     quota: QuotaGuard
     runner: Runner
+    users: UserAdmission
 
 
 @dataclass(frozen=True)
@@ -64,10 +74,13 @@ def generate(
     """Accept one video request from `owner_uid` (see the module docstring for the flow)."""
     key = _check_key(idempotency_key)
     store = intake.store
+    job_id = job_id_for(owner_uid, key)
     if key is not None:
-        existing = store.get_job(job_id_for(owner_uid, key))
+        existing = store.get_job(job_id)
         if existing is not None:
-            return _repeat(intake, existing, request)
+            return _repeat(intake, existing, owner_uid, request)
+    plan, limits = plans.limits_for(intake.settings, tier)
+    plans.check_request(plan, limits, script, request)
     if request.format == "gif" and intake.settings.storage_bucket is None:
         message = "format gif needs the storage bucket (STORAGE_BUCKET), where GIFs are made; ask for mp4"
         raise errors.InvalidInput(message, code="unsupported_format", field="format")
@@ -84,7 +97,10 @@ def generate(
         raise errors.Unavailable(
             message, code="no_provider", retry_after=ranking.retry_after_s, reasons=ranking.excluded
         )
-    candidates = _within_budget(intake.quota, ranking.candidates)
+    estimates = {name: estimate_usd(intake.providers[name], template) for name in ranking.candidates}
+    candidates = _within_budget(intake.quota, ranking.candidates, estimates)
+    plans.check_cost(plan, limits, estimates[candidates[0]])
+    intake.users.admit(owner_uid, plan, limits, job_id, estimates[candidates[0]])
     new = NewJob(
         owner_uid=owner_uid,
         idempotency_key=key,
@@ -92,7 +108,8 @@ def generate(
         candidates=candidates,
         prompt=draft.prompt,
         selection=ranking.to_doc(),
-        estimated_usd=_estimate(intake.providers[candidates[0]], template),
+        estimated_usd=estimates[candidates[0]],
+        job_id=job_id,
     )
     try:
         job, created = store.create_job(new)
@@ -100,15 +117,20 @@ def generate(
         raise _key_reused() from None
     if not created:
         return _accepted(intake, job, 200)
-    submission = intake.runner.run(job.job_id, admitted=candidates[0])
+    submission = intake.runner.run(job.job_id)
     job = store.get_job(job.job_id) or job
     if not submission.submitted:
         return _rejected(job, submission)
     return _accepted(intake, replace(job, selection=ranking.to_doc()), 202)
 
 
-def _repeat(intake: Intake, job: Job, request: JobRequest) -> Result:
-    """A request repeated with its Idempotency-Key: the same job, or 409 if the body differs."""
+def _repeat(intake: Intake, job: Job, owner_uid: str, request: JobRequest) -> Result:
+    """A request repeated with its Idempotency-Key: the same job, or 409 if the body differs.
+
+    The job id hashes the owner with the key, so another user's job cannot be found this way; the
+    owner is checked anyway, so that stays true whatever the id scheme becomes."""
+    if job.owner_uid != owner_uid:
+        raise _key_reused()
     if job.request_fingerprint != request.fingerprint():
         raise _key_reused()
     _resume_polling(intake, job)
@@ -169,7 +191,7 @@ def _rank(
             priority=registry.spec(name).priority,
             capabilities=provider.capabilities,
             circuit=circuits.get(name, CLOSED),
-            est_cost_usd=_estimate(provider, template),
+            est_cost_usd=estimate_usd(provider, template),
             invalid_reason=invalid.get(name),
             traits=registry.spec(name).traits,
         )
@@ -186,22 +208,22 @@ def _rank(
     return selection.rank(wanted, states, now=intake.store.clock())
 
 
-def _estimate(provider: Provider, request: VideoRequest) -> float | None:
-    try:
-        return provider.estimate_cost(request).usd
-    except ProviderError:
-        return None
-
-
-def _within_budget(quota: QuotaGuard, candidates: tuple[str, ...]) -> tuple[str, ...]:
-    """Candidates reordered so the first is within budget (its slot taken); 429 when none is."""
-    waits = []
+def _within_budget(
+    quota: QuotaGuard, candidates: tuple[str, ...], estimates: Mapping[str, float | None]
+) -> tuple[str, ...]:
+    """Candidates reordered so the first has budget left now (read only: the slot is taken just
+    before its create is sent); 429 when none has request budget, 503 when the spend caps stop all."""
+    refusals = []
     for index, name in enumerate(candidates):
-        decision = quota.try_acquire(name)
+        decision = quota.check(name, estimates.get(name))
         if decision.allowed:
             return (name, *candidates[:index], *candidates[index + 1 :])
-        waits.append(decision.retry_after_s if decision.retry_after_s is not None else 60.0)
-    raise errors.OverLimit("every provider is over the request budget; retry later", retry_after=min(waits))
+        refusals.append(decision)
+    wait = min(d.retry_after_s if d.retry_after_s is not None else 60.0 for d in refusals)
+    if all((d.window or "").endswith("spend") for d in refusals):
+        message = "the project's spend cap for today is reached; new videos can start again tomorrow (UTC)"
+        raise errors.Unavailable(message, code="spend_cap_reached", retry_after=wait)
+    raise errors.OverLimit("every provider is over the request budget; retry later", retry_after=wait)
 
 
 def _accepted(intake: Intake, job: Job, status: int) -> Result:

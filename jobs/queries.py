@@ -55,10 +55,12 @@ class Documents:
 class Queries(Documents):
     # -- batched reads ------------------------------------------------------------------------------
 
-    def get_jobs(self, job_ids: Iterable[str]) -> dict[str, Job]:
+    def get_jobs(
+        self, job_ids: Iterable[str], transaction: firestore.Transaction | None = None
+    ) -> dict[str, Job]:
         """Many jobs by id with batched reads (`get_all`), missing ones omitted."""
         refs = [self.job_ref(i) for i in dict.fromkeys(job_ids)]
-        return {snap.id: job_from_doc(snap.to_dict()) for snap in self._get_all(refs)}
+        return {snap.id: job_from_doc(snap.to_dict()) for snap in self._get_all(refs, transaction)}
 
     def get_tasks(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], TaskRecord]:
         """Many task records by (provider, task id) with batched reads, missing ones omitted."""
@@ -66,9 +68,12 @@ class Queries(Documents):
         tasks = (task_from_doc(snap.to_dict()) for snap in self._get_all(refs))
         return {(task.provider, task.task_id): task for task in tasks}
 
-    def _get_all(self, refs: list[firestore.DocumentReference]) -> Iterator[firestore.DocumentSnapshot]:
+    def _get_all(
+        self, refs: list[firestore.DocumentReference], transaction: firestore.Transaction | None = None
+    ) -> Iterator[firestore.DocumentSnapshot]:
         for start in range(0, len(refs), GET_ALL_CHUNK):
-            yield from (s for s in self.client.get_all(refs[start : start + GET_ALL_CHUNK]) if s.exists)
+            chunk = self.client.get_all(refs[start : start + GET_ALL_CHUNK], transaction=transaction)
+            yield from (s for s in chunk if s.exists)
 
     # -- queries ------------------------------------------------------------------------------------
 

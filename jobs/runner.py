@@ -43,6 +43,7 @@ from providers.base import (
     RateLimited,
     VideoRequest,
 )
+from providers.quota import ALLOWED, QuotaDecision
 
 log = get_logger("jobs.runner")
 
@@ -50,9 +51,9 @@ SchedulePoll = Callable[[str, str, str], None]  # (job id, provider, task id) ->
 
 
 class Admission(Protocol):
-    """May this provider take one more request now? (the project's own budget)."""
+    """May this provider take one more request costing `usd` now? (the project's own budget)."""
 
-    def __call__(self, provider: str) -> tuple[bool, float | None]: ...
+    def __call__(self, provider: str, usd: float | None) -> QuotaDecision: ...
 
 
 class Observer(Protocol):
@@ -61,8 +62,8 @@ class Observer(Protocol):
     def __call__(self, provider: str, error: ProviderError | None, latency_ms: float) -> None: ...
 
 
-def admit_all(provider: str) -> tuple[bool, float | None]:
-    return True, None
+def admit_all(provider: str, usd: float | None) -> QuotaDecision:
+    return ALLOWED
 
 
 def observe_nothing(provider: str, error: ProviderError | None, latency_ms: float) -> None:
@@ -105,9 +106,22 @@ def video_request(job: Job, attempt_id: str) -> VideoRequest:
     )
 
 
-def over_quota_error(provider: str, retry_after: float | None) -> dict[str, Any]:
-    error = RateLimited(f"{provider} is over the project's request budget", provider=provider)
-    return {**error.to_dict(), "code": "over_quota", "retryAfter": retry_after}
+def estimate_usd(provider: Provider, request: VideoRequest) -> float | None:
+    """What the provider would charge for this request, or None when it cannot say."""
+    try:
+        return provider.estimate_cost(request).usd
+    except ProviderError:
+        return None
+
+
+def over_quota_error(provider: str, decision: QuotaDecision) -> dict[str, Any]:
+    """The attempt's error when the project's budget refuses it (fallback allowed)."""
+    if decision.window is not None and decision.window.endswith("spend"):
+        message, code = f"the project's {decision.window} cap for today is reached", "spend_cap_reached"
+    else:
+        message, code = f"{provider} is over the project's request budget", "over_quota"
+    error = RateLimited(message, provider=provider)
+    return {**error.to_dict(), "code": code, "retryAfter": decision.retry_after_s}
 
 
 class Runner:
@@ -128,11 +142,8 @@ class Runner:
         self.admit = admit
         self.observe = observe
 
-    def run(self, job_id: str, *, admitted: str | None = None) -> Submission:
-        """Submit the job to its next untried candidate, falling back until one takes it.
-
-        `admitted` names a provider whose budget slot the caller already took for this job.
-        """
+    def run(self, job_id: str) -> Submission:
+        """Submit the job to its next untried candidate, falling back until one takes it."""
         job = self.store.get_job(job_id)
         errors: list[Mapping[str, Any]] = []
         provider = rules.next_candidate(job.candidates, job.attempts) if job else None
@@ -145,8 +156,7 @@ class Runner:
                 context = {"event": "fallback", "jobId": job_id, "provider": previous, "toProvider": provider}
                 log.info(f"falling back from {previous} to {provider}", extra=context)
             previous = provider
-            outcome = self._attempt(job, provider, attempt.attempt_id, admitted == provider)
-            admitted = None
+            outcome = self._attempt(job, provider, attempt.attempt_id)
             if isinstance(outcome, Submission):
                 return Submission(job_id, outcome.provider, outcome.task_id, tuple(errors))
             errors.append(outcome)
@@ -159,16 +169,15 @@ class Runner:
             )
         return Submission(job_id, errors=tuple(errors))
 
-    def _attempt(
-        self, job: Job, provider: str, attempt_id: str, admitted: bool
-    ) -> Submission | dict[str, Any]:
-        """One attempt: the admission check, then exactly one create; an error dict on failure."""
-        allowed, retry_after = (True, None) if admitted else self.admit(provider)
-        if not allowed:
+    def _attempt(self, job: Job, provider: str, attempt_id: str) -> Submission | dict[str, Any]:
+        """One attempt: the budget slot (taken only for a create about to be sent), then exactly one
+        create; an error dict on failure."""
+        request = video_request(job, attempt_id)
+        decision = self.admit(provider, estimate_usd(self.providers[provider], request))
+        if not decision.allowed:
             context = {"event": "limit_refused", "jobId": job.job_id, "provider": provider}
             log.info("the project's budget refused an attempt", extra=context)
-            return over_quota_error(provider, retry_after)
-        request = video_request(job, attempt_id)
+            return over_quota_error(provider, decision)
         started = time.monotonic()
         try:
             self.providers[provider].validate(request)

@@ -85,6 +85,7 @@ class NewJob:
     prompt: Mapping[str, Any] = field(default_factory=dict)
     selection: Mapping[str, Any] = field(default_factory=dict)
     estimated_usd: float | None = None
+    job_id: str | None = None  # chosen by the caller (admission records it first); default from the key
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,7 @@ class JobStore(Queries, Purge):
 
     def create_job(self, new: NewJob) -> tuple[Job, bool]:
         """Create the job, or return the existing one for the same owner and idempotency key."""
-        job_id = rules.job_id_for(new.owner_uid, new.idempotency_key)
+        job_id = new.job_id or rules.job_id_for(new.owner_uid, new.idempotency_key)
         now = self.clock()
         job = Job(
             job_id=job_id,

@@ -148,6 +148,7 @@ class Run:
             "HTTP_MAX_ATTEMPTS": "2",
             "RUNWAYML_QUOTA": "100000/60",
             "HEYGEN_QUOTA": "100000/60",
+            **plan.UNLIMITED_PLANS,
             "FINALIZE_TIMEOUT_SECONDS": str(c.finalize_timeout_s),
         } | c.extra_env
         options = StackOptions(work_dir=c.work_dir, environ=environ, extra_env=extra, storage=True)

@@ -8,10 +8,11 @@ its simulator (`provider_modes`), and every real provider is announced by `real_
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from config import ENV_VARS
+from config import DEFAULT_TIER_LIMITS, ENV_VARS
 
 PROJECT = "demo-cvplus"  # the "demo-" prefix: a project id that can never be a real one
 REGION = "us-central1"
@@ -24,6 +25,16 @@ SIMULATOR, REAL = "simulator", "real"
 # Request faults a user can watch the system survive; task faults (stuck, moderation) would end
 # a demo job in a time-out or a rejection instead of a fallback, so --fault-rate leaves them out.
 FAULT_SHARES = {"http_5xx": 0.4, "http_429": 0.3, "reset": 0.15, "malformed": 0.15}
+# Settings that lift every per-user limit and the spend caps out of the way, for runs that make many
+# jobs from a few users (the demo's --jobs, the chaos run, benchmarks, most tests); `make stack`
+# keeps the real defaults.
+_UNLIMITED = {"jobsPerMinute": 10**6, "jobsPerHour": 10**6, "jobsPerDay": 10**6, "liveJobs": 10**6}
+_UNLIMITED |= {"maxScriptChars": 20_000, "maxDurationS": 10, "qualities": ["standard", "premium"]}
+_UNLIMITED |= {"usdPerDay": 10**9, "statusChecksPerMinute": 10**6}
+UNLIMITED_PLANS = {
+    "TIER_LIMITS": json.dumps({tier: _UNLIMITED for tier in DEFAULT_TIER_LIMITS}),
+    "SPEND_CAP_USD_PER_DAY": str(10**9),
+}
 
 
 def service_account(role: str, project: str = PROJECT) -> str:

@@ -6,7 +6,11 @@ setting (`RUNWAYML_QUOTA`, `HEYGEN_QUOTA`) overrides it: `registry.spec(name).qu
 
 Windows are fixed, not sliding: window `b` of length `L` covers `[b*L, (b+1)*L)` seconds since
 1970-01-01T00:00Z, so minutes start on the minute and days at 00:00 UTC. `bucket_of(now, L)` is `b`;
-a window's counter lives in the document `<provider>_<m|h|d>_<b>` (`jobs/guards.py`).
+a window's counter is split over shards, documents `<provider>_<m|h|d>_<b>_<k>` (`jobs/guards.py`),
+each holding its share of the limit (`shard_limits`), so no one document takes every request.
+
+A spend cap (`SPEND_CAP_USD_PER_DAY` in total, `PROVIDER_SPEND_CAPS_USD_PER_DAY` per provider) stops
+new creates for the rest of the UTC day once the estimated cost of those sent today reaches it.
 
 A request is allowed when every window is below its limit. A refusal names the window that keeps it
 refused longest (when several are full, all must reset) and `retry_after_s`, the exact time until
@@ -85,9 +89,60 @@ def window_end(now: datetime, seconds: int) -> datetime:
     return window_start(now, seconds) + timedelta(seconds=seconds)
 
 
-def counter_id(provider: str, window: Window, now: datetime) -> str:
-    """Id of the counter document of `window` at `now`, e.g. `runwayml_m_29452320`."""
-    return f"{provider}_{window.code}_{bucket_of(now, window.seconds)}"
+def counter_id(provider: str, window: Window, now: datetime, shard: int = 0) -> str:
+    """Id of one shard's counter document of `window` at `now`, e.g. `runwayml_m_29452320_3`."""
+    return f"{provider}_{window.code}_{bucket_of(now, window.seconds)}_{shard}"
+
+
+def spend_id(provider: str, now: datetime, shard: int) -> str:
+    """Id of one shard of the provider's estimated spend on the UTC day of `now`."""
+    return f"{provider}_usd_{bucket_of(now, 86400)}_{shard}"
+
+
+def shard_count(limits: Sequence[Window], shards: int) -> int:
+    """How many shards a budget is split over: at most `shards`, and no more than its smallest
+    limit, so every shard has a share of every window (0 when some limit is 0)."""
+    return min(shards, *(w.limit for w in limits))
+
+
+def shard_limits(limits: Sequence[Window], shard: int, count: int) -> dict[Window, Window]:
+    """Each window's share held by `shard` of `count`: the shares of a window add up to its limit."""
+    return {w: Window(w.seconds, w.limit // count + (1 if shard < w.limit % count else 0)) for w in limits}
+
+
+NEAR_CAP = 0.8  # the share of a spend cap that warns operators (`spend_near_cap`)
+
+
+def near_cap(
+    spend: Mapping[str, float], caps: Mapping[str, float | None], total_cap: float, provider: str, usd: float
+) -> str | None:
+    """Which spend ("provider spend" or "total spend") `usd` more takes past `NEAR_CAP` of its cap."""
+    cap = caps.get(provider)
+    before = spend.get(provider, 0.0)
+    if cap is not None and before < NEAR_CAP * cap <= before + usd:
+        return "provider spend"
+    before = sum(spend.values())
+    if before < NEAR_CAP * total_cap <= before + usd:
+        return "total spend"
+    return None
+
+
+def spend_refusal(
+    spend: Mapping[str, float],
+    caps: Mapping[str, float | None],
+    total_cap: float,
+    provider: str,
+    usd: float,
+    now: datetime,
+) -> QuotaDecision | None:
+    """Refused until the UTC day ends when `usd` more would pass the provider's cap or the total."""
+    wait = (window_end(now, 86400) - now).total_seconds()
+    cap = caps.get(provider)
+    if cap is not None and spend.get(provider, 0.0) + usd > cap + 1e-9:
+        return QuotaDecision(allowed=False, retry_after_s=wait, window="provider spend")
+    if sum(spend.values()) + usd > total_cap + 1e-9:
+        return QuotaDecision(allowed=False, retry_after_s=wait, window="total spend")
+    return None
 
 
 def decide(counts: Mapping[str, int], limits: Sequence[Window], now: datetime) -> QuotaDecision:

@@ -18,6 +18,7 @@ from jobs.records import job_to_doc
 from local.heygen_sim import HeyGenSim
 from local.runwayml_sim import RunwayMLSim
 from local.simcore import FaultPlan, ManualClock
+from local.stack_env import UNLIMITED_PLANS
 from local.tokens import TokenIssuer
 from tasks.memory import InMemoryQueue
 from tests.conftest import ROOT, TEST_PROJECT
@@ -53,6 +54,7 @@ def environment(runway: RunwayMLSim, heygen: HeyGenSim, issuer: TokenIssuer, **e
         "SCHEDULER_SERVICE_ACCOUNT": SCHEDULER_SA,
         "HTTP_READ_TIMEOUT_SECONDS": "2",
         "HTTP_MAX_ATTEMPTS": "2",
+        **UNLIMITED_PLANS,  # tests of the plans set their own
         **extra,
     }
 

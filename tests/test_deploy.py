@@ -76,6 +76,8 @@ TTL_COLLECTIONS = {
     "video_webhook_events",
     "video_quota",
     "video_health",
+    "video_users",
+    "video_refresh",
 }
 MINIMAL_INDEXES = {
     "indexes": [

@@ -48,12 +48,60 @@ def test_acquires_are_allowed_up_to_the_minute_limit_then_refused_until_the_minu
     assert (refused.allowed, refused.window, refused.retry_after_s) == (False, "minute", 45.0)
 
 
+def quota_docs(firestore_client, settings):
+    return {s.id: s.to_dict() for s in firestore_client.collection(settings.collection("quota")).stream()}
+
+
 def test_a_refusal_writes_nothing(guard, firestore_client, settings):
-    acquire_many(guard, "runwayml", 4)
-    counts = [
-        s.to_dict()["count"] for s in firestore_client.collection(settings.collection("quota")).stream()
-    ]
-    assert counts == [3, 3, 3]
+    acquire_many(guard, "runwayml", 3)
+    before = quota_docs(firestore_client, settings)
+    assert not guard.try_acquire("runwayml").allowed
+    assert quota_docs(firestore_client, settings) == before
+    assert sum(d["count"] for d in before.values() if d["window"] == "minute") == 3
+
+
+def test_each_window_is_split_over_shards_that_never_pass_their_share(firestore_client, clock):
+    settings = load_settings({**SMALL, "RUNWAYML_QUOTA": "20/60,100/3600", "COUNTER_SHARDS": "4"})
+    guard = QuotaGuard(firestore_client, settings, clock)
+    assert all(d.allowed for d in acquire_many(guard, "runwayml", 20))
+    assert not guard.try_acquire("runwayml").allowed
+    minutes = [d for d in quota_docs(firestore_client, settings).values() if d["window"] == "minute"]
+    assert sorted(d["count"] for d in minutes) == [5, 5, 5, 5]  # each shard full at its share
+    assert guard.usage("runwayml")["windows"]["minute"]["count"] == 20
+
+
+def test_a_limit_smaller_than_the_shard_count_uses_fewer_shards():
+    limits = quota.parse_limits("2/60,100/3600")
+    assert quota.shard_count(limits, 8) == 2
+    assert [quota.shard_limits(limits, k, 2)[limits[0]].limit for k in (0, 1)] == [1, 1]
+    assert sum(quota.shard_limits(limits, k, 2)[limits[1]].limit for k in (0, 1)) == 100
+    assert quota.shard_count(quota.parse_limits("0/60"), 8) == 0
+
+
+def test_the_provider_spend_cap_stops_creates_and_says_until_when(firestore_client, clock, caplog):
+    settings = load_settings({**SMALL, "PROVIDER_SPEND_CAPS_USD_PER_DAY": "runwayml=5"})
+    guard = QuotaGuard(firestore_client, settings, clock)
+    assert guard.try_acquire("runwayml", 3.0).allowed
+    before = quota_docs(firestore_client, settings)
+    refused = guard.try_acquire("runwayml", 3.0)
+    assert (refused.allowed, refused.window) == (False, "provider spend")
+    assert refused.retry_after_s == (T0 + timedelta(days=1) - T0).total_seconds() - 10 * 3600
+    assert quota_docs(firestore_client, settings) == before
+    assert any(getattr(r, "event", None) == "spend_cap_reached" for r in caplog.records)
+    assert guard.try_acquire("heygen", 3.0).allowed  # no cap of its own, under the total
+    assert guard.usage("runwayml")["spendUsdToday"] == 3.0
+
+
+def test_the_total_spend_cap_counts_every_provider(firestore_client, clock):
+    settings = load_settings({**SMALL, "SPEND_CAP_USD_PER_DAY": "10"})
+    guard = QuotaGuard(firestore_client, settings, clock)
+    assert guard.try_acquire("heygen", 6.0).allowed
+    assert not guard.check("runwayml", 5.0).allowed
+    refused = guard.try_acquire("runwayml", 5.0)
+    assert (refused.allowed, refused.window) == (False, "total spend")
+    assert guard.try_acquire("runwayml", 4.0).allowed
+    clock.now = T0 + timedelta(days=1)  # a new UTC day
+    assert guard.try_acquire("runwayml", 9.0).allowed
 
 
 def test_a_new_minute_allows_again_but_the_hour_limit_still_binds(guard, clock):
@@ -89,8 +137,11 @@ def test_check_answers_like_an_acquire_without_taking_anything(guard):
 
 def test_counter_documents_carry_their_window_and_expiry(guard, firestore_client, settings):
     guard.try_acquire("runwayml")
-    minute_id = quota.counter_id("runwayml", quota.Window(60, 3), T0)
-    doc = firestore_client.collection(settings.collection("quota")).document(minute_id).get().to_dict()
+    minute_ids = [quota.counter_id("runwayml", quota.Window(60, 3), T0, k) for k in range(3)]
+    snaps = firestore_client.get_all(
+        [firestore_client.collection(settings.collection("quota")).document(i) for i in minute_ids]
+    )
+    [doc] = [s.to_dict() for s in snaps if s.exists]
     assert doc["count"] == 1
     assert (doc["provider"], doc["window"], doc["limit"]) == ("runwayml", "minute", 3)
     assert doc["windowEnd"] == T0 + timedelta(minutes=1)
@@ -191,3 +242,30 @@ def test_concurrent_failures_are_all_counted(firestore_client, settings, clock):
     store = HealthStore(firestore_client, settings, clock)
     assert store.health("heygen")["counters"]["failures"] == {"unavailable": 6}
     assert store.get_states(["heygen"])["heygen"].state is Phase.OPEN
+
+
+def test_successes_on_a_healthy_circuit_are_written_at_most_every_flush_interval(
+    health, firestore_client, settings, clock
+):
+    ref = firestore_client.collection(settings.collection("health")).document("heygen")
+    health.get_states(["heygen"])  # this instance has seen the circuit closed
+    health.record("heygen", Outcome.SUCCESS, 100.0)
+    written = ref.get().to_dict()
+    for _ in range(5):
+        health.record("heygen", Outcome.SUCCESS, 100.0)
+    assert ref.get().to_dict() == written  # held in memory
+    clock.now = T0 + timedelta(seconds=11)
+    health.record("heygen", Outcome.SUCCESS, 100.0)
+    counters = ref.get().to_dict()["counters"]
+    assert (counters["successes"], counters["latencyCount"]) == (7, 7)
+
+
+def test_a_failure_writes_at_once_with_the_successes_held_before_it(health, firestore_client, settings):
+    ref = firestore_client.collection(settings.collection("health")).document("heygen")
+    health.get_states(["heygen"])
+    health.record("heygen", Outcome.SUCCESS)
+    health.record("heygen", Outcome.SUCCESS)
+    health.record_error("heygen", ProviderUnavailable("down"))
+    doc = ref.get().to_dict()
+    assert doc["counters"]["successes"] == 2
+    assert doc["circuit"]["consecutiveFailures"] == 1

@@ -38,7 +38,7 @@ EVENTS = {  # the metric and the jsonPayload.event its filter counts (the code l
     "stuck_jobs": "stuck_job",
     "webhook_signature_failures": "webhook_signature_failed",
     "output_hosts_refused": "output_host_refused",
-    "spend_near_cap": "spend_near_cap",
+    "spend_near_cap": ("spend_near_cap", "spend_cap_reached"),
 }
 LABELS = {
     "jobs_by_outcome": {"status", "provider"},
@@ -93,13 +93,17 @@ def test_log_metric_has_the_fields_logging_requires(path: Path) -> None:
         assert re.fullmatch(r"EXTRACT\((jsonPayload|resource\.labels)\.\w+\)", extractor), key
     assert labels >= LABELS.get(path.stem, set())
     if path.stem in EVENTS:
-        assert f'jsonPayload.event="{EVENTS[path.stem]}"' in metric["filter"]
+        events = EVENTS[path.stem]
+        if isinstance(events, str):
+            assert f'jsonPayload.event="{events}"' in metric["filter"]
+        else:
+            assert "jsonPayload.event=(" + " OR ".join(f'"{e}"' for e in events) + ")" in metric["filter"]
 
 
 def test_limit_refusals_count_refused_requests_by_code() -> None:
     flt = metrics()["cvplus/limit_refusals"]["filter"]
-    assert "jsonPayload.status=429" in flt
-    for code in ("over_quota", "limit_exceeded", "spend_cap_reached"):
+    assert "jsonPayload.status>=429" in flt
+    for code in ("over_quota", "user_limit", "spend_cap_reached"):
         assert f'"{code}"' in flt
 
 
@@ -159,7 +163,7 @@ def test_the_policies_cover_what_an_operator_is_paged_for() -> None:
     assert ratio["thresholdValue"] == 0.2
     absent = policies["cleanup_not_running"]["conditions"][0]["conditionAbsent"]
     assert absent["duration"] == "1800s"  # two 15-minute cleanup intervals
-    assert "PLACEHOLDER" in policies["spend_near_cap"]["documentation"]["content"]
+    assert "PLACEHOLDER" not in policies["spend_near_cap"]["documentation"]["content"]
     queue = json.dumps(policies["queue_backlog"])
     assert "cloudtasks.googleapis.com/queue/depth" in queue
     assert "{{QUEUE}}" in queue

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from google.cloud import firestore
 
 from config import Settings, load_settings
+from jobs.access import STALE_AFTER
+from jobs.admission import UserAdmission
 from jobs.generate import Intake
-from jobs.guards import HealthStore, QuotaGuard
+from jobs.guards import HealthStore, QuotaGuard, RefreshGate
+from jobs.plans import CallLimiter
 from jobs.runner import Runner
 from jobs.store import JobStore
 from logs import configure, get_logger, redact_values
@@ -41,11 +44,16 @@ class Deps:
     quota: QuotaGuard
     runner: Runner
     poller: Poller
+    users: UserAdmission
+    refresh_gate: RefreshGate
+    calls: CallLimiter = field(default_factory=CallLimiter)
 
     @property
     def intake(self) -> Intake:
         """What `generate_video` works with."""
-        return Intake(self.settings, self.store, self.providers, self.health, self.quota, self.runner)
+        return Intake(
+            self.settings, self.store, self.providers, self.health, self.quota, self.runner, self.users
+        )
 
 
 def build(settings: Settings, *, queue: TaskQueue | None = None) -> Deps:
@@ -66,16 +74,13 @@ def build(settings: Settings, *, queue: TaskQueue | None = None) -> Deps:
         store,
         providers,
         FirstPoll(queue),
-        admit=lambda provider: _admit(quota, provider),
+        admit=quota.try_acquire,
         observe=lambda provider, error, latency_ms: _observe(health, provider, error, latency_ms),
     )
     poller = Poller(store, providers, queue, runner)
-    return Deps(settings, store, providers, queue, verifier, health, quota, runner, poller)
-
-
-def _admit(quota: QuotaGuard, provider: str) -> tuple[bool, float | None]:
-    decision = quota.try_acquire(provider)
-    return decision.allowed, decision.retry_after_s
+    users = UserAdmission(store, settings)
+    gate = RefreshGate(client, settings, STALE_AFTER.total_seconds())
+    return Deps(settings, store, providers, queue, verifier, health, quota, runner, poller, users, gate)
 
 
 def _observe(health: HealthStore, provider: str, error: ProviderError | None, latency_ms: float) -> None:

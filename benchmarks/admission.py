@@ -1,0 +1,112 @@
+"""Admission cost: `generate_video` with the per-user limits on against the same code with them off.
+
+One process, one Firestore emulator, both provider simulators on loopback (no limits of their own);
+`generate_video` runs through functions-framework's app. Rounds alternate (ABAB) between
+
+    limits on    the collaborators as deployed: the user's ledger is read, decided and written
+                 (`jobs/admission.py`) before the job is created
+    limits off   the same collaborators with an admission that allows everything and writes nothing
+
+Every request comes from a new user with a new Idempotency-Key, as the app's traffic does; the plans
+are set high so that nothing is refused and the work measured is the check itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+
+import functions_framework
+
+from benchmarks.common import ROOT, Section, interleave, judge, mean, percentile, ratio, table
+from benchmarks.env import PROJECT, RUNWAY_KEY, Context
+
+GOAL = 0.8  # accepted creates per second with the limits on, against without them
+SCRIPT = "I am a nurse with twelve years on a surgical ward; I train new nurses and lead night shifts."
+
+
+class AdmitAll:
+    """Admission with no limits: allows every job and writes nothing."""
+
+    def admit(self, uid: str, plan: str, limits: object, job_id: str, usd: float | None) -> None:
+        return None
+
+
+def run(ctx: Context) -> Section:
+    from config import load_settings
+    from local.heygen_sim import HeyGenSim
+    from local.runwayml_sim import RunwayMLSim
+    from local.stack_env import UNLIMITED_PLANS
+    from tasks.memory import InMemoryQueue
+    from web import deps
+
+    ctx.wipe()
+    rounds, per_round = (2, 3) if ctx.quick else (8, 25)
+    runway = RunwayMLSim(api_key=RUNWAY_KEY, concurrency=10**6, daily_limit=10**6).start()
+    heygen = HeyGenSim(max_concurrent=10**6).start()
+    try:
+        env = ctx.function_env(
+            "http://127.0.0.1:9",
+            RUNWAYML_BASE_URL=runway.base_url,
+            HEYGEN_BASE_URL=heygen.base_url,
+            HEYGEN_API_KEY="sim-heygen-key",
+            HEYGEN_AVATAR_ID="avatar-bench",
+            RUNWAYML_QUOTA="1000000/60",
+            HEYGEN_QUOTA="1000000/60",
+            **UNLIMITED_PLANS,
+        )
+        on = deps.build(load_settings(env), queue=InMemoryQueue())
+        off = dataclasses.replace(on, users=AdmitAll())
+        client = functions_framework.create_app(
+            target="generate_video", source=str(ROOT / "main.py")
+        ).test_client()
+        token = ctx.issuer()
+
+        def batch(collaborators: deps.Deps) -> list[float]:
+            deps.use(collaborators)
+            took = []
+            for _ in range(per_round):
+                uid = uuid.uuid4().hex[:12]
+                headers = {
+                    "Authorization": f"Bearer {token.user_token(uid, PROJECT)}",
+                    "Idempotency-Key": uid,
+                }
+                began = time.perf_counter()
+                answer = client.post("/", json={"script": SCRIPT}, headers=headers)
+                took.append(time.perf_counter() - began)
+                if answer.status_code != 202:
+                    raise RuntimeError(f"generate_video answered {answer.status_code}: {answer.get_json()}")
+            return took
+
+        batch(on), batch(off)  # warm: imports, clients, certificate cache
+        pooled = interleave({"limits on": lambda: batch(on), "limits off": lambda: batch(off)}, rounds)
+    finally:
+        deps.use(None)
+        runway.stop()
+        heygen.stop()
+    return _section(pooled, rounds, per_round)
+
+
+def _section(pooled: dict[str, list[float]], rounds: int, per_round: int) -> Section:
+    speed = ratio(mean(pooled["limits off"]), mean(pooled["limits on"]))
+    rows = [
+        (name, f"{mean(v) * 1000:.1f}", f"{percentile(v, 95) * 1000:.1f}", f"{1 / mean(v):.1f}")
+        for name, v in pooled.items()
+    ]
+    body = "\n".join(
+        [
+            __doc__.split("\n\n", 1)[1].strip(),
+            "",
+            f"{rounds} rounds of {per_round} requests per variant, alternating.",
+            "",
+            table(("variant", "mean ms", "p95 ms", "creates/s (one client)"), rows),
+            "",
+            f"Creates per second with the limits on: **{speed:.2f}×** those without (goal ≥ {GOAL}×).",
+        ]
+    )
+    headline = f"{speed:.2f}× the creates per second without the per-user limits"
+    verdict = judge(speed, GOAL, at_least=True)
+    return Section(
+        "admission", "Admission with per-user limits", f"≥ {GOAL}×", verdict, headline, body, {"ratio": speed}
+    )
