@@ -33,6 +33,7 @@ from benchmarks.env import Context
 TERMINAL = ("completed", "failed", "cancelled", "timed_out")
 BIG_QUOTA = "100000/60"
 CLIENT_THREADS = 4
+USERS = 50
 CLIENT_TIMEOUT_S = 60.0
 SUBMIT_TRIES = 3
 SCRIPT = (
@@ -95,7 +96,10 @@ def submit(stack, count: int) -> tuple[dict[str, float], Counter[str], list[floa
     """POST generate_video `count` times from a few threads: {job id: submitted at}, refusals."""
     base = stack.base_url.removeprefix("http://")
     host, port = base.split(":")
-    headers = {**stack.user_headers(), "Content-Type": "application/json"}
+    # the app's traffic comes from many users, each with their own ledger document (jobs/admission.py)
+    users = [
+        {**stack.user_headers(f"bench-user-{n}"), "Content-Type": "application/json"} for n in range(USERS)
+    ]
     body = json.dumps({"script": SCRIPT}).encode()
     submitted: dict[str, float] = {}
     latencies: list[float] = []
@@ -106,6 +110,7 @@ def submit(stack, count: int) -> tuple[dict[str, float], Counter[str], list[floa
     def worker(share: int) -> None:
         conn = http.client.HTTPConnection(host, int(port), timeout=CLIENT_TIMEOUT_S)
         for _ in range(share):
+            headers = users[uuid.uuid4().int % USERS]
             key = uuid.uuid4().hex  # a retry with the same key gets the same job, as the app's would
             for attempt in range(1, SUBMIT_TRIES + 1):
                 sent = time.monotonic()
