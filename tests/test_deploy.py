@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy.sh"
@@ -550,6 +551,7 @@ def test_env_file_settings_sit_between_the_environment_and_the_flags(tmp_path: P
     env_file.write_text(
         "# a comment\n\nGOOGLE_CLOUD_PROJECT=file-proj\nFUNCTION_REGION='europe-west1'\n"
         'CORS_ORIGINS="https://a.example, https://b.example"\n'
+        'TIER_LIMITS={"free": {"jobsPerDay": 5}, "team\'s": {"liveJobs": 3}}\n'
         "NOTIFICATION_CHANNEL=projects/file-proj/notificationChannels/123\n"
     )
     try:
@@ -564,6 +566,8 @@ def test_env_file_settings_sit_between_the_environment_and_the_flags(tmp_path: P
     assert {flag(c, "--region") for c in deploys} == {"asia-east1"}
     env_yaml = Path(flag(deploys[0], "--env-vars-file")).read_text()
     assert "CORS_ORIGINS: 'https://a.example, https://b.example'" in env_yaml
+    tiers = yaml.safe_load(env_yaml)["TIER_LIMITS"]  # JSON, quotes and commas included, arrives intact
+    assert json.loads(tiers) == {"free": {"jobsPerDay": 5}, "team's": {"liveJobs": 3}}
     work_dir = Path(flag(deploys[0], "--env-vars-file")).parent
     policy = json.loads((work_dir / "policy-circuit_open.json").read_text())
     assert policy["notificationChannels"] == ["projects/file-proj/notificationChannels/123"]
