@@ -5,9 +5,12 @@ PY     := $(VENV)/bin/python
 
 .PHONY: setup test lint clean tasks-emulator demo stack ops
 
+# Progress notes go to stderr, so stdout stays the commands' own output.
 $(VENV)/.installed: requirements.txt requirements-dev.txt
+	@echo "setting up $(VENV) (first time or requirements changed, about 30 s)..." >&2
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	@echo "installing requirements-dev.txt into $(VENV) (quiet; most of the wait)..." >&2
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
@@ -22,10 +25,12 @@ test: lint
 
 # The Cloud Tasks emulator pins protobuf<5, so it gets its own virtualenv (.venv-tasks).
 tasks-emulator: setup
+	@test -f .venv-tasks/.installed || echo "setting up .venv-tasks for the Cloud Tasks emulator (first time only)..." >&2
 	$(PY) -c "from local.tasks_emulator import ensure_venv; ensure_venv()"
 
 # Everything on this machine: `make demo ARGS="--jobs 3 --fault-rate 0.2"`, `make stack`,
-# `make ops ARGS="jobs --status completed"` (against the running `make stack`).
+# `make ops ARGS="jobs --status completed"` (against the running `make stack`). make ends any
+# failing recipe with exit 2, so scripts run `.venv/bin/python -m ops` for the CLI's exit codes.
 demo: tasks-emulator
 	$(PY) -m local.demo $(ARGS)
 
@@ -33,7 +38,7 @@ stack: tasks-emulator
 	$(PY) -m local.stack $(ARGS)
 
 ops: setup
-	$(PY) -m ops $(ARGS)
+	@$(PY) -m ops $(ARGS)
 
 clean:
 	rm -rf $(VENV) build .pytest_cache

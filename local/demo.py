@@ -171,6 +171,12 @@ def run(args: argparse.Namespace) -> int:
         stopping = time.monotonic()
     stop_s = time.monotonic() - stopping
     print(report(list(outcomes.values()), total_s=time.monotonic() - began, stop_s=stop_s))
+    simulated = sorted(name for name, mode in stack.modes.items() if mode == plan.SIMULATOR)
+    if simulated:
+        print(
+            f"note: videos from the simulators ({', '.join(simulated)}) are a 2 s test pattern "
+            "(colour bars), not a real rendering of the script"
+        )
     if all(o.ok for o in outcomes.values()):
         return 0
     print(f"the logs of every part are in {options.work_dir / 'logs'}", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""The operator CLI, `python -m ops`: submit, status, jobs, batch-check, cleanup, health.
+"""The operator CLI, `python -m ops`: submit, status, cancel, jobs, batch-check, cleanup, health, token.
 
 Modules: `cli` (arguments, exit codes), `commands` (one function per command), `target` (local
 stack or a deployed project, and where tokens come from), `client` (HTTP and the `OpsError` tree),

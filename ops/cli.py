@@ -16,8 +16,10 @@ from ops.target import USER_TOKEN_ENV, resolve
 STATUSES = ("queued", "processing", *TERMINAL)
 EPILOG = f"""targets: the local stack by default (its state file, written by `make stack`), or a deployed
 project with --project/--region (identity tokens from `gcloud auth print-identity-token`; `submit`
-there needs a Firebase ID token in {USER_TOKEN_ENV}).
-exit codes: 0 ok, 1 failed, 2 bad arguments, 3 unreachable, 4 not found, 5 unauthenticated/forbidden"""
+and `cancel` there need an app user's Firebase ID token in {USER_TOKEN_ENV}).
+--json prints one JSON document on stdout (errors too: {{"error": {{...}}}}); messages go to stderr.
+exit codes: 0 ok, 1 failed, 2 bad arguments, 3 unreachable, 4 not found, 5 unauthenticated/forbidden
+(run it as `.venv/bin/python -m ops` to get them: `make ops` turns every failure into 2)"""
 
 
 def _common(parser: argparse.ArgumentParser, default: object) -> None:
@@ -70,10 +72,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--idempotency-key", help="repeat a submission safely (default: a new key)")
     p.add_argument("--wait", action="store_true", help="watch the job until it ends")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds --wait waits")
+    p.add_argument("--download", type=Path, metavar="DIR", help="wait, then save the MP4 (and GIF) into DIR")
 
     p = sub.add_parser("status", parents=[common], help="one job, refreshed at its provider when stale")
     p.add_argument("job_id")
     p.add_argument("--user", help="ask as this app user instead of the ops account")
+
+    p = sub.add_parser("cancel", parents=[common], help="cancel a job as its owner")
+    p.add_argument("job_id")
+    p.add_argument("--user", help="cancel as this app user (local stack: default the job's owner)")
+
+    p = sub.add_parser("token", parents=[common], help="a local user's ID token (local stack only)")
+    p.add_argument("--user", help="the app user (default local-user)")
+    p.add_argument("--tier", choices=("free", "pro"), help="the user's plan claim (default: none, so free)")
 
     p = sub.add_parser("jobs", parents=[common], help="list jobs (read from Firestore)")
     p.add_argument("--owner", help="only this user's jobs (newest first)")
@@ -120,5 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
-    print(render.to_json(result.payload) if args.json else result.text)
+    try:
+        print(render.to_json(result.payload) if args.json else result.text, flush=True)
+    except BrokenPipeError:  # `| head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return result.exit_code

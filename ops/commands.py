@@ -1,12 +1,14 @@
 """The CLI's commands: each takes parsed arguments and a target, returns what to print.
 
 A command returns `Result(payload, text, exit_code)`: `payload` is printed for `--json`, `text`
-for people. Errors are raised as `OpsError` (see `ops/client.py` for the exit codes).
+for people. Errors are raised as `OpsError` (see `ops/client.py` for the exit codes); notes that
+must not spoil `--json` output go to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
 import time
 import uuid
@@ -15,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from ops import render
-from ops.client import EXIT_FAILED, EXIT_OK, EXIT_USAGE, OpsError
-from ops.store import list_jobs
+from ops.client import EXIT_FAILED, EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE, FunctionsClient, OpsError
+from ops.store import list_jobs, read_job
 from ops.target import Target
 
 TERMINAL = ("completed", "failed", "cancelled", "timed_out")
@@ -71,6 +73,41 @@ def wait_for(target: Target, job_id: str, *, timeout_s: float, user: str | None 
         time.sleep(1.0)
 
 
+def job_prompt(target: Target, job: dict[str, Any]) -> str | None:
+    """The prompt the job's provider got, read from the job record (None, with a note, if unreadable)."""
+    try:
+        record = read_job(target, job["jobId"])
+    except OpsError as exc:
+        print(f"ops: the prompt is not shown: {exc.message}", file=sys.stderr)
+        return None
+    if record is None:
+        return None
+    return (record.heygen_script if job.get("provider") == "heygen" else record.runway_prompt) or None
+
+
+def _download_first(client: FunctionsClient, urls: list[str], path: Path) -> dict[str, Any]:
+    problems = []
+    for url in urls:
+        try:
+            return {"path": str(path), "bytes": client.download(url, path)}
+        except OpsError as exc:
+            problems.append(exc.message)
+    raise OpsError(f"{path.name} was not downloaded: {'; '.join(problems) or 'the job has no link to it'}")
+
+
+def download_outputs(client: FunctionsClient, job: dict[str, Any], directory: Path) -> list[dict[str, Any]]:
+    """Save a finished job's MP4 (and its GIF, when one was made) into `directory`."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OpsError(f"cannot create {directory}: {exc.strerror}", EXIT_USAGE) from None
+    files = [_download_first(client, render.output_urls(job), directory / f"{job['jobId']}.mp4")]
+    gif = render.gif_url(job)
+    if gif:
+        files.append(_download_first(client, [gif], directory / f"{job['jobId']}.gif"))
+    return files
+
+
 def submit(args: argparse.Namespace, target: Target) -> Result:
     body = request_body(args, read_script(args.script))
     key = args.idempotency_key or uuid.uuid4().hex
@@ -80,16 +117,61 @@ def submit(args: argparse.Namespace, target: Target) -> Result:
         f"job {answer['jobId']} accepted: {answer.get('status')} at {answer.get('provider')}, "
         f"estimated {render.usd(answer.get('estimatedCostUsd'))}"
     )
-    if not args.wait:
+    if not (args.wait or args.download):
         return Result(answer, text)
     job = wait_for(target, answer["jobId"], timeout_s=args.timeout, user=args.user)
-    code = EXIT_OK if job["status"] == "completed" else EXIT_FAILED
-    return Result({"accepted": answer, "job": job}, f"{text}\n{render.job_details(job)}", code)
+    prompt = job_prompt(target, job)
+    payload = {"accepted": answer, "job": job, "prompt": prompt}
+    text = f"{text}\n{render.job_details(job, prompt)}"
+    if job["status"] != "completed":
+        return Result(payload, text, EXIT_FAILED)
+    if args.download:
+        payload["files"] = download_outputs(target.client, job, args.download)
+        text += "".join(f"\nsaved {f['path']} ({f['bytes']} bytes)" for f in payload["files"])
+    return Result(payload, text)
 
 
 def status(args: argparse.Namespace, target: Target) -> Result:
     job = fetch_job(target, args.job_id, user=args.user)
-    return Result({"job": job}, render.job_details(job))
+    prompt = job_prompt(target, job)
+    return Result({"job": job, "prompt": prompt}, render.job_details(job, prompt))
+
+
+def cancel(args: argparse.Namespace, target: Target) -> Result:
+    """`cancel_video` as the job's owner: on the local stack with a token minted for the owner read
+    from the job record; on a project with the owner's Firebase ID token (CVPLUS_ID_TOKEN)."""
+    owner = args.user
+    if owner is None and target.state is not None:
+        record = read_job(target, args.job_id)
+        if record is None:
+            raise OpsError(f"there is no job {args.job_id}", EXIT_NOT_FOUND)
+        owner = record.owner_uid
+    token = target.user_token(owner)
+    answer = target.client.call("cancel_video", token, body={"jobId": args.job_id})
+    return Result(answer, render.job_details(answer["job"]))
+
+
+def token(args: argparse.Namespace, target: Target) -> Result:
+    """A Firebase-style ID token the local stack accepts (signed by its throwaway issuer key)."""
+    from google.auth import jwt
+
+    if target.state is None:
+        raise OpsError(
+            "ops token mints tokens for the local stack only; a deployed project takes real Firebase "
+            "ID tokens (the app's getIdToken())",
+            EXIT_USAGE,
+        )
+    uid = args.user or target.state.local_user
+    value = target.user_token(uid, args.tier)
+    claims = jwt.decode(value, verify=False)
+    payload = {
+        "token": value,
+        "uid": uid,
+        "tier": args.tier or "free",
+        "project": claims["aud"],
+        "expiresAt": render.timestamp(dt.datetime.fromtimestamp(claims["exp"], dt.UTC)),
+    }
+    return Result(payload, value)
 
 
 def jobs(args: argparse.Namespace, target: Target) -> Result:
@@ -113,64 +195,39 @@ def batch_check(args: argparse.Namespace, target: Target) -> Result:
             body["limit"] = args.limit
     function = "runwayml_batch_status_check"
     answer = target.client.call(function, target.service_token("ops", function), body=body)
-    header = ("job", "status", "progress", "provider", "refreshed", "stuck")
-    rows = [_batch_row(r) for r in answer.get("jobs", [])]
-    text = render.table(header, rows) if rows else "no jobs match"
-    text += "\n\n" + render.generic(answer.get("summary", {}))
-    return Result(answer, text)
-
-
-def _batch_row(result: dict[str, Any]) -> list[Any]:
-    r = result
-    status = r.get("status", "not found")
-    progress = render.percent(r.get("progress"))
-    return [r.get("jobId"), status, progress, r.get("provider"), r.get("refreshed"), r.get("stuck") or ""]
+    rows = [render.batch_row(r) for r in answer.get("jobs", [])]
+    text = render.table(render.BATCH_COLUMNS, rows) if rows else "no jobs match"
+    return Result(answer, f"{text}\n\n{render.batch_summary(answer.get('summary', {}))}")
 
 
 def cleanup(args: argparse.Namespace, target: Target) -> Result:
     function = "runwayml_cleanup_task"
     body = {"dryRun": True} if args.dry_run else {}
     answer = target.client.call(function, target.service_token("scheduler", function), body=body)
-    title = "cleanup (dry run: nothing changed)" if args.dry_run else "cleanup"
-    return Result(answer, f"{title}\n{render.generic(answer, 1)}")
+    return Result(answer, render.cleanup_report(answer))
 
 
 def health(args: argparse.Namespace, target: Target) -> Result:
     function = "provider_health"
     token = target.service_token("ops", function)
     answer = target.client.call(function, token, method="GET", params={"windowHours": args.window_hours})
-    header = ("provider", "reachable", "latency", "circuit", "jobs ended", "success", "avg s", "avg cost")
-    rows = [_health_row(name, info) for name, info in sorted(answer.get("providers", {}).items())]
-    text = render.table(header, rows) if rows else "no providers configured"
-    unreachable = [r[0] for r in rows if r[1] is False]
+    providers = answer.get("providers", {})
+    rows = [render.health_row(name, info) for name, info in sorted(providers.items())]
+    text = render.table(render.HEALTH_COLUMNS, rows) if rows else "no providers configured"
+    live = {name: info.get("health") or {} for name, info in sorted(providers.items())}
+    unreachable = [name for name, seen in live.items() if seen.get("reachable") is False]
     for name in unreachable:
-        error = answer["providers"][name].get("health", {}).get("error")
-        text += f"\n{name}: {error or 'unreachable'}"
+        text += f"\n{name}: {live[name].get('error') or 'unreachable'}"
     return Result(answer, text, EXIT_FAILED if unreachable else EXIT_OK)
-
-
-def _health_row(name: str, info: dict[str, Any]) -> list[Any]:
-    live, stats = info.get("health") or {}, info.get("jobs") or {}
-    circuit = info.get("circuit") or {}
-    latency = live.get("latencyMs")
-    rate = stats.get("successRate")
-    return [
-        name,
-        live.get("reachable"),
-        "-" if latency is None else f"{latency:.0f} ms",
-        circuit.get("state", "-"),
-        stats.get("jobsEnded", 0),
-        "-" if rate is None else f"{rate:.0%}",
-        "-" if stats.get("avgGenerationSeconds") is None else f"{stats['avgGenerationSeconds']:.0f}",
-        render.usd(stats.get("avgCostUsd")),
-    ]
 
 
 COMMANDS = {
     "submit": submit,
     "status": status,
+    "cancel": cancel,
     "jobs": jobs,
     "batch-check": batch_check,
     "cleanup": cleanup,
     "health": health,
+    "token": token,
 }

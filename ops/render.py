@@ -1,36 +1,107 @@
-"""Human-readable output: aligned tables, job details, the selection's reasons (pure)."""
+"""What the CLI prints (pure): aligned tables, job details, and the JSON it writes.
+
+One rule per kind of value, used by every view, human or `--json`::
+
+    time    ISO 8601 in UTC to the second with a `Z`: 2026-11-29T14:53:13Z
+    money   cents: $0.33 in tables, 0.33 in JSON (fields whose name ends in `Usd`)
+    yes/no  booleans in tables; JSON keeps true/false
+    —       a value that is not there (tables only; JSON keeps null)
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+NONE = "—"
 JOB_COLUMNS = ("job", "status", "progress", "provider", "owner", "created", "cost")
+_TIME_KEYS = ("since", "hour")  # time fields whose name does not end in `At`
+
+
+# -- values ---------------------------------------------------------------------------------------
+
+
+def timestamp(value: Any) -> str:
+    """`2026-11-29T14:53:13Z` from a datetime or an ISO string (naive ones are UTC); NONE for None."""
+    if value is None or value == "":
+        return NONE
+    moment = value
+    if isinstance(value, str):
+        try:
+            moment = dt.datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    if not isinstance(moment, dt.datetime):
+        return str(value)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(dt.UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def cents(value: Any) -> float | None:
+    return None if value is None else round(float(value), 2)
+
+
+def usd(value: Any) -> str:
+    return NONE if value is None else f"${float(value):.2f}"
+
+
+def percent(value: Any) -> str:
+    return NONE if value is None else f"{float(value):.0f}%"
+
+
+def yes_no(value: Any) -> str:
+    return NONE if value is None else ("yes" if value else "no")
+
+
+def cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return yes_no(value)
+    if isinstance(value, dt.datetime):
+        return timestamp(value)
+    return str(value)
+
+
+# -- JSON -----------------------------------------------------------------------------------------
+
+
+def clean(payload: Any, key: str = "") -> Any:
+    """`payload` with the rules above applied: times as ISO `Z` strings, money in cents."""
+    if isinstance(payload, Mapping):
+        return {str(k): clean(v, str(k)) for k, v in payload.items()}
+    if isinstance(payload, list | tuple):
+        return [clean(item, key) for item in payload]
+    if isinstance(payload, dt.datetime) or (
+        isinstance(payload, str) and (key.endswith("At") or key in _TIME_KEYS)
+    ):
+        return timestamp(payload)
+    if key.endswith("Usd") and isinstance(payload, int | float) and not isinstance(payload, bool):
+        return cents(payload)
+    return payload
 
 
 def to_json(payload: Any) -> str:
-    return json.dumps(payload, indent=2, sort_keys=True, default=str, ensure_ascii=False)
+    return json.dumps(clean(payload), indent=2, sort_keys=True, default=str, ensure_ascii=False)
+
+
+# -- tables and labelled lines --------------------------------------------------------------------
 
 
 def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    cells = [[str(h) for h in header]] + [["" if c is None else str(c) for c in row] for row in rows]
+    cells = [[str(h) for h in header]] + [[cell(c) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
     return "\n".join(lines)
 
 
-def usd(value: Any) -> str:
-    return "-" if value is None else f"${float(value):.2f}"
-
-
-def percent(value: Any) -> str:
-    return "-" if value is None else f"{float(value):.0f}%"
-
-
-def short_time(value: Any) -> str:
-    text = "" if value is None else str(value)
-    return text[:19].replace("T", " ")
+def labelled(rows: Sequence[tuple[str, Any]]) -> str:
+    """`label  value` lines, the labels padded to one width."""
+    width = max(len(label) for label, _ in rows)
+    return "\n".join(f"{label.ljust(width)}  {cell(value)}".rstrip() for label, value in rows)
 
 
 def selection_reasons(selection: Mapping[str, Any] | None, chosen: str | None = None) -> list[str]:
@@ -47,40 +118,54 @@ def selection_reasons(selection: Mapping[str, Any] | None, chosen: str | None = 
     return lines
 
 
+def _link(value: Any) -> str | None:
+    url = value.get("url") if isinstance(value, Mapping) else value
+    return url if isinstance(url, str) and url else None
+
+
 def output_urls(job: Mapping[str, Any]) -> list[str]:
     """Where the job's MP4 can be fetched: the stored copy's link first, then the provider's links."""
     output = job.get("output") or {}
-    link = output.get("download")
-    stored = link.get("url") if isinstance(link, Mapping) else link
-    urls = [stored, *(output.get("videoUrls") or [])]
-    return [u for u in urls if isinstance(u, str) and u]
+    urls = [_link(output.get("download")), *(_link(u) for u in output.get("videoUrls") or [])]
+    return [u for u in urls if u]
 
 
-def job_details(job: Mapping[str, Any]) -> str:
-    """A job view (as `runwayml_status_check` returns it) as labelled lines."""
-    attempts = ", ".join(
+def gif_url(job: Mapping[str, Any]) -> str | None:
+    """The stored GIF's link, when the job asked for a GIF and it was made."""
+    return _link((job.get("output") or {}).get("gifDownload"))
+
+
+def _attempts(job: Mapping[str, Any]) -> str:
+    return ", ".join(
         f"#{a.get('number')} {a.get('provider')} {a.get('status')}"
         + (f" ({(a.get('error') or {}).get('code')})" if a.get("error") else "")
         for a in job.get("attempts") or []
     )
-    rows = [
+
+
+def job_details(job: Mapping[str, Any], prompt: str | None = None) -> str:
+    """A job view (as `runwayml_status_check` returns it), and its prompt, as labelled lines."""
+    score = job.get("qualityScore")
+    rows: list[tuple[str, Any]] = [
         ("job", job.get("jobId")),
         ("status", f"{job.get('status')} ({percent(job.get('progress'))})"),
-        ("provider", job.get("provider") or "-"),
-        ("attempts", attempts or "-"),
+        ("provider", job.get("provider") or NONE),
+        ("attempts", _attempts(job) or NONE),
         ("cost", f"estimated {usd(job.get('estimatedCostUsd'))}, actual {usd(job.get('actualCostUsd'))}"),
-        ("created", short_time(job.get("createdAt"))),
-        ("ended", short_time(job.get("endedAt")) or "-"),
+        ("created", timestamp(job.get("createdAt"))),
+        ("ended", timestamp(job.get("endedAt"))),
+        ("quality", NONE if score is None else f"{score}/100"),
     ]
-    for url in output_urls(job):
-        rows.append(("output", url))
+    if prompt:
+        rows.append(("prompt", prompt))
+    rows += [("output", url) for url in output_urls(job)]
+    if gif_url(job):
+        rows.append(("gif", gif_url(job)))
     error = job.get("error")
     if error:
         rows.append(("error", f"{error.get('code')}: {error.get('message')}"))
-    for line in selection_reasons(job.get("selection"), job.get("provider")):
-        rows.append(("selection", line))
-    width = max(len(label) for label, _ in rows)
-    return "\n".join(f"{label.ljust(width)}  {value}" for label, value in rows)
+    rows += [("selection", line) for line in selection_reasons(job.get("selection"), job.get("provider"))]
+    return labelled(rows)
 
 
 def job_row(job: Any) -> list[Any]:
@@ -90,9 +175,9 @@ def job_row(job: Any) -> list[Any]:
         job.job_id,
         str(job.status),
         percent(job.progress),
-        job.provider or "-",
+        job.provider or NONE,
         job.owner_uid,
-        short_time(job.created_at),
+        timestamp(job.created_at),
         usd(cost),
     ]
 
@@ -112,29 +197,95 @@ def job_summary(job: Any) -> dict[str, Any]:
     }
 
 
-def generic(payload: Any, indent: int = 0) -> str:
-    """Any JSON answer as indented `key: value` lines (for answers without a dedicated view)."""
-    pad = "  " * indent
-    if isinstance(payload, Mapping):
-        lines = []
-        for key, value in payload.items():
-            if isinstance(value, Mapping | list) and value:
-                lines.append(f"{pad}{key}:")
-                lines.append(generic(value, indent + 1))
-            else:
-                lines.append(f"{pad}{key}: {_scalar(value)}")
-        return "\n".join(lines)
-    if isinstance(payload, list):
-        return "\n".join(
-            f"{pad}-\n{generic(item, indent + 1)}" if isinstance(item, Mapping | list) else f"{pad}- {item}"
-            for item in payload
-        )
-    return f"{pad}{_scalar(payload)}"
+# -- batch-check, cleanup, health -----------------------------------------------------------------
+
+BATCH_COLUMNS = ("job", "status", "progress", "provider", "refreshed", "stuck", "error")
 
 
-def _scalar(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, Mapping | list):
-        return json.dumps(value, default=str)
-    return str(value)
+def batch_row(result: Mapping[str, Any]) -> list[Any]:
+    """One `runwayml_batch_status_check` result as a row of BATCH_COLUMNS."""
+    if not result.get("found"):
+        return [result.get("jobId"), "not found", NONE, NONE, NONE, "", ""]
+    error = result.get("error") or {}
+    return [
+        result.get("jobId"),
+        result.get("status"),
+        percent(result.get("progress")),
+        result.get("provider") or NONE,
+        result.get("refreshed"),
+        result.get("stuck") or "",
+        result.get("refreshError") or error.get("code") or "",
+    ]
+
+
+def batch_summary(summary: Mapping[str, Any]) -> str:
+    """`3 jobs: 2 found, 1 not found; completed 2; 0 refreshed, 0 refresh errors; stuck: none`."""
+    by_status = ", ".join(f"{status} {n}" for status, n in sorted((summary.get("byStatus") or {}).items()))
+    stuck = ", ".join(f"{s['jobId']} ({s['reason']})" for s in summary.get("stuck") or []) or "none"
+    return (
+        f"{summary.get('total', 0)} jobs: {summary.get('found', 0)} found, "
+        f"{summary.get('notFound', 0)} not found; {by_status or 'no statuses'}; "
+        f"{summary.get('refreshed', 0)} refreshed, {summary.get('refreshErrors', 0)} refresh errors; "
+        f"stuck: {stuck}"
+    )
+
+
+def cleanup_report(report: Mapping[str, Any]) -> str:
+    """The cleanup's counts as a step/what/count table, its completeness and its failed steps."""
+    rows = [
+        [step, what, count]
+        for step, counts in report.items()
+        if isinstance(counts, Mapping)
+        for what, count in sorted(counts.items()) or [(NONE, 0)]
+    ]
+    title = "cleanup (dry run: nothing changed)" if report.get("dryRun") else "cleanup"
+    lines = [f"{title}; complete: {yes_no(report.get('complete'))}"]
+    lines.append(table(("step", "what", "count"), rows))
+    lines += [f"step {e.get('step')} failed: {e.get('code')}" for e in report.get("errors") or []]
+    return "\n".join(lines)
+
+
+HEALTH_COLUMNS = (
+    "provider", "reachable", "latency", "circuit", "budget left", "balance",
+    "jobs ended", "success", "avg s", "avg cost",
+)  # fmt: skip
+
+
+def budget(quota: Mapping[str, Any] | None) -> str:
+    """The tightest request-budget window: `199/200 per hour` (NONE when no budget is configured)."""
+    windows = [(name, w) for name, w in (quota or {}).items() if w.get("limit")]
+    if not windows:
+        return NONE
+    name, window = min(windows, key=lambda item: item[1]["remaining"] / item[1]["limit"])
+    return f"{window['remaining']}/{window['limit']} per {name}"
+
+
+def balance(live: Mapping[str, Any]) -> str:
+    """What the provider says is left: USD, else credits, else NONE."""
+    if live.get("balanceUsd") is not None:
+        return usd(live["balanceUsd"])
+    if live.get("creditBalance") is not None:
+        return f"{live['creditBalance']:g} credits"
+    return NONE
+
+
+def health_row(name: str, info: Mapping[str, Any]) -> list[Any]:
+    """One provider of `provider_health` as a row of HEALTH_COLUMNS."""
+    live, stats = info.get("health") or {}, info.get("jobs") or {}
+    latency, rate, seconds = (
+        live.get("latencyMs"),
+        stats.get("successRate"),
+        stats.get("avgGenerationSeconds"),
+    )
+    return [
+        name,
+        live.get("reachable"),
+        NONE if latency is None else f"{latency:.0f} ms",
+        (info.get("circuit") or {}).get("state", NONE),
+        budget(info.get("quota")),
+        balance(live),
+        stats.get("jobsEnded", 0),
+        NONE if rate is None else f"{rate:.0%}",
+        NONE if seconds is None else f"{seconds:.0f}",
+        usd(stats.get("avgCostUsd")),
+    ]

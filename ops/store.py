@@ -56,25 +56,37 @@ def job_store(target: Target) -> Any:
     return JobStore(client, settings)
 
 
-def list_jobs(target: Target, *, owner: str | None, status: str | None, limit: int) -> list[Any]:
-    """Jobs of one owner (newest first), or of some statuses (least recently updated first)."""
+@contextlib.contextmanager
+def _reading(target: Target) -> Iterator[Any]:
+    """A `JobStore` for a few reads: Firestore's errors become `OpsError`, the client is closed."""
     from google.api_core import exceptions as gexc
 
-    from providers.base import Status
-
     store = job_store(target)
-    wanted = Status(status) if status else None
     try:
-        if owner is not None:
-            return store.jobs_for_owner(owner, status=wanted, limit=limit)
-        statuses = [wanted] if wanted else list(Status)
-        return store.jobs_by_status(statuses, limit=limit)
+        yield store
     except gexc.GoogleAPICallError as exc:
-        raise OpsError(f"Firestore refused the query: {exc.message}", EXIT_UNREACHABLE) from None
+        raise OpsError(f"Firestore refused the read: {exc.message}", EXIT_UNREACHABLE) from None
     except gexc.RetryError:
         raise OpsError("Firestore did not answer", EXIT_UNREACHABLE) from None
     finally:
         store.client.close()
+
+
+def read_job(target: Target, job_id: str) -> Any:
+    """One job record (`jobs.records.Job`) as stored, or None when there is no such job."""
+    with _reading(target) as store:
+        return store.get_job(job_id)
+
+
+def list_jobs(target: Target, *, owner: str | None, status: str | None, limit: int) -> list[Any]:
+    """Jobs of one owner (newest first), or of some statuses (least recently updated first)."""
+    from providers.base import Status
+
+    wanted = Status(status) if status else None
+    with _reading(target) as store:
+        if owner is not None:
+            return store.jobs_for_owner(owner, status=wanted, limit=limit)
+        return store.jobs_by_status([wanted] if wanted else list(Status), limit=limit)
 
 
 def provider_checks(target: Target, attempts: list[dict[str, Any]]) -> tuple[int, int]:
@@ -83,14 +95,11 @@ def provider_checks(target: Target, attempts: list[dict[str, Any]]) -> tuple[int
     Reads come from polls, status checks and webhooks alike; the task record counts them all
     (`pollCount`) and numbers the scheduled polls (`lastPollNumber`).
     """
-    store = job_store(target)
     reads = polls = 0
-    try:
+    with _reading(target) as store:
         for attempt in attempts:
             if attempt.get("taskId"):
                 task = store.get_task(attempt["provider"], attempt["taskId"])
                 if task is not None:
                     reads, polls = reads + task.poll_count, polls + task.last_poll_number
-        return reads, polls
-    finally:
-        store.client.close()
+    return reads, polls

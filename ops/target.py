@@ -24,7 +24,7 @@ USER_TOKEN_ENV = "CVPLUS_ID_TOKEN"  # noqa: S105 - a variable name, not a token
 
 
 class Tokens(Protocol):
-    def user(self, uid: str | None) -> str: ...
+    def user(self, uid: str | None, tier: str | None = None) -> str: ...
 
     def service(self, role: str, audience: str) -> str: ...
 
@@ -41,8 +41,10 @@ class LocalTokens:
         except ValueError as exc:
             raise OpsError(f"the local stack's key is unusable: {exc}", EXIT_UNREACHABLE) from None
 
-    def user(self, uid: str | None) -> str:
-        return self.issuer.user_token(uid or self.state.local_user, self.state.project)
+    def user(self, uid: str | None, tier: str | None = None) -> str:
+        """A Firebase ID token for `uid` (the stack's local user by default), valid for an hour."""
+        extra = {} if tier is None else {"tier": tier}
+        return self.issuer.user_token(uid or self.state.local_user, self.state.project, **extra)
 
     def service(self, role: str, audience: str) -> str:
         return self.issuer.service_token(self.state.service_accounts[role], audience)
@@ -56,7 +58,7 @@ class GcloudTokens:
     environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     _cache: dict[str, str] = field(default_factory=dict)
 
-    def user(self, uid: str | None) -> str:
+    def user(self, uid: str | None, tier: str | None = None) -> str:
         token = self.environ.get(USER_TOKEN_ENV)
         if not token:
             raise OpsError(
@@ -93,8 +95,8 @@ class Target:
     project: str
     state: StackState | None = None  # the local stack, when that is the target
 
-    def user_token(self, uid: str | None = None) -> str:
-        return self.tokens.user(uid)
+    def user_token(self, uid: str | None = None, tier: str | None = None) -> str:
+        return self.tokens.user(uid, tier)
 
     def service_token(self, role: str, function: str) -> str:
         return self.tokens.service(role, self.client.url(function))
