@@ -246,7 +246,7 @@ def cleanup_report(report: Mapping[str, Any]) -> str:
 
 
 HEALTH_COLUMNS = (
-    "provider", "reachable", "latency", "circuit", "budget left", "balance",
+    "provider", "reachable", "latency", "circuit", "budget left", "spent today", "balance",
     "jobs ended", "success", "avg s", "avg cost",
 )  # fmt: skip
 
@@ -258,6 +258,17 @@ def budget(quota: Mapping[str, Any] | None) -> str:
         return NONE
     name, window = min(windows, key=lambda item: item[1]["remaining"] / item[1]["limit"])
     return f"{window['remaining']}/{window['limit']} per {name}"
+
+
+def spent(spend: Mapping[str, Any] | None) -> str:
+    """The provider's estimated spend today against its cap, or the total's: `$3.20 of $200.00`."""
+    if not spend:
+        return NONE
+    cap = spend.get("spendCapUsd")
+    total = f"{usd(spend.get('totalSpendUsdToday'))} of {usd(spend.get('totalSpendCapUsd'))} in all"
+    return (
+        f"{usd(spend.get('spendUsdToday'))}" + (f" of {usd(cap)}" if cap is not None else "") + f" ({total})"
+    )
 
 
 def balance(live: Mapping[str, Any]) -> str:
@@ -283,6 +294,7 @@ def health_row(name: str, info: Mapping[str, Any]) -> list[Any]:
         NONE if latency is None else f"{latency:.0f} ms",
         (info.get("circuit") or {}).get("state", NONE),
         budget(info.get("quota")),
+        spent(info.get("spend")),
         balance(live),
         stats.get("jobsEnded", 0),
         NONE if rate is None else f"{rate:.0%}",

@@ -5,6 +5,7 @@ Per provider, in one answer::
     health    Provider.health(): reachable, latency, credits or wallet, model limits (live call)
     circuit   HealthStore.health: breaker state now and this hour's call counters
     quota     QuotaGuard.usage: the project's own request budget, per window
+    spend     QuotaGuard.usage: estimated spend sent today (UTC), the provider's cap and the total's
     jobs      over the last `windowHours`, from the job records (statistics below, all pure)
 
 Job statistics use the jobs that ended in the window (terminal, `updatedAt` and `endedAt` in it;
@@ -57,12 +58,8 @@ def provider_health(
         "jobsConsidered": len(jobs),
         "truncated": truncated,
         "providers": {
-            name: {
-                "health": live_health,
-                **health.health(name),
-                "quota": quota.usage(name)["windows"],
-                "jobs": provider_stats(jobs, name),
-            }
+            name: {"health": live_health, **health.health(name), **_budget(quota.usage(name))}
+            | {"jobs": provider_stats(jobs, name)}
             for name, live_health in zip(names, live, strict=True)
         },
     }
@@ -138,3 +135,8 @@ def provider_stats(jobs: Iterable[Job], provider: str) -> dict[str, Any]:
         "p95GenerationSeconds": percentile(seconds, 95),
         "avgCostUsd": mean(costs),
     }
+
+
+def _budget(usage: dict[str, Any]) -> dict[str, Any]:
+    spend = {k: usage[k] for k in ("spendUsdToday", "spendCapUsd", "totalSpendUsdToday", "totalSpendCapUsd")}
+    return {"quota": usage["windows"], "spend": spend}

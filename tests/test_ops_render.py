@@ -109,6 +109,12 @@ def test_health_row_shows_the_tightest_budget_window_and_the_balance():
             "hour": {"count": 150, "limit": 200, "remaining": 50},
             "day": {"count": 300, "limit": 1000, "remaining": 700},
         },
+        "spend": {
+            "spendUsdToday": 3.2,
+            "spendCapUsd": 200,
+            "totalSpendUsdToday": 4.5,
+            "totalSpendCapUsd": 500,
+        },
         "jobs": {"jobsEnded": 3, "successRate": 2 / 3, "avgGenerationSeconds": 12.4, "avgCostUsd": 0.3335},
     }
     row = render.health_row("heygen", info)
@@ -118,6 +124,7 @@ def test_health_row_shows_the_tightest_budget_window_and_the_balance():
         "latency": "2 ms",
         "circuit": "closed",
         "budget left": "50/200 per hour",
+        "spent today": "$3.20 of $200.00 ($4.50 of $500.00 in all)",
         "balance": "$996.00",
         "jobs ended": 3,
         "success": "67%",

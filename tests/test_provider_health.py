@@ -116,6 +116,8 @@ def test_the_ops_account_sees_health_circuit_quota_and_job_statistics(stack):
     assert heygen["health"]["balanceUsd"] is not None
     assert heygen["circuit"]["state"] == "closed"
     assert heygen["quota"]["minute"]["count"] == 1
+    assert heygen["spend"]["spendUsdToday"] > 0  # the create's estimate, sent today
+    assert heygen["spend"]["totalSpendCapUsd"] == stack.settings.spend_cap_usd_per_day
     jobs = heygen["jobs"]
     assert (jobs["jobsEnded"], jobs["successRate"], jobs["byStatus"]) == (1, 1.0, {"completed": 1})
     expected = (heygen_job["endedAt"] - heygen_job["createdAt"]).total_seconds()
