@@ -91,7 +91,7 @@ def runwayml_status_check(request: flask.Request) -> flask.Response:
     caller = d.verifier.any_caller(
         bearer_token(request.headers), d.settings.function_url("runwayml_status_check")
     )
-    query = parse(StatusQuery, dict(request.args))
+    query = parse(StatusQuery, dict(request.args), "query")
     viewer = caller.viewer(d.settings.ops_service_accounts)
     plans.throttle(d.calls, d.settings, viewer.uid, caller.tier)
     job = views.status(
@@ -165,7 +165,7 @@ def provider_health(request: flask.Request) -> flask.Response:
     require_method(request, "GET")
     d = deps.get()
     _service(request, "provider_health", d.settings.ops_service_accounts)
-    query = parse(HealthQuery, dict(request.args))
+    query = parse(HealthQuery, dict(request.args), "query")
     return respond(monitoring.provider_health(d.store, d.providers, d.health, d.quota, query.window_hours))
 
 

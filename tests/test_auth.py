@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from errors import Forbidden
 from local.tokens import TokenIssuer
 from web.auth import AuthError, CachedCertsRequest, Verifier, bearer_token
 
@@ -77,8 +78,10 @@ def test_an_unverified_email_is_refused(issuer, verifier):
 
 
 def test_a_user_token_is_not_a_service_account(issuer, verifier):
-    with pytest.raises(AuthError):
+    with pytest.raises(Forbidden, match="service-account tokens only"):
         verifier.service_account(issuer.user_token("alice", PROJECT), AUDIENCE)
+    with pytest.raises(AuthError):  # a user token of another project is just not valid
+        verifier.service_account(issuer.user_token("alice", "another-project"), AUDIENCE)
 
 
 def test_any_caller_accepts_either_kind(issuer, verifier):

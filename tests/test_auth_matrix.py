@@ -48,18 +48,19 @@ CALLERS = (
 OWNER, OTHER = "alice", "mallory"
 USER = "user"  # the function's own caller is a Firebase user (the owner)
 
-# function -> (its own caller, expected status per column of CALLERS)
+# function -> (its own caller, expected status per column of CALLERS); a valid user token on a
+# function that takes service accounts only is 403, saying so
 MATRIX: dict[str, tuple[str, tuple[int, ...]]] = {
     "generate_video": (USER, (401, 401, 401, 401, 202, 202, 401, 401, 401)),
     "cancel_video": (USER, (401, 401, 401, 401, 404, 200, 401, 401, 401)),
     "runwayml_status_check": (USER, (401, 401, 401, 401, 404, 200, 200, 404, 404)),
-    "runwayml_polling_task": (TASKS_SA, (401, 401, 401, 401, 401, 401, 403, 200, 403)),
+    "runwayml_polling_task": (TASKS_SA, (401, 401, 401, 401, 403, 403, 403, 200, 403)),
     "heygen_webhook": (USER, (401,) * 9),
     "runwayml_webhook": (USER, (401,) * 9),
-    "runwayml_batch_status_check": (OPS_SA, (401, 401, 401, 401, 401, 401, 200, 403, 403)),
-    "provider_health": (OPS_SA, (401, 401, 401, 401, 401, 401, 200, 403, 403)),
-    "finalize_video_task": (TASKS_SA, (401, 401, 401, 401, 401, 401, 403, 200, 403)),
-    "runwayml_cleanup_task": (SCHEDULER_SA, (401, 401, 401, 401, 401, 401, 403, 403, 200)),
+    "runwayml_batch_status_check": (OPS_SA, (401, 401, 401, 401, 403, 403, 200, 403, 403)),
+    "provider_health": (OPS_SA, (401, 401, 401, 401, 403, 403, 200, 403, 403)),
+    "finalize_video_task": (TASKS_SA, (401, 401, 401, 401, 403, 403, 403, 200, 403)),
+    "runwayml_cleanup_task": (SCHEDULER_SA, (401, 401, 401, 401, 403, 403, 403, 403, 200)),
 }
 
 

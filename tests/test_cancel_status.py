@@ -186,3 +186,17 @@ def test_a_reserved_firestore_id_is_a_400_naming_the_field(stack, query):
 def test_cancelling_a_reserved_id_is_a_400(stack):
     answer = cancel(stack, "__x__")
     assert (answer.status_code, answer.get_json()["error"]["field"]) == (400, "jobId")
+
+
+def test_a_status_check_without_a_query_says_the_query_is_wrong(stack):
+    answer = stack.client("runwayml_status_check").get("/", headers=stack.user("alice"))
+    assert answer.status_code == 400
+    error = answer.get_json()["error"]
+    assert error["field"] == "query"
+    assert error["message"].startswith("query: ")
+
+
+def test_a_user_token_on_a_service_function_is_told_it_takes_service_accounts(stack):
+    answer = stack.client("provider_health").get("/", headers=stack.user("alice"))
+    assert answer.status_code == 403
+    assert "service-account tokens only" in answer.get_json()["error"]["message"]

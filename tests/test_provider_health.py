@@ -141,7 +141,7 @@ def test_jobs_that_ended_before_the_window_are_left_out(stack):
     ("headers", "status"),
     [
         (lambda s: {}, 401),
-        (lambda s: s.user("alice"), 401),
+        (lambda s: s.user("alice"), 403),
         (lambda s: s.service(TASKS_SA, FUNCTION), 403),
     ],
 )

@@ -28,7 +28,7 @@ import google.auth.exceptions
 import google.auth.transport.requests
 from google.oauth2 import id_token
 
-from errors import Unauthenticated
+from errors import Forbidden, Unauthenticated
 from jobs.access import Viewer
 
 FIREBASE_ISSUER_PREFIX = "https://securetoken.google.com/"
@@ -125,13 +125,26 @@ class Verifier:
         return Caller("user", uid=uid, tier=tier if isinstance(tier, str) and 0 < len(tier) <= 64 else "free")
 
     def service_account(self, token: str, audience: str) -> Caller:
-        """A service account from a Google-signed OIDC token minted for `audience`."""
-        claims = self._decode(token, audience, self.google_certs_url)
+        """A service account from a Google-signed OIDC token minted for `audience`; a valid user token
+        here is 403 (the function takes service accounts only), not a confusing 401."""
+        try:
+            claims = self._decode(token, audience, self.google_certs_url)
+        except AuthError:
+            if self._is_user(token):
+                raise Forbidden("this function takes service-account tokens only, not a user's") from None
+            raise
         if claims.get("iss") not in GOOGLE_ISSUERS:
             raise AuthError("invalid token: wrong issuer")
         if not claims.get("email") or claims.get("email_verified") is not True:
             raise AuthError("invalid token: no verified service account email")
         return Caller("service_account", email=str(claims["email"]))
+
+    def _is_user(self, token: str) -> bool:
+        try:
+            self.user(token)
+        except AuthError:
+            return False
+        return True
 
     def any_caller(self, token: str, audience: str) -> Caller:
         """A Firebase user or, failing that, a service account (for functions both may call)."""

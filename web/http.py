@@ -142,17 +142,18 @@ def depth(value: Any) -> int:
     return deepest
 
 
-def parse(model: type[M], data: dict[str, Any]) -> M:
-    """Validate with pydantic; the first problem becomes a 400 naming the field."""
+def parse(model: type[M], data: dict[str, Any], where: str = "body") -> M:
+    """Validate with pydantic; the first problem becomes a 400 naming the field (or `where`: the body
+    or the query, for a problem of the whole)."""
     try:
         return model.model_validate(data)
     except pydantic.ValidationError as exc:
-        raise validation_error(exc.errors()) from None
+        raise validation_error(exc.errors(), where) from None
 
 
-def validation_error(problems: Iterable[Any]) -> errors.InvalidInput:
+def validation_error(problems: Iterable[Any], where: str = "body") -> errors.InvalidInput:
     first = next(iter(problems))
-    field = ".".join(str(part) for part in first.get("loc", ())) or "body"
+    field = ".".join(str(part) for part in first.get("loc", ())) or where
     message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
     return errors.InvalidInput(f"{field}: {message}", field=field)
 
