@@ -70,7 +70,7 @@ DEFAULT_TIER_LIMITS = {
         max_duration_s=5,
         qualities=("standard",),
         usd_per_day=10.0,
-        status_checks_per_minute=30,
+        status_checks_per_minute=60,
     ),
     "pro": TierLimits(
         jobs_per_minute=3,
@@ -81,7 +81,7 @@ DEFAULT_TIER_LIMITS = {
         max_duration_s=10,
         qualities=("standard", "premium"),
         usd_per_day=100.0,
-        status_checks_per_minute=60,
+        status_checks_per_minute=120,
     ),
 }
 

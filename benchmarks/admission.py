@@ -37,7 +37,6 @@ def run(ctx: Context) -> Section:
     from config import load_settings
     from local.heygen_sim import HeyGenSim
     from local.runwayml_sim import RunwayMLSim
-    from local.stack_env import UNLIMITED_PLANS
     from tasks.memory import InMemoryQueue
     from web import deps
 
@@ -54,7 +53,6 @@ def run(ctx: Context) -> Section:
             HEYGEN_AVATAR_ID="avatar-bench",
             RUNWAYML_QUOTA="1000000/60",
             HEYGEN_QUOTA="1000000/60",
-            **UNLIMITED_PLANS,
         )
         on = deps.build(load_settings(env), queue=InMemoryQueue())
         off = dataclasses.replace(on, users=AdmitAll())

@@ -20,6 +20,7 @@ from typing import Any
 
 from benchmarks.common import ROOT
 from local.firestore_emulator import FirestoreEmulator
+from local.stack_env import UNLIMITED_PLANS
 from local.tokens import TokenIssuer
 
 PROJECT = "cvplus-bench"
@@ -77,6 +78,7 @@ class Context:
                 "RUNWAYML_API_KEY": RUNWAY_KEY,
                 "RUNWAYML_BASE_URL": CLOSED_URL,
                 "PYTHONPATH": str(ROOT),
+                **UNLIMITED_PLANS,  # one user calls thousands of times: the plans are not measured here
                 **extra,
             }
         )

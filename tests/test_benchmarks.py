@@ -225,3 +225,11 @@ def test_throughput_benchmark_ends_every_job_on_the_local_stack(ctx):
     assert section.data["lost"] == 0
     assert sum(section.data["statuses"].values()) == 4
     assert "functions" in section.data["cpu"]
+
+
+@pytest.mark.slow
+def test_admission_benchmark_times_generate_video_with_and_without_the_limits(ctx):
+    section = run_one(ctx, "admission")
+    assert section.data["ratio"] > 0
+    assert "limits on" in section.body
+    assert "limits off" in section.body
