@@ -94,6 +94,11 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "circuit_failure_threshold": ("CIRCUIT_FAILURE_THRESHOLD",),
     "circuit_cooldown_s": ("CIRCUIT_COOLDOWN_SECONDS",),
     "local_token_key_file": ("LOCAL_TOKEN_KEY_FILE",),
+    "prompt_writer": ("PROMPT_WRITER",),
+    "gemini_model": ("GEMINI_MODEL",),
+    "gemini_location": ("GEMINI_LOCATION",),
+    "gemini_timeout_s": ("GEMINI_TIMEOUT_SECONDS",),
+    "vertex_base_url": ("VERTEX_BASE_URL",),
 }
 
 
@@ -173,7 +178,15 @@ class Settings(BaseModel):
     # local stack only: the emulator sends no OIDC token, so tasks carry one signed with this key
     local_token_key_file: str | None = None
 
-    @field_validator("functions_base_url")
+    # who writes the video prompt: the rules composer, or Gemini on Vertex AI checked against the same
+    # rules (providers/prompts/gemini.py); VERTEX_BASE_URL points at a loopback simulator (local/tests only)
+    prompt_writer: Literal["rules", "gemini"] = "rules"
+    gemini_model: str = Field(default="gemini-2.5-flash", min_length=1)
+    gemini_location: str = Field(default="global", min_length=1)
+    gemini_timeout_s: float = Field(default=4.0, gt=0, le=30)
+    vertex_base_url: str | None = None
+
+    @field_validator("functions_base_url", "vertex_base_url")
     @classmethod
     def _optional_url(cls, value: str | None) -> str | None:
         return None if value is None else cls._no_trailing_slash(value)
