@@ -142,6 +142,11 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "spend_cap_usd_per_day": ("SPEND_CAP_USD_PER_DAY",),
     "provider_spend_caps_usd_per_day": ("PROVIDER_SPEND_CAPS_USD_PER_DAY",),
     "local_token_key_file": ("LOCAL_TOKEN_KEY_FILE",),
+    "prompt_writer": ("PROMPT_WRITER",),
+    "gemini_model": ("GEMINI_MODEL",),
+    "gemini_location": ("GEMINI_LOCATION",),
+    "gemini_timeout_s": ("GEMINI_TIMEOUT_SECONDS",),
+    "vertex_base_url": ("VERTEX_BASE_URL",),
 }
 
 
@@ -229,6 +234,14 @@ class Settings(BaseModel):
     # local stack only: the emulator sends no OIDC token, so tasks carry one signed with this key
     local_token_key_file: str | None = None
 
+    # who writes the video prompt: the rules composer, or Gemini on Vertex AI checked against the same
+    # rules (providers/prompts/gemini.py); VERTEX_BASE_URL points at a loopback simulator (local/tests only)
+    prompt_writer: Literal["rules", "gemini"] = "rules"
+    gemini_model: str = Field(default="gemini-2.5-flash", min_length=1)
+    gemini_location: str = Field(default="global", min_length=1)
+    gemini_timeout_s: float = Field(default=4.0, gt=0, le=30)
+    vertex_base_url: str | None = None
+
     @field_validator("tier_limits", mode="before")
     @classmethod
     def _over_defaults(cls, value: Any) -> Any:
@@ -253,7 +266,7 @@ class Settings(BaseModel):
             raise ValueError("spend caps must be 0 or more")
         return value
 
-    @field_validator("functions_base_url")
+    @field_validator("functions_base_url", "vertex_base_url")
     @classmethod
     def _optional_url(cls, value: str | None) -> str | None:
         return None if value is None else cls._no_trailing_slash(value)

@@ -81,7 +81,7 @@ TTL_COLLECTIONS=(enhanced_video_jobs runwayml_jobs heygen_jobs video_webhook_eve
 PASSED_SETTINGS=(HEYGEN_AVATAR_ID HEYGEN_VOICE_ID HEYGEN_AVATAR_TYPE HEYGEN_USD_PER_SECOND FIREBASE_PROJECT_ID
   JOB_DEADLINE_SECONDS RUNWAYML_CREDITS_PER_SECOND RUNWAYML_VEO_AUDIO IMAGE_URL_HOSTS OUTPUT_HOSTS
   CORS_ORIGINS TIER_LIMITS SPEND_CAP_USD_PER_DAY PROVIDER_SPEND_CAPS_USD_PER_DAY RUNWAYML_QUOTA HEYGEN_QUOTA
-  COUNTER_SHARDS)
+  COUNTER_SHARDS PROMPT_WRITER GEMINI_MODEL GEMINI_LOCATION GEMINI_TIMEOUT_SECONDS)
 # Queue shape. A poll or finalize request runs on a Python gen2 instance with less than one vCPU,
 # so concurrency is 1 request per instance: 20 concurrent dispatches <= 20 max instances x 1 of
 # both task targets. At ~2 s per poll, 10 dispatches/s keeps ~20 requests in flight, enough for
@@ -405,6 +405,15 @@ grant_runtime_roles() {
   done
 }
 
+# PROMPT_WRITER=gemini: generate_video's account calls Gemini on Vertex AI (docs/PROMPTS.md).
+ensure_prompt_writer() {
+  [[ ${PROMPT_WRITER:-rules} == gemini ]] || return 0
+  run_retry gcloud services enable aiplatform.googleapis.com --project="$PROJECT"
+  run_retry gcloud projects add-iam-policy-binding "$PROJECT" \
+    --member="serviceAccount:$(role_sa "$(function_field generate_video 6)")" \
+    --role=roles/aiplatform.user --condition=None
+}
+
 # YAML single-quoted scalars: values with commas, colons or JSON stay intact.
 yaml_kv() { printf "%s: '%s'\n" "$1" "${2//\'/\'\'}"; }
 
@@ -696,6 +705,7 @@ main() {
     ensure_bucket
     ensure_queue
     grant_runtime_roles
+    ensure_prompt_writer
     ensure_firestore # TTL, indexes and rules before any code that needs them
     ensure_indexes
     deploy_rules

@@ -84,7 +84,7 @@ def generate(
     if request.format == "gif" and intake.settings.storage_bucket is None:
         message = "format gif needs the storage bucket (STORAGE_BUCKET), where GIFs are made; ask for mp4"
         raise errors.InvalidInput(message, code="unsupported_format", field="format")
-    prompt = _prompt(script, request)
+    prompt = _prompt(script, request, intake.settings)
     draft = Job("pending", owner_uid, Status.QUEUED, request=request, prompt=prompt.to_dict())
     template = video_request(draft, "pending")
     invalid = _invalid_reasons(intake.providers, template)
@@ -164,9 +164,12 @@ def _check_key(key: str | None) -> str | None:
     return key
 
 
-def _prompt(script: str, request: JobRequest) -> prompts.PromptResult:
+def _prompt(script: str, request: JobRequest, settings: Settings) -> prompts.PromptResult:
+    """The prompt (by Gemini when PROMPT_WRITER=gemini, checked by the rules and replaced on failure)."""
     try:
-        return prompts.build_prompt(script, request.style, request.camera_motion, request.camera_intensity)
+        return prompts.build_prompt(
+            script, request.style, request.camera_motion, request.camera_intensity, settings=settings
+        )
     except ValueError as exc:
         raise errors.InvalidInput(str(exc)) from None
 

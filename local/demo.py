@@ -34,6 +34,7 @@ from ops.client import OpsError
 from ops.commands import read_script, request_body
 from ops.store import provider_checks
 from ops.target import Target, local_target
+from providers.prompts import build_prompt
 
 SAMPLE_SCRIPT = ROOT / "samples" / "cv_script.txt"
 DEMO_WORK_DIR = ROOT / "build" / "demo-stack"
@@ -170,7 +171,8 @@ def run(args: argparse.Namespace) -> int:
             outcome.reads, outcome.polls = provider_checks(target, outcome.job.get("attempts") or [])
         stopping = time.monotonic()
     stop_s = time.monotonic() - stopping
-    print(report(list(outcomes.values()), total_s=time.monotonic() - began, stop_s=stop_s))
+    prompt = build_prompt(body["script"], body["style"])
+    print(report(list(outcomes.values()), total_s=time.monotonic() - began, stop_s=stop_s, prompt=prompt))
     simulated = sorted(name for name, mode in stack.modes.items() if mode == plan.SIMULATOR)
     if simulated:
         print(

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ops import render
+from providers.prompts import PromptResult
 
 
 @dataclass
@@ -93,8 +94,24 @@ def summary_table(outcomes: list[Outcome]) -> str:
     return render.table(header, rows)
 
 
-def report(outcomes: list[Outcome], *, total_s: float, stop_s: float) -> str:
+def prompt_lines(prompt: PromptResult) -> str:
+    """The prompt the script makes (as the service builds it with the rules writer) and its score."""
+    lines = [
+        ("prompt", prompt.runway_prompt),
+        ("with image", prompt.runway_image_prompt),
+        ("score", f"{prompt.quality_score}/100 ({prompt.style}, {prompt.camera_motion})"),
+    ]
+    lines += [("", reason) for reason in prompt.score_reasons]
+    width = max(len(label) for label, _ in lines)
+    return "\n".join(f"{label.ljust(width)}  {value}" for label, value in lines)
+
+
+def report(
+    outcomes: list[Outcome], *, total_s: float, stop_s: float, prompt: PromptResult | None = None
+) -> str:
     body = detail(outcomes[0]) if len(outcomes) == 1 else summary_table(outcomes)
+    if prompt is not None:
+        body = f"{prompt_lines(prompt)}\n\n{body}"
     done = sum(1 for o in outcomes if o.ok)
     verdict = f"{done}/{len(outcomes)} video(s) made" if done else "no video was made"
     return f"\n{body}\n\n{verdict}; the whole demo took {total_s:.1f} s (stack stopped in {stop_s:.1f} s)"

@@ -857,3 +857,23 @@ def test_rules_release_creates_a_ruleset_then_creates_or_updates_the_release(
         "rulesetName": f"projects/{PROJECT}/rulesets/ruleset-7",
     }
     assert FAKE_TOKEN not in first.stdout + first.stderr
+
+
+def test_the_gemini_prompt_writer_gets_vertex_ai_for_generate_video_only(tmp_path: Path) -> None:
+    env = base_env(tmp_path, path_without(tmp_path, "gcloud", "curl")) | {"PROMPT_WRITER": "gemini"}
+    result = deploy("--dry-run", "--project", PROJECT, "--no-verify", env=env)
+    assert result.returncode == 0, result.stderr
+    commands = printed_commands(result.stdout, "gcloud")
+    enable = find(commands, "services", "enable", "aiplatform.googleapis.com")
+    vertex = [c for c in commands if flag(c, "--role") == "roles/aiplatform.user"]
+    assert len(enable) == 1
+    assert [flag(c, "--member") for c in vertex] == [
+        f"serviceAccount:{RUNS_AS['generate_video']}@{PROJECT}.iam.gserviceaccount.com"
+    ]
+    assert (
+        "PROMPT_WRITER: 'gemini'"
+        in (Path(re.search(r"kept in (\S+)", result.stdout)[1]) / "env.yaml").read_text()
+    )
+    require_gcloud()
+    rejected = [v for v in map(run_real_gcloud, enable + vertex) if not v.parsed_cleanly()]
+    assert not rejected, rejected

@@ -105,8 +105,8 @@ def test_a_built_prompt_names_the_camera_move_exactly_once():
     built = prompts.build_prompt("I am a senior nurse at a hospital.", "professional", "zoom", 0.5)
     body = request_body(request(prompt_text=built.runway_prompt, camera_motion="zoom"), "gen4.5")
     assert body["promptText"] == built.runway_prompt
-    assert body["promptText"].count("Camera") == 1
-    assert "Camera: steady zoom in." in body["promptText"]
+    assert body["promptText"].count("The camera") == 1
+    assert "The camera pushes in steadily." in body["promptText"]
 
 
 def test_a_gen_body_carries_seed_image_and_content_moderation():
@@ -115,7 +115,7 @@ def test_a_gen_body_carries_seed_image_and_content_moderation():
         "model": "gen4.5",
         "ratio": "1280:720",
         "duration": 5,
-        "promptText": "A CV",
+        "promptText": prompts.image_prompt("professional", "zoom", 0.5),  # the image fixes the look
         "promptImage": "https://x.example/a.png",
         "seed": 7,
         "contentModeration": {"publicFigureThreshold": "auto"},

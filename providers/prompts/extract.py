@@ -1,6 +1,20 @@
-"""What a CV script says: role, seniority, industry, skills, achievements, settings (pure).
+"""What a CV script says about the person: occupation (with a confidence), seniority, achievements (pure).
 
-Each `Finding` keeps the words that led to it; the tables are in `vocabulary`.
+Occupation: every title and keyword of `occupations.json` found in the folded script counts for its
+occupation — a title 4 points (the earliest title 2 more), a distinct keyword 1 (at most 6). The
+best occupation wins; its confidence is how far it leads the runner-up::
+
+    best has a title    0.5 + 0.45 x (best - second) / best         (0.5 on a tie, 0.95 alone)
+    keywords only       min(0.55, 0.12 x keywords) x (best - second) / best
+    below MIN_CONFIDENCE  no occupation: the prompt takes the neutral setting
+
+A title the person left ("former nurse", "ex-chef", "accountant turned teacher") counts 1 point.
+A name introduced as "I'm Sam Baker" / "je m'appelle ..." / "ich bin Anna Koch" is not read as a
+title. Seniority: a seniority word inside the title or in the three words before it ("head chef",
+"senior software engineer"), else a "head of ..." anywhere, else the most years of experience named
+("15 years", "fifteen
+years", "10 años", "8 ans", "5 Jahre": < 2 junior, < 6 mid, else senior), else mid. Achievements
+are cues only (action verbs, figures) — no sentence of the CV is kept for the prompt.
 """
 
 from __future__ import annotations
@@ -9,10 +23,10 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from providers.prompts.fit import fit_words
-from providers.prompts.vocabulary import ACHIEVEMENT_VISUALS, INDUSTRIES, ROLES, SENIORITY, SETTINGS, SKILLS
+from providers.prompts.vocabulary import LANGUAGES, VOCABULARY, fold
 
-MAX_SKILLS, MAX_ACHIEVEMENTS, MAX_SETTINGS = 8, 3, 3
+MIN_CONFIDENCE = 0.35
+TITLE_POINTS, FIRST_TITLE_POINTS, MAX_KEYWORDS = 4, 2, 6
 
 
 @dataclass(frozen=True)
@@ -27,129 +41,191 @@ class Finding:
 class Elements:
     """Everything `extract_elements` found in a script."""
 
-    role: Finding | None
-    seniority: Finding | None
-    industry: Finding | None
-    skills: tuple[Finding, ...]
-    achievements: tuple[Finding, ...]
-    settings: tuple[Finding, ...]
+    occupation: Finding | None  # value: the occupation id in `occupations.json`
+    confidence: float  # 0-1, how sure the match is (0 without an occupation)
+    seniority: Finding | None  # junior, mid, senior or lead
+    achievements: tuple[str, ...]  # cues (verbs, figures) of sentences that report an achievement
     word_count: int
 
 
-class Matcher:
-    """Finds the keywords of a table of groups in folded text, left to right, longest first at a spot."""
-
-    def __init__(self, groups: dict[str, str]) -> None:
-        self.owner: dict[str, tuple[str, str]] = {}  # folded keyword -> (group, spelling in the table)
-        for group, spec in groups.items():
-            for keyword in re.split(r"[|/]", spec):
-                self.owner.setdefault(keyword.casefold(), (group, keyword))
-        alternatives = sorted(self.owner, key=lambda k: (-len(k), k))
-        self.regex = re.compile(rf"(?<!\w)({'|'.join(map(re.escape, alternatives))})(?:e?s)?(?!\w)")
-
-    def find(self, folded: str) -> list[tuple[str, str]]:
-        """(group, keyword as spelled in the table) for every hit, in order."""
-        return [self.owner[m.group(1)] for m in self.regex.finditer(folded)]
+def _alternation(words: list[str]) -> str:
+    return "|".join(map(re.escape, sorted(set(words), key=lambda w: (-len(w), w))))
 
 
-_ROLES = Matcher(ROLES)
-_SENIORITY = Matcher(SENIORITY)
-_INDUSTRIES = Matcher(INDUSTRIES)
-_SETTINGS = Matcher(SETTINGS)
-_SKILLS = Matcher({entry.split("/")[0]: entry for entry in SKILLS.split("|")})
-VERBS = Matcher(ACHIEVEMENT_VISUALS)
-_YEARS = re.compile(r"(?<![\d.,])(\d{1,2})\+?\s*(?:years?|yrs)\b")
-_QUANTITY = re.compile(
-    r"(?<![\w.,])(?!(?:19|20)\d\d(?!\d|%|[.,]\d))[$€£¥]?\d[\d.,]*(?:%|\s?(?:percent|k|m|bn|million|billion|x)\b)?"
-    r"(?!\d)(?!\+?\s*(?:years?|yrs|months?)\b)",
-    re.IGNORECASE,
+def _word_regex(words: list[str]) -> re.Pattern[str]:
+    return re.compile(rf"(?<![\w-])({_alternation(words)})(?:e?s|in|innen)?(?![\w-])")
+
+
+_TITLE_OWNER = {
+    fold(t): occ.id
+    for occ in VOCABULARY.occupations.values()
+    for lang in LANGUAGES
+    for t in occ.titles.get(lang, ())
+}
+_KEYWORD_OWNERS: dict[str, set[str]] = {}
+for _occ in VOCABULARY.occupations.values():
+    for _kw in _occ.keywords:
+        _KEYWORD_OWNERS.setdefault(fold(_kw), set()).add(_occ.id)
+_TITLES = _word_regex(list(_TITLE_OWNER))
+_KEYWORDS = _word_regex(list(_KEYWORD_OWNERS))
+_LEVEL_OF = {word: level for level, words in VOCABULARY.seniority.items() for word in words}
+_LEVELS = _word_regex(list(_LEVEL_OF))
+
+_FORMER = {
+    "former",
+    "ex",
+    "ex-",
+    "previously",
+    "retired",
+    "antiguo",
+    "antigua",
+    "ancien",
+    "ancienne",
+    "ehemaliger",
+    "ehemalige",
+}
+_HEAD_OF = re.compile(
+    r"\b(head of|jefe de|jefa de|responsable de|directeur de|directrice de|leiter der|leiterin der)\b"
 )
-_SENTENCE_SPLIT = re.compile(r"(?<=[.!?…。！？])\s+")
+_NUMBER_WORDS = {
+    **dict.fromkeys(("one", "un", "uno", "una", "une", "ein", "eine"), 1),
+    **dict.fromkeys(("two", "dos", "deux", "zwei"), 2),
+    **dict.fromkeys(("three", "tres", "trois", "drei"), 3),
+    **dict.fromkeys(("four", "cuatro", "quatre", "vier"), 4),
+    **dict.fromkeys(("five", "cinco", "cinq", "funf"), 5),
+    **dict.fromkeys(("six", "seis", "sechs"), 6),
+    **dict.fromkeys(("seven", "siete", "sept", "sieben"), 7),
+    **dict.fromkeys(("eight", "ocho", "huit", "acht"), 8),
+    **dict.fromkeys(("nine", "nueve", "neuf", "neun"), 9),
+    **dict.fromkeys(("ten", "diez", "dix", "zehn"), 10),
+    "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15, "sixteen": 16,
+    "seventeen": 17, "eighteen": 18, "nineteen": 19, "doce": 12, "douze": 12, "zwolf": 12,
+    "quince": 15, "quinze": 15, "funfzehn": 15,
+    **dict.fromkeys(("twenty", "veinte", "vingt", "zwanzig"), 20),
+    "twenty-five": 25, "thirty": 30, "treinta": 30, "trente": 30, "dreissig": 30,
+}  # fmt: skip
+_YEARS = re.compile(
+    rf"(?<![\w.,])(\d{{1,2}}|{_alternation(list(_NUMBER_WORDS))})\+?\s*(?:years?|yrs|anos|ans|annees|jahre|jahren)\b"
+)
+_INTRO = re.compile(
+    r"(?i:\b(?:I'm|I am|my name is|me llamo|mi nombre es|je m'appelle|ich bin|ich heisse|ich heiße)\s+)"
+    r"((?:(?:Dr|Mr|Ms|Mrs|Mx)\.?\s+)?[A-ZÀ-ÖØ-Þ][\w'’-]*(?:\s+[A-ZÀ-ÖØ-Þ][\w'’-]*){0,2})"
+)
+_VERBS = re.compile(
+    r"\b(led|lead|managed|mentored|coached|trained|supervised|launched|shipped|opened|founded|built|"
+    r"created|designed|developed|grew|increased|doubled|tripled|reduced|cut|saved|improved|won|awarded|"
+    r"promoted|delivered|completed|published|dirigi|lidere|gestione|forme|cree|aumente|reduje|"
+    r"dirige|fonde|ameliore|geleitet|gegrundet|aufgebaut|gesteigert|ausgebildet)\b"
+)
+_QUANTITY = re.compile(
+    r"(?<![\w.,])(?!(?:19|20)\d\d\b)\d[\d.,]*\s?(?:%|percent|k|m|bn|million|billion|x)?(?![\w])"
+)
+_NOT_ACHIEVEMENT = re.compile(r"^\s*\+?\s*(?:years?|yrs|anos|ans|annees|jahren?|months?|meses|mois|monate)\b")
+_SENTENCES = re.compile(r"(?<=[.!?…。！？;])\s+|\n+")
 
 
 def sanitize(script: str) -> str:
-    """Lone surrogates → U+FFFD, control characters → spaces (newlines kept), NFC."""
+    """Lone surrogates -> U+FFFD, control characters -> spaces (newlines kept), NFC."""
     text = script.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     text = "".join(" " if unicodedata.category(c) == "Cc" and c not in "\n\t" else c for c in text)
     return unicodedata.normalize("NFC", text)
 
 
-def fold(text: str) -> str:
-    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+def _without_names(text: str) -> str:
+    """The script with a name after "I'm" / "ich bin" / ... blanked, unless the words are a title."""
 
+    def blank(match: re.Match[str]) -> str:
+        words = fold(match[1])
+        keep = words in _TITLE_OWNER or words.split()[0] in _LEVEL_OF
+        return match[0] if keep else match[0][: match.start(1) - match.start(0)] + " "
 
-def quote(sentence: str) -> str:
-    return " ".join(sentence.split()[:12]).rstrip(".!?…。！？")
-
-
-# --- Extraction
+    return _INTRO.sub(blank, text)
 
 
 def extract_elements(script: str) -> Elements:
-    """Role, seniority, industry, skills, achievements and settings, each with the words behind it."""
+    """Occupation and its confidence, seniority and achievement cues, each with the words behind it."""
     text = sanitize(script)
-    folded = fold(text)
-    role = _role(folded)
+    folded = fold(_without_names(text))
+    occupation, confidence, first_title = _occupation(folded)
     return Elements(
-        role=role[0] if role else None,
-        seniority=_seniority(folded),
-        industry=_industry(folded, role),
-        skills=_unique(_SKILLS.find(folded), MAX_SKILLS),
-        achievements=tuple(_achievements(text)),
-        settings=_unique(_SETTINGS.find(folded), MAX_SETTINGS),
+        occupation=occupation,
+        confidence=confidence,
+        seniority=_seniority(folded, first_title),
+        achievements=_achievements(text),
         word_count=len(text.split()),
     )
 
 
-def _role(folded: str) -> tuple[Finding, str] | None:
-    hits = _ROLES.find(folded)
-    if not hits:
-        return None
-    industry, phrase = hits[0]
-    return Finding(phrase, (phrase.casefold(),)), industry
+def _occupation(folded: str) -> tuple[Finding | None, float, re.Match[str] | None]:
+    titles: dict[str, list[str]] = {}
+    first: dict[str, re.Match[str]] = {}
+    past: dict[str, int] = {}
+    for match in _TITLES.finditer(folded):
+        owner = _TITLE_OWNER[match[1]]
+        titles.setdefault(owner, []).append(match[1])
+        if _is_past(folded, match):
+            past[owner] = past.get(owner, 0) + 1
+        else:
+            first.setdefault(owner, match)
+    keywords: dict[str, set[str]] = {}
+    for match in _KEYWORDS.finditer(folded):
+        for owner in _KEYWORD_OWNERS[match[1]]:
+            keywords.setdefault(owner, set()).add(match[1])
+    earliest = min(first, key=lambda o: first[o].start()) if first else None
+    points = {
+        occ: TITLE_POINTS * min(3, len(titles.get(occ, ())) - past.get(occ, 0))
+        + past.get(occ, 0)
+        + FIRST_TITLE_POINTS * (occ == earliest)
+        + min(MAX_KEYWORDS, len(keywords.get(occ, ())))
+        for occ in set(titles) | set(keywords)
+    }
+    if not points:
+        return None, 0.0, None
+    ranked = sorted(points, key=lambda o: (-points[o], first[o].start() if o in first else len(folded), o))
+    best = ranked[0]
+    second = points[ranked[1]] if len(ranked) > 1 else 0
+    lead = (points[best] - second) / points[best]
+    by_keywords = min(0.55, 0.12 * len(keywords.get(best, ()))) * lead
+    confidence = 0.5 + 0.45 * lead if best in titles else by_keywords
+    if confidence < MIN_CONFIDENCE:
+        return None, round(confidence, 2), None
+    matched = tuple(dict.fromkeys(titles.get(best, []))) + tuple(sorted(keywords.get(best, ())))
+    return Finding(best, matched[:8]), round(confidence, 2), first.get(best)
 
 
-def _seniority(folded: str) -> Finding | None:
-    hits = _SENIORITY.find(folded)
-    if hits:
-        return Finding(hits[0][0], (hits[0][1],))
-    years = [int(y) for y in _YEARS.findall(folded)]
+def _is_past(folded: str, title: re.Match[str]) -> bool:
+    """A title the person left: "former nurse", "ex-chef", "accountant turned teacher"."""
+    before = folded[max(0, title.start() - 24) : title.start()].split()[-2:]
+    after = folded[title.end() : title.end() + 12].split()[:1]
+    return bool(set(before) & _FORMER) or after == ["turned"]
+
+
+def _seniority(folded: str, title: re.Match[str] | None) -> Finding | None:
+    if title is not None:
+        before = folded[: title.start()].split()[-3:]
+        window = " ".join([*before, title[0]])
+        levels = list(_LEVELS.finditer(window))
+        if levels:
+            word = levels[-1][1]
+            return Finding(_LEVEL_OF[word], (word,))
+    if head := _HEAD_OF.search(folded):
+        return Finding("lead", (head[1],))
+    years = [int(n) if n.isdigit() else _NUMBER_WORDS[n] for n in _YEARS.findall(folded)]
     if not years:
         return None
-    level = "junior" if max(years) < 2 else "mid" if max(years) < 6 else "senior"
-    return Finding(level, (f"{max(years)} years",))
+    most = max(years)
+    level = "junior" if most < 2 else "mid" if most < 6 else "senior"
+    return Finding(level, (f"{most} years",))
 
 
-def _industry(folded: str, role: tuple[Finding, str] | None) -> Finding | None:
-    matched: dict[str, list[str]] = {name: [] for name in INDUSTRIES}
-    if role and role[1] in matched:
-        matched[role[1]].append(f"role: {role[0].value}")
-    for industry, keyword in _INDUSTRIES.find(folded):
-        matched[industry].append(keyword)
-    best = max(matched, key=lambda name: len(matched[name]))  # the first of equals wins
-    words = tuple(dict.fromkeys(matched[best]))[:8]
-    return Finding(best, words) if words else None
-
-
-def _unique(hits: list[tuple[str, str]], limit: int) -> tuple[Finding, ...]:
-    found: dict[str, str] = {}
-    for group, keyword in hits:
-        found.setdefault(group, keyword)
-    return tuple(Finding(group, (keyword,)) for group, keyword in list(found.items())[:limit])
-
-
-def _achievements(text: str) -> list[Finding]:
-    found = []
-    for part in (p for line in text.split("\n") for p in _SENTENCE_SPLIT.split(line)):
-        sentence = " ".join(part.strip(" -*•·\t").split())
-        verbs = [verb for _, verb in VERBS.find(fold(sentence))]
-        figures = [q.rstrip(".,") for q in _QUANTITY.findall(sentence) if len(q) <= 20]
-        if verbs or figures:
-            cues = tuple(dict.fromkeys(verbs + figures))[:6]
-            found.append(Finding(fit_words(sentence, 300), cues))
-    return found[:MAX_ACHIEVEMENTS]
-
-
-def is_quantified(achievement: Finding) -> bool:
-    return any(ch.isdigit() for cue in achievement.matched for ch in cue)
+def _achievements(text: str) -> tuple[str, ...]:
+    cues: list[str] = []
+    for sentence in _SENTENCES.split(text):
+        folded = fold(sentence)
+        verbs = _VERBS.findall(folded)
+        figures = [
+            m[0].strip() for m in _QUANTITY.finditer(folded) if not _NOT_ACHIEVEMENT.match(folded[m.end() :])
+        ]
+        cues += verbs + figures
+    return tuple(dict.fromkeys(cues))[:6]

@@ -3,7 +3,8 @@
 `choose_model` takes `request.model` when given; else 1080p -> veo3.1 (premium) or veo3.1_fast
 (standard); an input image at standard quality -> gen4_turbo; otherwise gen4.5. Aspect ratio x
 resolution -> `ratio` (1080p only on veo models). The prompt text is sent as given: the camera move
-is already one sentence of it (written by `providers/prompts`; the API has no motion field). Veo
+is already one sentence of it (written by `providers/prompts`; the API has no motion field); with
+an input image the body carries the motion-only prompt of `providers.prompts.image_prompt` instead. Veo
 models take 4, 6 or 8 seconds: `wire_duration` rounds a request to the nearest of those (ties round
 up; 9-10 s become 8 s) rather than rejecting it; gen4.5 and gen4_turbo take 2-10 s as asked. A veo
 body always carries `audio` (RUNWAYML_VEO_AUDIO), and `estimate` prices that same choice (`rate_key`).
@@ -90,7 +91,7 @@ def request_body(request: VideoRequest, model: str, *, audio: bool = True) -> di
         "ratio": RATIOS[(request.aspect_ratio, request.resolution)],
         "duration": wire_duration(model, request.duration_s),
     }
-    prompt = request.prompt_text.strip()
+    prompt = _image_prompt(request) if request.image_url else request.prompt_text.strip()
     if prompt:
         body["promptText"] = prompt
     if request.image_url:
@@ -102,6 +103,16 @@ def request_body(request: VideoRequest, model: str, *, audio: bool = True) -> di
     else:
         body["contentModeration"] = {"publicFigureThreshold": "auto"}
     return body
+
+
+def _image_prompt(request: VideoRequest) -> str:
+    """With an input image the image fixes the look: the motion-and-camera prompt of the same style."""
+    from providers.prompts import STYLES, image_prompt  # here: providers.prompts imports this module
+
+    style = STYLES.get(request.style)
+    if style is None or not request.prompt_text.strip():
+        return request.prompt_text.strip()
+    return image_prompt(request.style, request.camera_motion or style.motion, request.camera_intensity)
 
 
 def _model_problem(request: VideoRequest, model: str) -> str | None:
