@@ -33,8 +33,8 @@ INDEXES_FILE, RULES_FILE, OPS_SERVICE_ACCOUNTS (extra ops callers, comma-separat
 NOTIFICATION_CHANNEL (alert channels, comma-separated resource names), OPS_IMPERSONATORS (members
 allowed to mint ops ID tokens; default: the deploying account), PYTHON (python3), and HEYGEN_AVATAR_ID,
 HEYGEN_VOICE_ID, HEYGEN_AVATAR_TYPE, HEYGEN_USD_PER_SECOND, FIREBASE_PROJECT_ID, JOB_DEADLINE_SECONDS,
-RUNWAYML_CREDITS_PER_SECOND, RUNWAYML_VEO_AUDIO, IMAGE_URL_HOSTS, OUTPUT_HOSTS, CORS_ORIGINS
-(passed to the functions when set).
+RUNWAYML_CREDITS_PER_SECOND, RUNWAYML_VEO_AUDIO, IMAGE_URL_HOSTS, OUTPUT_HOSTS, CORS_ORIGINS,
+APP_CHECK (passed to the functions when set).
 EOF_USAGE
 }
 
@@ -79,7 +79,7 @@ APIS=(cloudfunctions.googleapis.com run.googleapis.com cloudbuild.googleapis.com
 TTL_COLLECTIONS=(enhanced_video_jobs runwayml_jobs heygen_jobs video_webhook_events video_quota video_health)
 PASSED_SETTINGS=(HEYGEN_AVATAR_ID HEYGEN_VOICE_ID HEYGEN_AVATAR_TYPE HEYGEN_USD_PER_SECOND FIREBASE_PROJECT_ID
   JOB_DEADLINE_SECONDS RUNWAYML_CREDITS_PER_SECOND RUNWAYML_VEO_AUDIO IMAGE_URL_HOSTS OUTPUT_HOSTS
-  CORS_ORIGINS)
+  CORS_ORIGINS APP_CHECK)
 # Queue shape. A poll or finalize request runs on a Python gen2 instance with less than one vCPU,
 # so concurrency is 1 request per instance: 20 concurrent dispatches <= 20 max instances x 1 of
 # both task targets. At ~2 s per poll, 10 dispatches/s keeps ~20 requests in flight, enough for
