@@ -123,6 +123,8 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "signed_url_ttl_s": ("SIGNED_URL_TTL_SECONDS",),
     "output_hosts": ("OUTPUT_HOSTS",),
     "cors_origins": ("CORS_ORIGINS",),
+    "app_check": ("APP_CHECK",),
+    "app_check_jwks_url": ("APP_CHECK_JWKS_URL",),
     "image_url_hosts": ("IMAGE_URL_HOSTS",),
     "finalize_max_bytes": ("FINALIZE_MAX_BYTES",),
     "finalize_timeout_s": ("FINALIZE_TIMEOUT_SECONDS",),
@@ -203,6 +205,9 @@ class Settings(BaseModel):
     output_hosts: tuple[str, ...] = DEFAULT_OUTPUT_HOSTS
     # web origins allowed to call the user-facing functions from a browser (exact, no wildcard)
     cors_origins: tuple[str, ...] = ()
+    # Firebase App Check on the user-facing functions (web/appcheck.py): "enforce" or "off"
+    app_check: Literal["off", "enforce"] = "off"
+    app_check_jwks_url: str = "https://firebaseappcheck.googleapis.com/v1/jwks"
     # where input images may come from (same form); empty: any public https name (providers/urls.py)
     image_url_hosts: tuple[str, ...] = ()
     finalize_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024, le=2 * 1024**3)
@@ -297,7 +302,7 @@ class Settings(BaseModel):
         value = value if value.startswith(("http://", "https://")) else f"http://{value}"
         return value.rstrip("/")
 
-    @field_validator("runwayml_base_url", "heygen_base_url")
+    @field_validator("runwayml_base_url", "heygen_base_url", "app_check_jwks_url")
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):

@@ -17,7 +17,7 @@ from jobs.generate import generate
 from tasks import batch, monitoring
 from tasks.finalize import Finalizer, links_for
 from tasks.storage import storage_for
-from web import check, deps, webhooks
+from web import appcheck, check, deps, webhooks
 from web.auth import Caller, bearer_token
 from web.cors import Cors
 from web.http import ApiError, endpoint, json_object, parse, raw_body, require_method, respond
@@ -48,7 +48,8 @@ def _origins() -> tuple[str, ...]:
 
 
 def _user(request: flask.Request) -> Caller:
-    return deps.get().verifier.user(bearer_token(request.headers))
+    caller = deps.get().verifier.user(bearer_token(request.headers))
+    return appcheck.require(deps.get().settings, request.headers, caller)
 
 
 def _service(request: flask.Request, function: str, allowed: tuple[str, ...]) -> Caller:
@@ -91,6 +92,7 @@ def runwayml_status_check(request: flask.Request) -> flask.Response:
     caller = d.verifier.any_caller(
         bearer_token(request.headers), d.settings.function_url("runwayml_status_check")
     )
+    appcheck.require(d.settings, request.headers, caller)
     query = parse(StatusQuery, dict(request.args), "query")
     viewer = caller.viewer(d.settings.ops_service_accounts)
     plans.throttle(d.calls, d.settings, viewer.uid, caller.tier)

@@ -2,6 +2,7 @@
 
     python -m local.openapi            # rewrite openapi.yaml
     python -m local.openapi --check    # exit 1 when openapi.yaml differs from the code
+    python -m local.openapi --html     # print the document as one plain HTML page (the stack's /docs)
 
 The request schemas are the models the functions validate with (`web/schemas.py`, `tasks/*`), so the
 document cannot drift from what is accepted; `tests/test_openapi.py` runs the check. Paths are the
@@ -12,6 +13,7 @@ function names as served locally (`http://127.0.0.1:PORT/<function>`) and deploy
 from __future__ import annotations
 
 import argparse
+import html
 import sys
 from pathlib import Path
 from typing import Any
@@ -236,10 +238,69 @@ def render() -> str:
     return header + body
 
 
+STYLE = "body{font:15px sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse}"
+STYLE += "td,th{border:1px solid #ccc;padding:4px;text-align:left}"
+
+
+def render_html(text: str | None = None) -> str:
+    """openapi.yaml (or `text`) as one self-contained HTML page: no script, nothing fetched."""
+    spec = yaml.safe_load(SPEC.read_text() if text is None else text)
+    parts = [f"<h1>{_esc(spec['info']['title'])} {_esc(spec['info']['version'])}</h1>"]
+    for path, operations in spec["paths"].items():
+        for method, op in operations.items():
+            parts += _operation_html(path, method, op, spec["components"]["schemas"])
+    return (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>CVPlus video API</title>"
+        f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>"
+    )
+
+
+def _operation_html(path: str, method: str, op: dict[str, Any], schemas: dict[str, Any]) -> list[str]:
+    who = ", ".join(name for scheme in op.get("security", []) for name in scheme) or "signature"
+    parts = [
+        f"<h2 id='{_esc(op['operationId'])}'>{method.upper()} {_esc(path)}</h2>",
+        f"<p>{_esc(op.get('summary', ''))} <em>(caller: {_esc(who)})</em></p>",
+    ]
+    fields = {p["name"]: p["schema"] for p in op.get("parameters", [])}
+    required = [p["name"] for p in op.get("parameters", []) if p.get("required")]
+    body = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {})
+    if "$ref" in body:
+        model = schemas[body["$ref"].rsplit("/", 1)[1]]
+        fields, required = model.get("properties", {}), model.get("required", [])
+    if fields:
+        parts.append(_table(("field", "type", "required", "default", "values"), _rows(fields, required)))
+    answers = [(code, r.get("description", "")) for code, r in op["responses"].items()]
+    return [*parts, _table(("status", "meaning"), answers)]
+
+
+def _rows(fields: dict[str, Any], required: list[str]) -> list[tuple[str, ...]]:
+    rows = []
+    for name, prop in fields.items():
+        kind = prop.get("type") or " | ".join(o.get("type", "?") for o in prop.get("anyOf", []))
+        notes = " | ".join(map(str, prop.get("enum", []))) or prop.get("description", "")
+        default = "" if "default" not in prop else str(prop["default"])
+        rows.append((name, kind, "yes" if name in required else "", default, notes))
+    return rows
+
+
+def _table(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    cells = "".join(f"<th>{_esc(h)}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{_esc(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{cells}</tr>{body}</table>"
+
+
+def _esc(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="fail if openapi.yaml is out of date")
+    parser.add_argument("--html", action="store_true", help="print openapi.yaml as an HTML page")
     args = parser.parse_args(argv)
+    if args.html:
+        print(render_html())
+        return 0
     text = render()
     if args.check:
         current = SPEC.read_text() if SPEC.exists() else ""

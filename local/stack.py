@@ -14,6 +14,8 @@ Parts, all on 127.0.0.1 and free ports, each started in its own process group::
                         its key is in the environment: see local/stack_env.py)
     Cloud Storage       the storage emulator, when finalize_video_task exists and it is installed
     token issuer        a thread of this process: serves the certificate, key file shared with tools
+    sample web app      a thread of this process: samples/web/ on its own origin, which the
+                        functions' CORS_ORIGINS allow; the API reference at /docs (local/stack_web.py)
 
 Start waits until every part answers; any failure stops what already started. `stop()` (also on
 exit, Ctrl-C or SIGTERM) ends every process group and removes the state file
@@ -39,6 +41,7 @@ from local.firestore_emulator import FirestoreEmulator
 from local.procs import ManagedProcess, StartupError, free_port, http_ready
 from local.serve import function_names
 from local.stack_state import ROOT, StackState, remove_state, write_state
+from local.stack_web import SamplePage
 from local.tasks_emulator import VENV_DIR, TasksEmulator, ensure_venv
 from local.tokens import TokenIssuer
 
@@ -69,6 +72,7 @@ class LocalStack:
         self.modes = plan.provider_modes(self.environ)
         self.warnings = plan.real_money_warnings(self.modes)
         self.issuer: TokenIssuer | None = None
+        self.page: SamplePage | None = None
         self.firestore: FirestoreEmulator | None = None
         self.tasks: TasksEmulator | None = None
         self.storage: Any = None
@@ -131,7 +135,10 @@ class LocalStack:
             storage_url=self.storage.url if self.storage else None,
             storage_bucket=f"{plan.PROJECT}-videos" if self.storage else None,
         )
-        env = plan.functions_env(self.environ, self.endpoints, self.options.extra_env)
+        self.page = SamplePage(base_url, self.user_token)
+        self.started_ports["sample web app"] = int(self.page.server.server_address[1])
+        extra = {"CORS_ORIGINS": self.page.origin, **self.options.extra_env}
+        env = plan.functions_env(self.environ, self.endpoints, extra)
         self.settings = load_settings(env)
         argv = [sys.executable, "-m", "local.serve", f"--port={functions_port}"]
         self.functions = ManagedProcess("functions", argv, log_path=logs / "functions.log", env=env, cwd=ROOT)
@@ -207,6 +214,9 @@ class LocalStack:
         if self.tasks is not None:
             stops.append(self.tasks.stop)
         parts.stop_in_parallel(stops)
+        if self.page is not None:
+            self.page.stop()
+            self.page = None
         if self.issuer is not None:
             self.issuer.stop()
             if self.issuer.key_file is not None:

@@ -84,6 +84,8 @@ def rows(stack: LocalStack) -> list[tuple[str, str, str]]:
         detail = f"speed {options.speed:g}x, faults: {faults}" if simulated else "REAL API"
         out.append((f"{name} {info['mode']}", info["url"], detail))
     out.append(("token issuer", state.certs_url, f"key {state.token_key_file}"))
+    if stack.page is not None:
+        out.append(("sample web app", stack.page.origin, "samples/web, API reference at /docs"))
     out.append(("logs", state.log_dir, f"started in {stack.startup_s or 0:.1f} s"))
     return out
 
@@ -100,6 +102,8 @@ def print_summary(stack: LocalStack) -> None:
     state = stack.state
     assert state is not None
     print(format_table([("part", "where", "detail"), *rows(stack)]))
+    if stack.page is not None:
+        print(f"\nweb app: {stack.page.origin}/  (API reference: {stack.page.origin}/docs)")
     print("\nfunctions:")
     for url in state.functions.values():
         print(f"  {url}")

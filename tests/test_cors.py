@@ -33,7 +33,7 @@ def test_a_preflight_from_an_allowed_origin_is_answered_for_that_origin(web, fun
     assert answer.headers["Access-Control-Allow-Origin"] == APP
     assert answer.headers["Access-Control-Allow-Methods"] == method
     allowed = {h.strip().lower() for h in answer.headers["Access-Control-Allow-Headers"].split(",")}
-    assert allowed == {"authorization", "content-type", "idempotency-key"}
+    assert allowed == {"authorization", "content-type", "idempotency-key", "x-firebase-appcheck"}
     assert int(answer.headers["Access-Control-Max-Age"]) > 0
     assert "Origin" in answer.headers.get_all("Vary")
 
@@ -77,3 +77,33 @@ def test_an_origin_with_a_path_or_a_wildcard_is_refused_at_start_up():
     for bad in ("https://app.example/path", "*", "https://*.example.com"):
         with pytest.raises(ConfigError, match="CORS_ORIGINS"):
             load_settings({"GOOGLE_CLOUD_PROJECT": "p", "CORS_ORIGINS": bad})
+
+
+@pytest.mark.parametrize("origin", [APP, "http://localhost:5173"])
+@pytest.mark.parametrize(("function", "method"), USER_FUNCTIONS)
+def test_every_allowed_origin_gets_its_own_origin_back_on_every_user_function(web, function, method, origin):
+    answer = web.client(function).open("/", method=method, headers={"Origin": origin})
+    assert answer.status_code == 401  # no token: the refusal must still be readable by the page
+    assert answer.headers["Access-Control-Allow-Origin"] == origin
+    assert answer.headers["Access-Control-Expose-Headers"] == "Retry-After"
+    assert answer.get_json()["error"]["code"] == "unauthenticated"
+
+
+def test_a_preflight_asking_for_the_app_check_header_is_allowed(web):
+    headers = {
+        "Origin": APP,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization, content-type, idempotency-key, x-firebase-appcheck",
+    }
+    answer = web.client("generate_video").options("/", headers=headers)
+    allowed = {h.strip().lower() for h in answer.headers["Access-Control-Allow-Headers"].split(",")}
+    assert set(headers["Access-Control-Request-Headers"].split(", ")) <= allowed
+
+
+def test_an_app_check_refusal_carries_the_origin_so_the_page_can_read_it(stack_factory):
+    enforced = stack_factory(CORS_ORIGINS=APP, APP_CHECK="enforce")
+    headers = {**enforced.user("alice"), "Origin": APP}
+    answer = enforced.client("generate_video").post("/", json={"script": "I am a nurse."}, headers=headers)
+    assert answer.status_code == 401
+    assert answer.get_json()["error"]["code"] == "app_check_failed"
+    assert answer.headers["Access-Control-Allow-Origin"] == APP

@@ -4,8 +4,8 @@
     allowed origins   CORS_ORIGINS: exact origins (`https://app.example.com`), no wildcard
     preflight         OPTIONS from an allowed origin -> 204 with Access-Control-Allow-Origin (that
                       origin), -Allow-Methods, -Allow-Headers (Authorization, Content-Type,
-                      Idempotency-Key), -Max-Age; from any other origin -> 204 without them, so the
-                      browser refuses the call
+                      Idempotency-Key, X-Firebase-AppCheck), -Max-Age; from any other origin
+                      -> 204 without them, so the browser refuses the call
     real answers      Access-Control-Allow-Origin for an allowed origin, errors included
     every answer      Vary: Origin (a cache must not hand one origin's answer to another)
 """
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import flask
 
-ALLOWED_HEADERS = "Authorization, Content-Type, Idempotency-Key"
+ALLOWED_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-Firebase-AppCheck"
 EXPOSED_HEADERS = "Retry-After"
 MAX_AGE_S = 3600
 
