@@ -13,6 +13,7 @@ import functions_framework
 import logs
 from jobs import access as views
 from jobs.generate import generate
+from jobs.views import ops_view, user_view
 from tasks import batch, monitoring
 from tasks.finalize import Finalizer, links_for
 from tasks.storage import storage_for
@@ -78,7 +79,7 @@ def cancel_video(request: flask.Request) -> flask.Response:
     body = parse(CancelRequest, json_object(request))
     d = deps.get()
     job = views.cancel(d.store, d.providers, caller.uid, body.job_id)
-    return respond({"job": views.job_view(job)})
+    return respond({"job": user_view(job)})
 
 
 @functions_framework.http
@@ -95,7 +96,8 @@ def runwayml_status_check(request: flask.Request) -> flask.Response:
         d.store, viewer, query.job_id, query.task(), refresh=d.poller.refresh, now=d.store.clock()
     )
     links = links_for(storage_for(d.settings), d.store.clock())
-    return respond({"job": views.job_view(job, links)})
+    view = ops_view if viewer.operator else user_view
+    return respond({"job": view(job, links)})
 
 
 @functions_framework.http
