@@ -78,7 +78,8 @@ APIS=(cloudfunctions.googleapis.com run.googleapis.com cloudbuild.googleapis.com
   firestore.googleapis.com firebaserules.googleapis.com secretmanager.googleapis.com
   storage.googleapis.com iam.googleapis.com iamcredentials.googleapis.com
   logging.googleapis.com monitoring.googleapis.com)
-TTL_COLLECTIONS=(enhanced_video_jobs runwayml_jobs heygen_jobs video_webhook_events video_quota video_health video_users video_refresh)
+TTL_COLLECTIONS=(enhanced_video_jobs video_job_status runwayml_jobs heygen_jobs video_webhook_events video_quota
+  video_health video_users video_refresh)
 PASSED_SETTINGS=(HEYGEN_AVATAR_ID HEYGEN_VOICE_ID HEYGEN_AVATAR_TYPE HEYGEN_USD_PER_SECOND FIREBASE_PROJECT_ID
   JOB_DEADLINE_SECONDS RUNWAYML_CREDITS_PER_SECOND RUNWAYML_VEO_AUDIO IMAGE_URL_HOSTS OUTPUT_HOSTS
   CORS_ORIGINS TIER_LIMITS SPEND_CAP_USD_PER_DAY PROVIDER_SPEND_CAPS_USD_PER_DAY RUNWAYML_QUOTA HEYGEN_QUOTA

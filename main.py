@@ -14,6 +14,7 @@ import logs
 from jobs import access as views
 from jobs import plans
 from jobs.generate import generate
+from jobs.views import ops_view, user_view
 from tasks import batch, monitoring
 from tasks.finalize import Finalizer, links_for
 from tasks.storage import storage_for
@@ -81,7 +82,7 @@ def cancel_video(request: flask.Request) -> flask.Response:
     plans.throttle(d.calls, d.settings, caller.uid, caller.tier)
     body = parse(CancelRequest, json_object(request))
     job = views.cancel(d.store, d.providers, caller.uid, body.job_id)
-    return respond({"job": views.job_view(job)})
+    return respond({"job": user_view(job)})
 
 
 @functions_framework.http
@@ -106,7 +107,8 @@ def runwayml_status_check(request: flask.Request) -> flask.Response:
         gate=d.refresh_gate.take,
     )
     links = links_for(storage_for(d.settings), d.store.clock())
-    return respond({"job": views.job_view(job, links)})
+    view = ops_view if viewer.operator else user_view
+    return respond({"job": view(job, links)})
 
 
 @functions_framework.http

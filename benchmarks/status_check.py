@@ -64,6 +64,7 @@ def breakdown(ctx: Context, job_id: str, token: str, count: int) -> dict[str, fl
     from config import load_settings
     from jobs import access as views
     from jobs.records import job_to_doc
+    from jobs.views import user_view
     from web.auth import Verifier
     from web.http import respond
     from web.schemas import StatusQuery
@@ -89,7 +90,7 @@ def breakdown(ctx: Context, job_id: str, token: str, count: int) -> dict[str, fl
         "verify ID token": lambda: verifier.user(token),
         "jobs.access.status (its Firestore reads included)": status,
         "read job document (the baseline's read)": lambda: store.get_job(job_id),
-        "job view + JSON": lambda: respond({"job": views.job_view(job)}).get_data(),
+        "job view + JSON": lambda: respond({"job": user_view(job)}).get_data(),
         "baseline JSON of the document": lambda: json.dumps({"job": job_to_doc(job)}, default=str),
     }
     for step in steps.values():

@@ -13,7 +13,9 @@
     events.py    seen webhook event ids
     runner.py    one provider create per attempt, fallback down the ranking (the queue is handed in)
     generate.py  admission of a new video request: prompt, ranking, budget, job, first attempt
-    access.py    what a caller may see and cancel, and the status refresh
+    access.py    whose job a caller may see and cancel, and the status refresh
+    views.py     what the owner sees of a job (user view) and what operators see (ops view)
+    progress.py  progress that moves and an estimated finish time (pure)
 
 Nothing outside `jobs/` reads or writes Firestore documents; `jobs/` never imports `tasks/` or `web/`.
 """

@@ -1,4 +1,5 @@
-"""Reading jobs for callers: ownership checks, the public shape of a job, cancel and the status refresh.
+"""Reading jobs for callers: ownership checks, cancel and the status refresh (what a caller sees of a
+job: `jobs/views.py`).
 
 A job that is not the caller's is "not found" (404), never "forbidden": the answer must not reveal
 that someone else's job exists.
@@ -9,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from google.api_core import exceptions as gexc
 
@@ -46,56 +46,6 @@ def needs_refresh(job: Job, task: TaskRecord | None, now: datetime) -> bool:
     if task is None or is_terminal(job.status) or is_terminal(task.status):
         return False
     return task.checked_at is None or now - task.checked_at >= STALE_AFTER
-
-
-Links = Callable[[str], Mapping[str, Any] | None]  # object path -> {"url", "expiresAt"} or None
-
-
-def job_view(job: Job, links: Links | None = None) -> dict[str, Any]:
-    """What callers see of a job (no owner internals, no prompt text, no idempotency key).
-
-    With `links` (storage configured) a stored output carries time-limited download links.
-    """
-    return {
-        "jobId": job.job_id,
-        "status": str(job.status),
-        "progress": job.progress,
-        "provider": job.provider,
-        "providerTaskId": job.provider_task_id,
-        "attempts": [
-            {
-                "number": a.number,
-                "provider": a.provider,
-                "status": str(a.status),
-                "taskId": a.task_id,
-                "error": _error(a.error),
-            }
-            for a in job.attempts
-        ],
-        "selection": dict(job.selection),
-        "qualityScore": job.quality_score,
-        "output": _output(job, links),
-        "error": _error(job.error),
-        "estimatedCostUsd": job.estimated_cost_usd,
-        "actualCostUsd": job.actual_cost_usd,
-        "createdAt": job.created_at,
-        "updatedAt": job.updated_at,
-        "deadlineAt": job.deadline_at,
-        "endedAt": job.ended_at,
-    }
-
-
-def _output(job: Job, links: Links | None) -> Any:
-    if links is None or not job.output_in_storage:
-        return job.output
-    video, gif = job.stored_video_path, job.stored_gif_path
-    return {**job.output, "download": links(video), "gifDownload": links(gif) if gif else None}
-
-
-def _error(error: Any) -> dict[str, Any] | None:
-    if not error:
-        return None
-    return {"code": error.get("code"), "message": error.get("message")}
 
 
 def owned_job(store: JobStore, viewer: Viewer, job_id: str) -> Job:

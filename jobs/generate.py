@@ -238,7 +238,7 @@ def _accepted(intake: Intake, job: Job, status: int) -> Result:
         "estimatedCostUsd": job.estimated_cost_usd,
         "selection": dict(job.selection),
         "statusUrl": None,
-        "document": f"{settings.jobs_collection}/{job.job_id}",
+        "document": intake.store.user_view_ref(job.job_id).path,  # what the owner's rules let them read
     }
     if settings.functions_base_url is not None:
         body["statusUrl"] = f"{settings.function_url('runwayml_status_check')}?jobId={job.job_id}"

@@ -1,4 +1,5 @@
-"""The retention purge: terminal jobs past retention, with their task records, through a BulkWriter.
+"""The retention purge: terminal jobs past retention, with their user views and task records, through
+a BulkWriter.
 
 A mixin of `JobStore`. Page by page, the stored objects of a page go first (`before_delete`), then
 the page's deletes go to one BulkWriter per query. Queries (single-field indexes)::
@@ -91,6 +92,7 @@ class Purge(Documents):
                     jobs, tasks = jobs + 1, tasks + len(expired.tasks)
                     if deleter is not None:
                         deleter.delete(self.job_ref(expired.job_id))
+                        deleter.delete(self.user_view_ref(expired.job_id))
                         for provider, task_id in expired.tasks:
                             deleter.delete(self.task_ref(provider, task_id))
                 if stop():

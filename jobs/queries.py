@@ -25,6 +25,7 @@ from jobs.records import Job, TaskRecord, job_from_doc, task_from_doc
 from providers import registry
 from providers.base import ACTIVE_STATUSES, TERMINAL_STATUSES, Status
 
+USER_VIEWS = "job_status"  # video_job_status/{jobId} with the default prefix (firestore.rules)
 GET_ALL_CHUNK = 300
 SWEEP_PAGE = 200
 MAX_WINDOW_JOBS = 5000
@@ -44,6 +45,10 @@ class Documents:
 
     def job_ref(self, job_id: str) -> firestore.DocumentReference:
         return self._jobs().document(job_id)
+
+    def user_view_ref(self, job_id: str) -> firestore.DocumentReference:
+        """The owner's view of a job (`jobs/views.py`), the one document of it the app may read."""
+        return self.client.collection(self.settings.collection(USER_VIEWS)).document(job_id)
 
     def task_collection(self, provider: str) -> str:
         return registry.spec(provider).records_collection(self.settings)

@@ -6,9 +6,10 @@ writes `job_changes(before, after)` (the top-level fields that differ). A partia
 projection) loads with defaults for what it lacks and is never written back.
 
     enhanced_video_jobs/{jobId}   Job: owner, request (JobRequest), prompt, selection, candidates,
-                                  status, progress, attempts (Attempt), costs, output, error,
-                                  finalize (FinalizeState), timestamps; `provider` and
-                                  `attemptCount` are derived from the attempts (queries use them)
+                                  status, progress, estimated finish, attempts (Attempt), costs,
+                                  output, error, finalize (FinalizeState), timestamps; `provider`
+                                  and `attemptCount` are derived from the attempts (queries use
+                                  them). Server only: the owner reads `jobs/views.py`'s user view
     runwayml_jobs/{taskId} ...    TaskRecord: one provider task (one per attempt that was created)
 
 `updatedAt` (server time) and `expireAt` (TTL) are stamped by the store on every write; records
@@ -67,7 +68,7 @@ class JobRequest:
     script_sha256: str = ""
 
     def to_doc(self) -> dict[str, Any]:
-        return {_camel(f.name): getattr(self, f.name) for f in fields(self)}
+        return {key: getattr(self, name) for key, name in _REQUEST_KEYS}
 
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any]) -> JobRequest:
@@ -77,6 +78,9 @@ class JobRequest:
     def fingerprint(self) -> str:
         """Same options and script -> same fingerprint (a repeated Idempotency-Key must match it)."""
         return hashlib.sha256(repr(sorted(self.to_doc().items())).encode()).hexdigest()
+
+
+_REQUEST_KEYS = tuple((_camel(f.name), f.name) for f in fields(JobRequest))  # (document key, field)
 
 
 @dataclass(frozen=True)
@@ -167,6 +171,7 @@ class Job:
     created_at: datetime | None = None
     deadline_at: datetime | None = None
     ended_at: datetime | None = None
+    estimated_ready_at: datetime | None = None
     updated_at: datetime | None = None
 
     @property
@@ -269,6 +274,7 @@ _JOB_SCALARS = (
     "created_at",
     "deadline_at",
     "ended_at",
+    "estimated_ready_at",
 )
 _JOB_MAPS = ("prompt", "selection", "error", "last_error", "output", "provider_output")
 

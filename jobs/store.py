@@ -6,6 +6,12 @@ no side effect inside it (a transaction may run up to five times). Every write s
 (server time) and `expireAt` (for the TTL policy): a terminal record expires `RETENTION_DAYS` after
 it ended, an active one `RETENTION_DAYS` after its deadline, so TTL never removes a live job.
 
+A job is written in one place, `_write_job` (and its creation): with every change, in the same
+transaction, the owner's view of it (`jobs/views.user_view`) is written to `video_job_status/{jobId}`
+-- the only document of a job the app may read (firestore.rules) -- with the job's `expireAt`.
+Each reading of a provider task moves the job's progress and estimated finish time
+(`jobs/progress.py`), even a reading that changes nothing else.
+
     JobStore          the transactions of the life cycle (this module)
       + Queries       one-off queries and paged sweeps (`jobs/queries.py`)
       + Purge         the retention purge through a BulkWriter (`jobs/purge.py`)
@@ -26,7 +32,7 @@ from google.cloud import firestore
 
 from config import Settings
 from errors import AppError
-from jobs import lease, rules
+from jobs import lease, progress, rules, views
 from jobs.purge import Purge
 from jobs.queries import Queries
 from jobs.records import (
@@ -123,13 +129,26 @@ class JobStore(Queries, Purge):
         return {**fields, "updatedAt": firestore.SERVER_TIMESTAMP, "expireAt": base + self.retention}
 
     def _write_job(self, txn: firestore.Transaction, before: Job, after: Job) -> None:
+        """The one write of a job: what changed, and the owner's view of it, in `txn`."""
         changed = job_changes(before, after)
         if changed:
             terminal = rules.is_terminal(after.status)
             fields = self._stamp(changed, terminal=terminal, deadline=after.deadline_at)
             txn.update(self.job_ref(after.job_id), fields)
+            txn.set(self.user_view_ref(after.job_id), self._user_doc(after, fields["expireAt"]))
             if terminal and not rules.is_terminal(before.status):
                 _ENDED.get().append(after)  # logged by `_transact` once committed
+
+    def _user_doc(self, job: Job, expire_at: datetime) -> dict[str, Any]:
+        """The owner's view as stored: stamped like its job, and expiring with it."""
+        return {**views.user_view(job), "updatedAt": firestore.SERVER_TIMESTAMP, "expireAt": expire_at}
+
+    def _progressed(self, before: Job, after: Job, task: TaskRecord, now: datetime) -> Job:
+        """`after` with the progress and finish time a reading of `task` implies (`jobs/progress.py`)."""
+        return progress.advanced(before, after, task, now, self._typical_s(task.provider))
+
+    def _typical_s(self, provider: str) -> float:
+        return registry.spec(provider).typical_render_s
 
     def _transact(self, fn: Callable[[firestore.Transaction], Any]) -> Any:
         # Contention on one job is low (a poll, a webhook and a status check at most).
@@ -183,11 +202,14 @@ class JobStore(Queries, Purge):
             estimated_cost_usd=new.estimated_usd,
             created_at=now,
             deadline_at=now + timedelta(seconds=self.settings.job_deadline_s),
+            estimated_ready_at=progress.first_estimate(now, [self._typical_s(p) for p in new.candidates[:1]]),
         )
+        doc = self._stamp(job_to_doc(job), terminal=False, deadline=job.deadline_at)
+        batch = self.client.batch()  # the job and its user view, both or neither
+        batch.create(self.job_ref(job_id), doc)
+        batch.set(self.user_view_ref(job_id), self._user_doc(job, doc["expireAt"]))
         try:
-            self.job_ref(job_id).create(
-                self._stamp(job_to_doc(job), terminal=False, deadline=job.deadline_at)
-            )
+            batch.commit()
         except gexc.Conflict:
             existing = self.get_job(job_id)
             if existing is None:  # deleted between the two calls; extremely unlikely
@@ -239,11 +261,12 @@ class JobStore(Queries, Purge):
         def run(txn: firestore.Transaction) -> bool:
             job = self._load_job(txn, job_id)
             attempt = _attempt(job, attempt_id)
-            after, task = rules.submitted(job, attempt, result, self.clock(), can_cancel=can_cancel)
+            now = self.clock()
+            after, task = rules.submitted(job, attempt, result, now, can_cancel=can_cancel)
             terminal = rules.is_terminal(task.status)
             record = self._stamp(task_to_doc(task), terminal=terminal, deadline=job.deadline_at)
             txn.set(self.task_ref(task.provider, task.task_id), record)
-            self._write_job(txn, job, after)
+            self._write_job(txn, job, self._progressed(job, after, task, now))
             return not rules.is_orphan(task)
 
         return self._transact(run)
@@ -329,12 +352,13 @@ class JobStore(Queries, Purge):
             txn.update(
                 ref, self._stamp(task_changes(task, after_task), terminal=terminal, deadline=job.deadline_at)
             )
-            if not decision.changes:
+            if not decision.changes:  # the same reading, later: the estimate still moves
+                self._write_job(txn, job, self._progressed(job, job, after_task, now))
                 return ApplyOutcome(decision.verdict, job.job_id, decision.status, job.status)
             change = rules.job_after(
                 job, task, decision, snapshot, now, link_ttl=link_ttl, finalize_window=self.finalize_window
             )
-            self._write_job(txn, job, change.job)
+            self._write_job(txn, job, self._progressed(job, change.job, after_task, now))
             status = change.job.status
             return ApplyOutcome(
                 Verdict.APPLY,

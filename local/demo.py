@@ -31,7 +31,7 @@ from local.stack import LocalStack, StackOptions
 from local.stack_state import ROOT
 from ops import render
 from ops.client import OpsError
-from ops.commands import read_script, request_body
+from ops.commands import fetch_job, read_script, request_body
 from ops.store import provider_checks
 from ops.target import Target, local_target
 from providers.prompts import build_prompt
@@ -167,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"submitted {len(submitted)} job(s) as {plan.LOCAL_USER}: {', '.join(submitted)}", flush=True)
         outcomes = watch(target, submitted, args.timeout)
         for outcome in outcomes.values():
+            outcome.job = fetch_job(target, outcome.job["jobId"])  # the ops view: provider, reasons, costs
             download(target, outcome, args.out)
             outcome.reads, outcome.polls = provider_checks(target, outcome.job.get("attempts") or [])
         stopping = time.monotonic()

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
+from jobs.views import OpsView, UserView
 from web.schemas import (
     BatchStatusRequest,
     CancelRequest,
@@ -43,6 +44,11 @@ ERRORS = {
     "413": "body too large",
     "415": "body is not application/json",
     "500": "the project's own fault (no detail)",
+}
+# function -> the views its 200 answer may hold as `job` (`jobs/views.py`)
+JOB_ANSWERS: dict[str, tuple[type[BaseModel], ...]] = {
+    "cancel_video": (UserView,),
+    "runwayml_status_check": (UserView, OpsView),  # OpsView: an operator asks
 }
 # function -> (method, body model or None, query model or None, security, extra responses, summary)
 FUNCTIONS: dict[str, tuple[str, type[BaseModel] | None, type[BaseModel] | None, list, dict, str]] = {
@@ -202,7 +208,33 @@ def _operation(name: str) -> dict[str, Any]:
     if query is not None:
         operation["parameters"] = _query_parameters(query)
     operation["responses"] = _responses(extra)
+    if name in JOB_ANSWERS:
+        refs = [{"$ref": f"#/components/schemas/{m.__name__}"} for m in JOB_ANSWERS[name]]
+        job = refs[0] if len(refs) == 1 else {"oneOf": refs}
+        answer = {"type": "object", "required": ["job"], "properties": {"job": job}}
+        operation["responses"]["200"]["content"]["application/json"]["schema"] = answer
     return {method: operation}
+
+
+def _view_components() -> dict[str, Any]:
+    """The answer views and the models they nest, as components (serialization schemas)."""
+    out: dict[str, Any] = {}
+    for model in {m for models in JOB_ANSWERS.values() for m in models}:
+        schema = model.model_json_schema(
+            by_alias=True, ref_template="#/components/schemas/{model}", mode="serialization"
+        )
+        for name, nested in {**schema.pop("$defs", {}), model.__name__: schema}.items():
+            props = nested.get("properties", {})
+            out[name] = {**nested, "properties": {k: _ref_nullable(_nullable(v)) for k, v in props.items()}}
+    return out
+
+
+def _ref_nullable(prop: dict[str, Any]) -> dict[str, Any]:
+    """OpenAPI 3.0 ignores the siblings of a `$ref`: a nullable reference is an `allOf` of one."""
+    if "$ref" not in prop or len(prop) == 1:
+        return prop
+    rest = {k: v for k, v in prop.items() if k != "$ref"}
+    return {"allOf": [{"$ref": prop["$ref"]}], **rest}
 
 
 def build() -> dict[str, Any]:
@@ -210,6 +242,8 @@ def build() -> dict[str, Any]:
     models = sorted({m for spec in FUNCTIONS.values() for m in (spec[1],) if m}, key=lambda m: m.__name__)
     schemas = {model.__name__: _component(model) for model in models}
     schemas["Error"] = _error_schema()
+    schemas |= _view_components()
+    schemas = dict(sorted(schemas.items()))
     return {
         "openapi": "3.0.3",
         "info": {"title": "CVPlus video backend", "version": "1.0.0"},

@@ -11,6 +11,8 @@ are kept and how its webhooks are verified are all read from its spec::
       build(settings)           the `Provider` client; `enabled(settings)` says whether its key is set
       envelope                  polling limits and policy (`Envelope`, used by tasks/schedule.py)
       link_ttl                  the shortest documented lifetime of its output links
+      typical_render_s          how long a task usually takes, queue included (the progress and
+                                finish-time estimate of `jobs/progress.py` when it reports none)
       bulk_ids                  ids per bulk status read, or None (no bulk call: one read per task)
       default_quota             the project's own request budget, `COUNT/SECONDS,...`
       quota_field               the Settings field that overrides it (None: the default only)
@@ -30,6 +32,7 @@ from config import Settings
 from providers.base import Provider
 
 POLICIES = ("seed_backoff", "sdk_fixed", "stepped", "adaptive")
+DEFAULT_RENDER_S = 300.0  # a provider that names no typical render time
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,11 @@ class ProviderSpec:
     quota_field: str | None = None
     records_field: str | None = None
     webhook: Webhook | None = None
+    typical_render_s: float = DEFAULT_RENDER_S
+
+    def __post_init__(self) -> None:
+        if self.typical_render_s <= 0:
+            raise ValueError("need typical_render_s > 0")
 
     def quota(self, settings: Settings) -> str:
         """The request budget in force: its setting when there is one and it is set, else the default."""

@@ -37,6 +37,7 @@ from typing import Any
 from jobs import access as views
 from jobs.records import Job, TaskRecord
 from jobs.store import JobStore, StoreError
+from jobs.views import ops_view
 from logs import get_logger
 from providers import registry
 from providers.base import ProviderError, ProviderSnapshot, Status, is_terminal
@@ -213,7 +214,7 @@ def _result(
 ) -> dict[str, Any]:
     if job is None:
         return {"jobId": job_id, "found": False, "error": {"code": "not_found", "message": "no such job"}}
-    view = views.job_view(job)
+    view = ops_view(job)
     return {
         **{name: view[name] for name in ("jobId", "status", "progress", "provider", "error")},
         "found": True,

@@ -7,7 +7,9 @@
         |-- transient trouble (5xx, 429, timeout) --> poll n+1 later (Retry-After honoured), 2xx
         |-- task gone (404) / hard error ----------> attempt failed (fallback when allowed)
         v
-    store.apply_snapshot (one transaction) --fallback--> Runner.run: next provider's attempt
+    store.apply_snapshot (one transaction; the job's progress and estimated finish move with every
+        |                 reading, even an unchanged one: jobs/progress.py)
+        |                                    --fallback--> Runner.run: next provider's attempt
         |                                    --succeeded, bucket set--> enqueue finalize (named)
         |
         |-- terminal --> done

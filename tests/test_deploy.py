@@ -72,6 +72,7 @@ GRANTS = {  # runtime account: its roles beyond roles/datastore.user (role@resou
 LEGACY = f"serviceAccount:cvplus-video-runtime@{PROJECT}.iam.gserviceaccount.com"
 TTL_COLLECTIONS = {
     "enhanced_video_jobs",
+    "video_job_status",
     "runwayml_jobs",
     "heygen_jobs",
     "video_webhook_events",

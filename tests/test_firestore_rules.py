@@ -1,5 +1,8 @@
 """firestore.rules, enforced by Google's Firestore emulator: what the app may read; it writes nothing.
 
+The app reads the owner's view of a job (`video_job_status/{jobId}`, `jobs/views.py`); the job
+document itself (selection, provider task ids, costs) is server-only like every other collection.
+
 The emulator runs with `--rules=firestore.rules` (its own instance, apart from the session one the
 store tests use) and is spoken to over its REST API, as the Firebase SDK in the app would be.
 `Authorization: Bearer owner` is the admin (server) identity and bypasses the rules; an unsigned
@@ -18,23 +21,31 @@ from typing import Any
 
 import pytest
 import requests
+from google.cloud import firestore
 
+from config import load_settings
+from jobs.records import JobRequest
+from jobs.store import JobStore, NewJob
+from jobs.views import USER_VIEW_KEYS
 from local.firestore_emulator import FirestoreEmulator
+from providers.base import Status
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "cvplus-rules-test"
 ADMIN = "owner"
-JOBS = "enhanced_video_jobs"
+JOBS = "video_job_status"  # what the app reads of a job (the user view)
 ALICE_JOB = f"{JOBS}/job-alice"
 BOB_JOB = f"{JOBS}/job-bob"
 # Every other kind of document; each carries ownerUid=alice, so no rule can let it through by owner.
 PRIVATE_DOCS = [
+    "enhanced_video_jobs/job-alice",
     "runwayml_jobs/task-1",
     "heygen_jobs/video-1",
     "video_webhook_events/evt-1",
     "video_quota/runwayml-2026-01-01T00",
     "video_health/runwayml",
     f"{ALICE_JOB}/attempts/attempt-1",
+    "enhanced_video_jobs/job-alice/attempts/attempt-1",
     "users/alice",
 ]
 SEED = {
@@ -273,3 +284,26 @@ def test_server_reads_lists_and_writes_everything(db: RulesClient) -> None:
     assert db.create(ADMIN, "runwayml_jobs/task-2", {"jobId": "job-alice"}).status_code == 200
     assert db.delete(ADMIN, BOB_JOB).status_code == 200
     assert db.get(ADMIN, BOB_JOB).status_code == 404
+
+
+# --- what the store writes ------------------------------------------------------------------------
+
+
+def test_the_owner_reads_the_user_view_the_store_writes_and_not_the_job(
+    db: RulesClient, rules_emulator: FirestoreEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", rules_emulator.host)  # the admin client of this one
+    client = firestore.Client(project=PROJECT)
+    store = JobStore(client, load_settings({"GOOGLE_CLOUD_PROJECT": PROJECT}))
+    new = NewJob(owner_uid="carol", request=JobRequest(), candidates=("heygen",), selection={"scores": {}})
+    job, _ = store.create_job(new)
+    store.finish_job(job.job_id, Status.CANCELLED, {"code": "cancelled", "message": "cancelled"})
+
+    view = db.get("carol", f"{JOBS}/{job.job_id}")
+    assert view.status_code == 200, view.text
+    assert set(view.json()["fields"]) == USER_VIEW_KEYS | {"expireAt"}
+    assert view.json()["fields"]["status"] == {"stringValue": "cancelled"}
+    assert query_names(db, "carol", owner_query("carol")) == [f"{JOBS}/{job.job_id}"]
+    assert_denied(db.get("carol", f"enhanced_video_jobs/{job.job_id}"))
+    assert_denied(db.get("alice", f"{JOBS}/{job.job_id}"))
+    client.close()

@@ -61,4 +61,5 @@ SPEC = ProviderSpec(
     traits=frozenset({"avatar"}),
     bulk_ids=MAX_BULK_IDS,
     webhook=Webhook(read=read_webhook, secrets_field="heygen_webhook_secrets"),
+    typical_render_s=600.0,  # docs: renders take 5-15 minutes, sometimes over 20
 )

@@ -4,10 +4,11 @@ Status table (one place; unknown values are logged and treated as still running)
 
     HeyGen status               project status   progress
     waiting, pending, queued    queued           0
-    processing                  processing       50   HeyGen reports no progress: a fixed midpoint
+    processing                  processing       0    HeyGen reports no progress: the job's is
+                                                      estimated from the elapsed time (jobs/progress.py)
     completed                   completed        100  video_url, gif_url, thumbnail_url
     failed                      failed           0    fallback unless the code is content/moderation
-    anything else               processing       50   logged as a warning, never a crash
+    anything else               processing       0    logged as a warning, never a crash
 
 A failed render may fall back to another provider unless its `failure_code` contains one of
 `CONTENT_MARKERS` (moderation, content, policy, ...): the input itself was rejected, so another
@@ -89,7 +90,7 @@ STATUSES = {
     "completed": Status.COMPLETED,
     "failed": Status.FAILED,
 }
-_PROGRESS = {Status.QUEUED: 0.0, Status.PROCESSING: 50.0, Status.COMPLETED: 100.0, Status.FAILED: 0.0}
+_PROGRESS = {Status.QUEUED: 0.0, Status.PROCESSING: 0.0, Status.COMPLETED: 100.0, Status.FAILED: 0.0}
 _KEY_PATTERN = re.compile(r"[A-Za-z0-9_:.-]{1,255}")
 
 

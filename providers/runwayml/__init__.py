@@ -66,4 +66,5 @@ SPEC = ProviderSpec(
     records_field="runwayml_tasks_collection",
     traits=frozenset({"premium", "creative", "short_clips"}),
     webhook=Webhook(read=read_webhook, secrets_field="runwayml_webhook_secrets"),
+    typical_render_s=60.0,  # a 5-10 s clip; RUNNING tasks report their own progress
 )

@@ -100,7 +100,7 @@ function play(job) {
 }
 
 // Watch the job: ask runwayml_status_check every few seconds until the job ends. (An app using the
-// Firebase JS SDK can listen to enhanced_video_jobs/{jobId} instead; see the README.)
+// Firebase JS SDK can listen to video_job_status/{jobId} instead; see the README.)
 async function watch(jobId) {
   let delay = POLL_MS;
   try {
