@@ -111,6 +111,9 @@ class LocalStack:
         self.issuer = TokenIssuer(key_file=key_file)
         assert self.issuer.server is not None
         self.started_ports["token issuer"] = int(self.issuer.server.server_address[1])
+        # bound now, like the issuer: a port bound after the free_port() picks below could be one of them
+        self.page = SamplePage("", self.user_token)
+        self.started_ports["sample web app"] = int(self.page.server.server_address[1])
         if not (ROOT / VENV_DIR / ".installed").is_file():
             print(
                 f"installing the Cloud Tasks emulator into {VENV_DIR} (first run only) ...", file=sys.stderr
@@ -135,8 +138,7 @@ class LocalStack:
             storage_url=self.storage.url if self.storage else None,
             storage_bucket=f"{plan.PROJECT}-videos" if self.storage else None,
         )
-        self.page = SamplePage(base_url, self.user_token)
-        self.started_ports["sample web app"] = int(self.page.server.server_address[1])
+        self.page.functions_base_url = base_url
         extra = {"CORS_ORIGINS": self.page.origin, **self.options.extra_env}
         env = plan.functions_env(self.environ, self.endpoints, extra)
         self.settings = load_settings(env)

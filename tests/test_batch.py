@@ -151,7 +151,7 @@ def test_a_task_heygen_no_longer_knows_fails_over_to_runwayml(stack):
     ("headers", "status"),
     [
         (lambda s: {}, 401),
-        (lambda s: s.user("alice"), 401),
+        (lambda s: s.user("alice"), 403),
         (lambda s: s.service(TASKS_SA, FUNCTION), 403),
         (lambda s: s.service(OPS_SA, "provider_health"), 401),  # a token for another function
     ],
