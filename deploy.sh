@@ -29,6 +29,7 @@ Usage: ./deploy.sh [options]
   -h, --help                show this help
 
 Flags win over deploy/NAME.env, which wins over the environment. Other settings: RETENTION_DAYS (30),
+MIN_INSTANCES (0: warm instances of each user-facing function, billed while idle; docs/DEPLOY.md),
 INDEXES_FILE, RULES_FILE, OPS_SERVICE_ACCOUNTS (extra ops callers, comma-separated),
 NOTIFICATION_CHANNEL (alert channels, comma-separated resource names), OPS_IMPERSONATORS (members
 allowed to mint ops ID tokens; default: the deploying account), PYTHON (python3), and HEYGEN_AVATAR_ID,
@@ -46,18 +47,23 @@ note() { printf '# %s\n' "$*"; }
 # Deploy order: task workers, then operator functions and webhooks, then user-facing functions, so
 # a newer front end never enqueues work an older worker does not understand.
 # name | access (public, or the account that invokes it) | timeout | memory | max instances |
-# runtime role (ROLES below) | calls providers (mounts the API keys)
+# runtime role (ROLES below) | calls providers (mounts the API keys) | vCPU | concurrency
+# Shape (docs/DEPLOY.md, docs/PERFORMANCE.md): the functions a person waits on get a whole vCPU, so a
+# cold start answers in well under a second (at the .167 vCPU that 256 MiB brings, importing the code
+# alone takes ~4 s); the rest keep the vCPU their memory brings. Below 1 vCPU Cloud Run allows one
+# request per instance; at 1 vCPU the create and the status check serve 8 at once (their paths are
+# proven thread-safe by tests/test_concurrency.py), the others one at a time.
 FUNCTIONS=(
-  "runwayml_polling_task|tasks|120s|256Mi|20|worker|yes"
-  "finalize_video_task|tasks|540s|1Gi|20|worker|no"
-  "runwayml_cleanup_task|scheduler|540s|512Mi|1|worker|yes"
-  "runwayml_batch_status_check|ops|300s|512Mi|2|opsfn|yes"
-  "provider_health|ops|60s|256Mi|2|opsfn|yes"
-  "runwayml_webhook|public|60s|256Mi|10|hook-runwayml|yes"
-  "heygen_webhook|public|60s|256Mi|10|hook-heygen|yes"
-  "generate_video|public|120s|512Mi|20|api|yes"
-  "cancel_video|public|60s|256Mi|10|api|yes"
-  "runwayml_status_check|public|60s|256Mi|20|api|yes"
+  "runwayml_polling_task|tasks|120s|256Mi|20|worker|yes|0.167|1"
+  "finalize_video_task|tasks|540s|1Gi|20|worker|no|0.583|1"
+  "runwayml_cleanup_task|scheduler|540s|512Mi|1|worker|yes|0.333|1"
+  "runwayml_batch_status_check|ops|300s|512Mi|2|opsfn|yes|0.333|1"
+  "provider_health|ops|60s|256Mi|2|opsfn|yes|0.167|1"
+  "runwayml_webhook|public|60s|256Mi|10|hook-runwayml|yes|0.167|1"
+  "heygen_webhook|public|60s|256Mi|10|hook-heygen|yes|0.167|1"
+  "generate_video|public|120s|512Mi|20|api|yes|1|8"
+  "cancel_video|public|60s|256Mi|10|api|yes|1|1"
+  "runwayml_status_check|public|60s|256Mi|20|api|yes|1|8"
 )
 # One runtime service account per role, with only what its functions use (main.py and web/deps.py:
 # every function reads and writes Firestore; every role but finalize's may refresh a job and enqueue
@@ -99,6 +105,7 @@ read_settings() {
   QUEUE=${TASKS_QUEUE:-video-polling}
   BUCKET=${STORAGE_BUCKET:-}
   RETENTION_DAYS=${RETENTION_DAYS:-30}
+  MIN_INSTANCES=${MIN_INSTANCES:-0} # per user-facing function; billed while idle (docs/DEPLOY.md)
   INDEXES_FILE=${INDEXES_FILE:-firestore.indexes.json}
   RULES_FILE=${RULES_FILE:-firestore.rules}
   RULES_API=${FIREBASE_RULES_API:-https://firebaserules.googleapis.com/v1}
@@ -252,6 +259,7 @@ sa_email() { printf '%s@%s.iam.gserviceaccount.com' "$1" "$PROJECT"; }
 setup_settings() {
   [[ -n $BUCKET ]] || BUCKET="$PROJECT-cvplus-videos"
   [[ $RETENTION_DAYS =~ ^[0-9]+$ ]] || die "RETENTION_DAYS must be a whole number of days, got '$RETENTION_DAYS'"
+  [[ $MIN_INSTANCES =~ ^[0-9]+$ ]] || die "MIN_INSTANCES must be a whole number, got '$MIN_INSTANCES'"
   local channel
   for channel in ${NOTIFICATION_CHANNEL//,/ }; do
     [[ $channel =~ ^projects/[^/]+/notificationChannels/[0-9]+$ ]] ||
@@ -461,14 +469,17 @@ secrets_for() {
 }
 
 deploy_function() {
-  local name=$1 access timeout memory max role auth secrets
-  IFS='|' read -r _ access timeout memory max role _ <<<"$(function_field "$name" 1-)"
+  local name=$1 access timeout memory max role cpu concurrency min auth secrets
+  IFS='|' read -r _ access timeout memory max role _ cpu concurrency <<<"$(function_field "$name" 1-)"
+  min=0
+  [[ $role == api ]] && min=$MIN_INSTANCES # warm instances for the functions a person waits on
   if [[ $access == public ]]; then auth=--allow-unauthenticated; else auth=--no-allow-unauthenticated; fi
   secrets=$(secrets_for "$name")
   if [[ -n $secrets ]]; then secrets=--set-secrets=$secrets; else secrets=--clear-secrets; fi
   run gcloud functions deploy "$name" --gen2 --project="$PROJECT" --region="$REGION" \
     --runtime=python312 --source=. --entry-point="$name" --trigger-http "$auth" \
-    --service-account="$(role_sa "$role")" --timeout="$timeout" --memory="$memory" --max-instances="$max" \
+    --service-account="$(role_sa "$role")" --timeout="$timeout" --memory="$memory" --cpu="$cpu" \
+    --concurrency="$concurrency" --max-instances="$max" --min-instances="$min" \
     --env-vars-file="$ENV_FILE" "$secrets" --quiet
 }
 

@@ -7,54 +7,56 @@ configuration is checked before it runs (`web/check.py`: 503 `misconfigured`, na
 
 from __future__ import annotations
 
-import flask
+from typing import TYPE_CHECKING
+
 import functions_framework
 
 import logs
-from jobs import access as views
-from jobs import plans
-from jobs.generate import generate
-from jobs.views import ops_view, user_view
-from tasks import batch, monitoring
-from tasks.finalize import Finalizer, links_for
-from tasks.storage import storage_for
-from web import appcheck, check, deps, webhooks
-from web.auth import Caller, bearer_token
 from web.cors import Cors
 from web.http import ApiError, endpoint, json_object, parse, raw_body, require_method, respond
-from web.schemas import (
-    BatchStatusRequest,
-    CancelRequest,
-    CleanupRequest,
-    FinalizePayload,
-    GenerateRequest,
-    HealthQuery,
-    PollPayload,
-    StatusQuery,
-)
+
+if TYPE_CHECKING:
+    import flask
+
+    from web.auth import Caller
+
+# Each function imports what it uses when it first runs (functions-framework loads this module for
+# every deployed function, so a module-level import would be paid by all of them at cold start).
 
 logs.configure()  # the entry module: once per process, before the first request
 
 
 def _project() -> str | None:
+    from web import deps
+
     return deps.get().settings.project_id
 
 
 def _check(function: str) -> None:
+    from web import check, deps
+
     check.require(function, deps.get().settings)
 
 
 def _origins() -> tuple[str, ...]:
+    from web import deps
+
     return deps.get().settings.cors_origins
 
 
 def _user(request: flask.Request) -> Caller:
+    from web import appcheck, deps
+    from web.auth import bearer_token
+
     caller = deps.get().verifier.user(bearer_token(request.headers))
     return appcheck.require(deps.get().settings, request.headers, caller)
 
 
 def _service(request: flask.Request, function: str, allowed: tuple[str, ...]) -> Caller:
     """A service account among `allowed`, with a token minted for this function's URL."""
+    from web import deps
+    from web.auth import bearer_token
+
     d = deps.get()
     caller = d.verifier.service_account(bearer_token(request.headers), d.settings.function_url(function))
     if not caller.is_service_account(allowed):
@@ -65,6 +67,10 @@ def _service(request: flask.Request, function: str, allowed: tuple[str, ...]) ->
 @functions_framework.http
 @endpoint(_project, _check, Cors("POST", _origins))
 def generate_video(request: flask.Request) -> flask.Response:
+    from jobs.generate import generate
+    from web import deps
+    from web.schemas import GenerateRequest
+
     require_method(request, "POST")
     caller = _user(request)
     body = parse(GenerateRequest, json_object(request))
@@ -76,6 +82,12 @@ def generate_video(request: flask.Request) -> flask.Response:
 @functions_framework.http
 @endpoint(_project, _check, Cors("POST", _origins))
 def cancel_video(request: flask.Request) -> flask.Response:
+    from jobs import access as views
+    from jobs import plans
+    from jobs.views import user_view
+    from web import deps
+    from web.schemas import CancelRequest
+
     require_method(request, "POST")
     caller = _user(request)
     d = deps.get()
@@ -88,6 +100,15 @@ def cancel_video(request: flask.Request) -> flask.Response:
 @functions_framework.http
 @endpoint(_project, _check, Cors("GET", _origins))
 def runwayml_status_check(request: flask.Request) -> flask.Response:
+    from jobs import access as views
+    from jobs import plans
+    from jobs.views import ops_view, user_view
+    from tasks.finalize import links_for
+    from tasks.storage import storage_for
+    from web import appcheck, deps
+    from web.auth import bearer_token
+    from web.schemas import StatusQuery
+
     require_method(request, "GET")
     d = deps.get()
     caller = d.verifier.any_caller(
@@ -114,6 +135,9 @@ def runwayml_status_check(request: flask.Request) -> flask.Response:
 @functions_framework.http
 @endpoint(_project, _check)
 def runwayml_polling_task(request: flask.Request) -> flask.Response:
+    from web import deps
+    from web.schemas import PollPayload
+
     require_method(request, "POST")
     d = deps.get()
     _service(request, "runwayml_polling_task", (d.settings.require("tasks_service_account"),))
@@ -133,6 +157,8 @@ def _webhook_body(request: flask.Request) -> bytes:
 
 def _webhook(request: flask.Request, provider: str) -> flask.Response:
     """A webhook: registration pings answered at once; POSTs verified, then confirmed at the provider."""
+    from web import deps, webhooks
+
     if request.method in ("GET", "OPTIONS"):  # providers ping the URL when it is registered
         return respond({"ok": True})
     require_method(request, "POST", "GET", "OPTIONS")
@@ -156,6 +182,10 @@ def runwayml_webhook(request: flask.Request) -> flask.Response:
 @functions_framework.http
 @endpoint(_project, _check)
 def runwayml_batch_status_check(request: flask.Request) -> flask.Response:
+    from tasks import batch
+    from web import deps
+    from web.schemas import BatchStatusRequest
+
     require_method(request, "POST")
     d = deps.get()
     _service(request, "runwayml_batch_status_check", d.settings.ops_service_accounts)
@@ -166,6 +196,10 @@ def runwayml_batch_status_check(request: flask.Request) -> flask.Response:
 @functions_framework.http
 @endpoint(_project, _check)
 def provider_health(request: flask.Request) -> flask.Response:
+    from tasks import monitoring
+    from web import deps
+    from web.schemas import HealthQuery
+
     require_method(request, "GET")
     d = deps.get()
     _service(request, "provider_health", d.settings.ops_service_accounts)
@@ -176,6 +210,11 @@ def provider_health(request: flask.Request) -> flask.Response:
 @functions_framework.http
 @endpoint(_project, _check)
 def finalize_video_task(request: flask.Request) -> flask.Response:
+    from tasks.finalize import Finalizer
+    from tasks.storage import storage_for
+    from web import deps
+    from web.schemas import FinalizePayload
+
     require_method(request, "POST")
     d = deps.get()
     _service(request, "finalize_video_task", (d.settings.require("tasks_service_account"),))
@@ -193,6 +232,9 @@ def finalize_video_task(request: flask.Request) -> flask.Response:
 @functions_framework.http
 @endpoint(_project, _check)
 def runwayml_cleanup_task(request: flask.Request) -> flask.Response:
+    from web import deps
+    from web.schemas import CleanupRequest
+
     require_method(request, "POST")
     d = deps.get()
     _service(request, "runwayml_cleanup_task", (d.settings.require("scheduler_service_account"),))

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import subprocess
-import sys
 from datetime import timedelta
 from typing import Any
 
-from benchmarks.common import ROOT, MissingCode, Section, interleave, judge, median, ratio, table
+from benchmarks.common import MissingCode, Section, interleave, judge, median, ratio, run_module, table
 from benchmarks.env import PROJECT, Context
 from benchmarks.fixtures import clone_finished, finished_job, store_for
 from jobs.txn import utcnow
@@ -63,15 +61,7 @@ def seed(ctx: Context, records: int) -> None:
 
 
 def probe(mode: str, env: dict[str, str]) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.cleanup_probe", mode],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=400,
-        check=False,
-    )
+    done = run_module("benchmarks.cleanup_probe", [mode], env, timeout=400)
     lines = [line for line in done.stdout.splitlines() if line.startswith('{"variant"')]
     if done.returncode != 0 or not lines:
         raise RuntimeError(f"cleanup probe {mode} failed ({done.returncode}): {done.stderr[-800:]}")

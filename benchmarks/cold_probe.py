@@ -1,9 +1,10 @@
 """One cold start, in a fresh process: import a function's source, answer one request, report times.
 
-    python -m benchmarks.cold_probe SOURCE TARGET METHOD PATH [AUTHORIZATION]
+    python -m benchmarks.cold_probe SOURCE TARGET METHOD PATH [AUTHORIZATION [JSON_BODY]]
 
 Prints one JSON line: `import_s` (functions-framework and the source module, `create_app`),
-`first_request_s` (the first request through the app, which builds the lazy clients), `status`, and
+`first_request_s` (the first request through the app, which builds the lazy clients), `warm_s` (the
+median of WARM_REQUESTS more of the same request, an environment variable, default 0), `status`, and
 `max_rss_mib` (peak resident memory of this process: VmHWM, which starts afresh at exec, unlike
 `ru_maxrss`, which Linux carries over from the parent that forked the probe).
 """
@@ -15,24 +16,32 @@ import time
 STARTED = time.perf_counter()
 
 import json  # noqa: E402 - the clock starts before any import
+import os  # noqa: E402
 import sys  # noqa: E402
 
 
 def main(argv: list[str]) -> None:
     source, target, method, path = argv[:4]
     headers = {"Authorization": argv[4]} if len(argv) > 4 and argv[4] else {}
+    body = {"data": argv[5], "content_type": "application/json"} if len(argv) > 5 else {}
     import functions_framework
 
     app = functions_framework.create_app(target=target, source=source)
     imported = time.perf_counter()
-    answer = app.test_client().open(path, method=method, headers=headers)
+    answer = app.test_client().open(path, method=method, headers=headers, **body)
     answered = time.perf_counter()
+    warm = []
+    for _ in range(int(os.environ.get("WARM_REQUESTS", "0"))):
+        began = time.perf_counter()
+        app.test_client().open(path, method=method, headers=headers, **body)
+        warm.append(time.perf_counter() - began)
     print(
         json.dumps(
             {
                 "import_s": imported - STARTED,
                 "first_request_s": answered - imported,
                 "total_s": answered - STARTED,
+                "warm_s": sorted(warm)[len(warm) // 2] if warm else None,
                 "status": answer.status_code,
                 "max_rss_mib": peak_rss_mib(),
             }

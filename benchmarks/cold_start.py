@@ -14,17 +14,25 @@ Each run is a new Python process (`benchmarks/cold_probe.py`), alternating betwe
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
-from benchmarks.common import ROOT, Section, interleave, judge, median, ratio, table
+from benchmarks import cpu_share
+from benchmarks.common import MET, NOT_MET, ROOT, Section, interleave, judge, median, ratio, run_module, table
 from benchmarks.env import PROJECT, Context
 from benchmarks.fixtures import OWNER, finished_job, store_for
+from benchmarks.prices import BILLING_QUANTUM_S, PREVIOUS_SHAPE, PRICES, function_sizes, previous_sizes
 
-GOAL = 1.5
+GOAL = 1.15  # the first status check against the one-document-read function, on a full core
+GOAL_DEPLOYED_S = 1.0  # a user-facing function's import + first answer in its deployed shape
+MEMORY_SHARE_GOAL = 0.6  # peak RSS at most this share of the function's memory setting
+USER_FACING = tuple(PREVIOUS_SHAPE)  # generate_video, cancel_video, runwayml_status_check
 HELLO, READ = "hello world", "baseline: one document read"
 BARE, FULL = "main.py, first request without I/O", "main.py, first status check"
 
@@ -55,21 +63,16 @@ def run(ctx: Context) -> Section:
         return call
 
     interleave({name: variant(name) for name in probes}, runs)
-    return _section(results, runs)
+    section = _section(results, runs)
+    shaped = deployed_shapes(ctx, job_id, token, env, runs=1 if ctx.quick else 5)
+    return with_shapes(section, shaped)
 
 
-def probe(args: list[str], env: dict[str, str]) -> dict[str, Any]:
-    began = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.cold_probe", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=120,
-        check=False,
-    )
-    wall = time.perf_counter() - began
+def probe(args: list[str], env: dict[str, str], share: float | None = None) -> dict[str, Any]:
+    with cpu_share.cpu_share(share) if share is not None else _no_limit() as enter:
+        began = time.perf_counter()
+        done = run_module("benchmarks.cold_probe", args, env, timeout=180, preexec_fn=enter)
+        wall = time.perf_counter() - began
     lines = [line for line in done.stdout.splitlines() if line.startswith('{"import_s"')]
     if done.returncode != 0 or not lines:
         raise RuntimeError(f"cold-start probe failed ({done.returncode}): {done.stderr[-500:]}")
@@ -103,6 +106,7 @@ def _section(results: dict[str, list[dict[str, Any]]], runs: int) -> Section:
     full_process = ratio(summary[FULL]["process_s"], hello["process_s"])
     to_read = ratio(summary[FULL]["total_s"], summary[READ]["total_s"])
     headline = (
+        f"full core: first status check {to_read:.2f}× the one-document-read function; "
         f"import + first answer {summary[FULL]['total_s'] * 1000:.0f} ms = {full:.1f}× hello world "
         f"({hello['total_s'] * 1000:.0f} ms); without I/O {bare:.1f}×; whole process {full_process:.1f}×; "
         f"peak RSS {summary[FULL]['max_rss_mib']:.0f} MiB vs {hello['max_rss_mib']:.0f} MiB"
@@ -121,8 +125,9 @@ def _section(results: dict[str, list[dict[str, Any]]], runs: int) -> Section:
             METHOD.format(runs=runs),
             table(header, rows),
             f"Ratio to hello world (import + answer): first status check {full:.2f}×, without I/O "
-            f"{bare:.2f}×; whole process (interpreter start included) {full_process:.2f}×. Goal ≤ {GOAL}×. "
-            f"Against the one-document-read function the first status check takes {to_read:.2f}×.",
+            f"{bare:.2f}×; whole process (interpreter start included) {full_process:.2f}×. "
+            f"Against the one-document-read function the first status check takes {to_read:.2f}× "
+            f"(goal ≤ {GOAL}×).",
             WHY.format(read=ratio(summary[READ]["total_s"], hello["total_s"]), to_read=to_read),
             imports_note(),
         ]
@@ -130,8 +135,10 @@ def _section(results: dict[str, list[dict[str, Any]]], runs: int) -> Section:
     return Section(
         key="cold_start",
         title="Cold start",
-        goal=f"import main.py and answer the first request in ≤ {GOAL}× the time of a hello-world function",
-        verdict=judge(full, GOAL, at_least=False),
+        goal=f"the user-facing functions answer their first request within {GOAL_DEPLOYED_S:g} s in their "
+        f"deployed shape, peak RSS ≤ {MEMORY_SHARE_GOAL:.0%} of their memory; on a full core the first "
+        f"status check ≤ {GOAL}× the one-document-read function",
+        verdict=judge(to_read, GOAL, at_least=False),
         headline=headline,
         body=body,
         data={
@@ -178,8 +185,142 @@ call through the app's test client, which builds the lazily created clients. *Wh
 the interpreter start and exit, measured by the parent. Peak RSS is the probe's VmHWM."""
 
 WHY = """\
-Most of the gap is the Firestore client: `deps` imports `google.cloud.firestore` (gRPC and protobuf)
-at module level, and Flask alone is what the hello-world function loads. Any function that reads
-Firestore pays for that client: the one-document-read baseline, which imports it on its first
-request, already takes {read:.1f}× hello world, and main.py's first status check takes {to_read:.2f}×
-that baseline. Importing the client lazily would move the cost into the first request, not remove it."""
+Most of the gap is the Firestore client: a function that reads Firestore loads it (gRPC and
+protobuf), and Flask alone is what the hello-world function loads; the one-document-read baseline,
+which imports it on its first request, already takes {read:.1f}× hello world. main.py imports only
+functions-framework and the HTTP edge at load time; each function imports what it uses on its first
+request. The status check's first request takes {to_read:.2f}× the baseline's: besides the
+Firestore client it loads the token verifier (google-auth, cryptography), the request schemas
+(pydantic) and the dependency container (`web/deps.py`), which builds every collaborator and so
+imports the job life cycle, the providers and the task workers whichever function asks."""
+
+
+@contextlib.contextmanager
+def _no_limit() -> Iterator[None]:
+    yield None
+
+
+def deployed_shapes(
+    ctx: Context, job_id: str, token: str, env: dict[str, str], runs: int
+) -> list[dict[str, Any]]:
+    """Each user-facing function's first answer under the CPU quota of its previous and its deployed
+    shape, alternating (ABAB); empty when this machine cannot set a CPU quota."""
+    if not cpu_share.available():
+        return []
+    main_py = str(ROOT / "main.py")
+    env = env | {"WARM_REQUESTS": "1" if ctx.quick else "20"}
+    requests = {  # the first request each one gets: a status read; a create and a cancel refused as 400
+        "runwayml_status_check": [main_py, "runwayml_status_check", "GET", f"/?jobId={job_id}", token],
+        "generate_video": [main_py, "generate_video", "POST", "/", token, "{}"],
+        "cancel_video": [main_py, "cancel_video", "POST", "/", token, "{}"],
+    }
+    sizes = {"previous": previous_sizes(), "deployed": function_sizes()}
+    shapes = {  # (function, shape) -> (vCPU, memory MiB)
+        (n, label): (by_name[n][1], round(by_name[n][0] * 1024))
+        for n in USER_FACING
+        for label, by_name in sizes.items()
+    }
+    results: dict[tuple[str, str], list[dict[str, Any]]] = {key: [] for key in shapes}
+
+    def variant(key: tuple[str, str]):
+        def call() -> list[float]:
+            outcome = probe(requests[key[0]], env, share=shapes[key][0])
+            results[key].append(outcome)
+            return [outcome["total_s"]]
+
+        return call
+
+    interleave({key: variant(key) for key in shapes}, runs)
+    return [
+        {
+            "function": name,
+            "shape": label,
+            "vcpu": shapes[(name, label)][0],
+            "memory_mib": shapes[(name, label)][1],
+            "total_s": median([r["total_s"] for r in rs]),
+            "import_s": median([r["import_s"] for r in rs]),
+            "warm_s": median([r["warm_s"] for r in rs]),
+            "max_rss_mib": max(r["max_rss_mib"] for r in rs),
+            "status": rs[-1]["status"],
+        }
+        for (name, label), rs in results.items()
+    ]
+
+
+def with_shapes(section: Section, shaped: list[dict[str, Any]]) -> Section:
+    """The deployed-shape table and goal added to the full-core section."""
+    section.data["shapes"] = shaped
+    if not shaped:
+        section.body += "\n\n" + NO_CGROUP
+        section.verdict = NOT_MET
+        return section
+    deployed = [s for s in shaped if s["shape"] == "deployed"]
+    slowest = max(deployed, key=lambda s: s["total_s"])
+    memory_ok = all(s["max_rss_mib"] <= MEMORY_SHARE_GOAL * s["memory_mib"] for s in deployed)
+    fast = slowest["total_s"] <= GOAL_DEPLOYED_S
+    rows = [
+        (
+            s["function"],
+            s["shape"],
+            s["vcpu"],
+            s["memory_mib"],
+            s["import_s"] * 1000,
+            s["total_s"] * 1000,
+            s["warm_s"] * 1000,
+            1 / s["warm_s"],
+            f"${per_thousand_usd(s):.5f}",
+            s["max_rss_mib"],
+            f"{s['max_rss_mib'] / s['memory_mib']:.0%}",
+            s["status"],
+        )
+        for s in shaped
+    ]
+    header = (
+        "function",
+        "shape",
+        "vCPU",
+        "memory MiB",
+        "import ms",
+        "import + answer ms",
+        "warm request ms",
+        "requests/s per instance",
+        "USD per 1,000 warm requests",
+        "peak RSS MiB",
+        "of memory",
+        "HTTP status",
+    )
+    section.body += "\n\n" + SHAPES + "\n\n" + table(header, rows)
+    section.headline += (
+        f"; deployed shape: slowest user-facing first answer {slowest['total_s'] * 1000:.0f} ms "
+        f"({slowest['function']} at {slowest['vcpu']:g} vCPU; goal ≤ {GOAL_DEPLOYED_S * 1000:.0f} ms)"
+    )
+    if not (fast and memory_ok and section.verdict.startswith(MET)):
+        section.verdict = NOT_MET + (" (borderline)" if section.verdict.endswith("(borderline)") else "")
+    return section
+
+
+def per_thousand_usd(shape: dict[str, Any]) -> float:
+    """What 1,000 warm requests cost in a shape: billed time (rounded up to 100 ms) x the shape's
+    vCPU and memory, plus the request charge."""
+    billed = math.ceil(shape["warm_s"] / BILLING_QUANTUM_S) * BILLING_QUANTUM_S
+    second = shape["vcpu"] * PRICES["vcpu_second"].usd + shape["memory_mib"] / 1024 * PRICES["gib_second"].usd
+    return 1000 * (billed * second + PRICES["function_invocation"].usd)
+
+
+SHAPES = """\
+**In the deployed shape.** The same probe under a CPU quota equal to the function's vCPU (cgroup v1
+`cpu.cfs_quota_us` over a 100 ms period, `benchmarks/cpu_share.py`), in the shape each user-facing
+function had before (256 MiB = .167 vCPU; generate_video 512 MiB = .333) and the one deploy.sh gives it
+now, alternating; medians of the runs, peak RSS the largest seen. The first request of
+`generate_video` and `cancel_video` is one with the owner's token and an empty body: the token is
+verified (certificates fetched) and the clients built, then it is refused as 400 before any provider
+or Firestore write; the status check reads a finished job. The quota limits CPU time only: a real
+instance also starts a container, which this does not measure. *Warm request*: the median of 20 more
+of the same request in the same process; one instance serves one request at a time (concurrency 1),
+so requests/s per instance is its inverse. The cost of 1,000 warm requests bills each at its
+warm time rounded up to 100 ms, at list prices (benchmarks/prices.py: $0.000024 per vCPU-second,
+$0.0000025 per GiB-second, $0.40 per million requests; CPU allocated only during requests)."""
+
+NO_CGROUP = """\
+**In the deployed shape: not measured** — this machine gives no writable cgroup v1 cpu controller
+(`/sys/fs/cgroup/cpu`, as root), so no CPU quota can be set."""

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 import os
 import platform
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -143,3 +145,23 @@ def _memory_gib() -> float:
     except OSError:
         return math.nan
     return math.nan
+
+
+def run_module(
+    module: str,
+    args: list[str],
+    env: dict[str, str],
+    timeout: float,
+    preexec_fn: Callable[[], None] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """`python -m module args...` in the project's root with `env`, its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=timeout,
+        check=False,
+        preexec_fn=preexec_fn,
+    )

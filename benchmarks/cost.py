@@ -25,7 +25,7 @@ from typing import Any
 from benchmarks.common import REPORTED, Section, mean, table
 from benchmarks.counting import FirestoreCounter
 from benchmarks.env import Context
-from benchmarks.prices import BILLING_QUANTUM_S, PRICES, PRICES_READ, function_sizes
+from benchmarks.prices import BILLING_QUANTUM_S, PRICES, PRICES_READ, function_sizes, previous_sizes
 from web import deps
 
 TEST_PROJECT = "cvplus-test"  # the project tests/stack.py configures
@@ -121,9 +121,10 @@ def _one_job(stack, counter: FirestoreCounter, provider: str, tasks_sa: str) -> 
     }
 
 
-def price_job(job: dict[str, Any]) -> dict[str, float]:
-    """USD of one job by line item (cloud only; the provider's own charge is kept apart)."""
-    sizes = function_sizes()
+def price_job(job: dict[str, Any], sizes: dict[str, tuple[float, float]] | None = None) -> dict[str, float]:
+    """USD of one job by line item (cloud only; the provider's own charge is kept apart), the functions
+    sized as deploy.sh deploys them unless `sizes` says otherwise."""
+    sizes = function_sizes() if sizes is None else sizes
     gib_s = sum(sizes.get(f, (0.25, 0.167))[0] * s for f, s in job["billed_s"].items())
     vcpu_s = sum(sizes.get(f, (0.25, 0.167))[1] * s for f, s in job["billed_s"].items())
     deliveries = job["tasks_created"]  # each created task is delivered once when nothing fails
@@ -162,18 +163,26 @@ def _section(jobs: list[dict[str, Any]]) -> Section:
                 handler_ms,
             )
         )
-        items = Counter()
+        items, before = Counter(), Counter()
         for job in group:
             items.update(price_job(job))
+            before.update(price_job(job, previous_sizes()))
         lines = {name: usd / len(group) * 1000 for name, usd in items.items()}
         per_thousand[provider] = {
             "cloud": sum(lines.values()),
+            "cloud_previous_shape": sum(before.values()) / len(group) * 1000,
             "provider": mean([j["provider_usd"] for j in group]) * 1000,
             "lines": lines,
         }
     for name in next(iter(per_thousand.values()))["lines"]:
         cost_rows.append((name, *(f"${p['lines'][name]:.4f}" for p in per_thousand.values())))
     cost_rows.append(("**cloud total**", *(f"**${p['cloud']:.3f}**" for p in per_thousand.values())))
+    cost_rows.append(
+        (
+            "cloud total, user-facing functions in their previous shape",
+            *(f"${p['cloud_previous_shape']:.3f}" for p in per_thousand.values()),
+        )
+    )
     cost_rows.append(
         ("provider charge (simulators)", *(f"${p['provider']:,.0f}" for p in per_thousand.values()))
     )
@@ -239,4 +248,9 @@ invocation of `heygen_webhook` plus a fetch-and-apply like a poll; with webhooks
 find the job already finished), the scheduled cleanup and storage of finished videos. Handler time
 is measured on this machine against the emulator and the loopback simulators; production round trips
 (Firestore ~5–20 ms, providers 100 ms and more) are slower, but most invocations stay within the
-first 100 ms billing step either way, so the compute lines move little."""
+first 100 ms billing step either way, so the compute lines move little.
+The functions are sized as deploy.sh deploys them (memory, and vCPU: its own column); the row "previous
+shape" prices the same billed seconds with `generate_video` at 512 MiB / .333 vCPU and
+`runwayml_status_check`, `cancel_video` at 256 MiB / .167 vCPU. Billed time is measured on a full
+core in both: at a smaller share a request that computes takes longer, so that row is a lower bound
+for the previous shape (the cold-start section measures the difference on the first request)."""

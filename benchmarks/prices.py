@@ -46,16 +46,31 @@ PRICES_READ = "November 2026"
 
 # Memory -> vCPU of a function that sets only --memory (Cloud Run functions' memory/CPU table).
 VCPU_FOR_MEMORY = {"128Mi": 0.083, "256Mi": 0.167, "512Mi": 0.333, "1Gi": 0.583, "2Gi": 1.0, "4Gi": 2.0}
-_SPEC = re.compile(r'^\s*"([a-z_]+)\|[^|]*\|[^|]*\|([0-9]+[MG]i)\|[0-9]+"')
+_SPEC = re.compile(r'^\s*"([a-z_]+)\|[^|]*\|[^|]*\|([0-9]+[MG]i)\|[0-9]+\|[^|]*\|[^|]*(?:\|([0-9.]+))?')
 
 
 def function_sizes() -> dict[str, tuple[float, float]]:
-    """Function name -> (GiB, vCPU), read from deploy.sh's FUNCTIONS table."""
+    """Function name -> (GiB, vCPU), read from deploy.sh's FUNCTIONS table (vCPU: its own column, else
+    what the memory brings)."""
     sizes = {}
     for line in (ROOT / "deploy.sh").read_text().splitlines():
         match = _SPEC.match(line)
         if match:
-            name, memory = match.groups()
+            name, memory, cpu = match.groups()
             gib = int(memory[:-2]) / (1024 if memory.endswith("Mi") else 1)
-            sizes[name] = (gib, VCPU_FOR_MEMORY.get(memory, 1.0))
+            sizes[name] = (gib, float(cpu) if cpu else VCPU_FOR_MEMORY.get(memory, 1.0))
     return sizes
+
+
+# The shape the user-facing functions had before they got a whole vCPU (memory only, so the vCPU that
+# memory brings): the "previous" columns of the cold-start and cost benchmarks.
+PREVIOUS_SHAPE: dict[str, tuple[float, float]] = {  # name -> (GiB, vCPU)
+    "generate_video": (0.5, VCPU_FOR_MEMORY["512Mi"]),
+    "cancel_video": (0.25, VCPU_FOR_MEMORY["256Mi"]),
+    "runwayml_status_check": (0.25, VCPU_FOR_MEMORY["256Mi"]),
+}
+
+
+def previous_sizes() -> dict[str, tuple[float, float]]:
+    """`function_sizes()` with the user-facing functions in their previous shape."""
+    return function_sizes() | PREVIOUS_SHAPE

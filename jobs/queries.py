@@ -14,7 +14,7 @@ indexes they need (`firestore.indexes.json`)::
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 
 from google.cloud import firestore
@@ -32,6 +32,9 @@ MAX_WINDOW_JOBS = 5000
 # what the provider statistics read of each job (a projection: fewer bytes decoded)
 _WINDOW_FIELDS = ["jobId", "ownerUid", "status", "progress", "candidates", "attempts", "deadlineAt"]
 _WINDOW_FIELDS += ["createdAt", "endedAt", "updatedAt", "actualCostUsd"]
+# what a status summary reads of each job (the batch check): Firestore decodes and the client copies
+# (twice: into the snapshot and out of it) only these, not the request, prompt and output maps
+STATUS_FIELDS = ("jobId", "status", "progress", "attempts", "error", "createdAt", "updatedAt", "deadlineAt")
 
 
 class Documents:
@@ -61,11 +64,15 @@ class Queries(Documents):
     # -- batched reads ------------------------------------------------------------------------------
 
     def get_jobs(
-        self, job_ids: Iterable[str], transaction: firestore.Transaction | None = None
+        self,
+        job_ids: Iterable[str],
+        fields: Sequence[str] | None = None,
+        transaction: firestore.Transaction | None = None,
     ) -> dict[str, Job]:
-        """Many jobs by id with batched reads (`get_all`), missing ones omitted."""
+        """Many jobs by id with batched reads (`get_all`), missing ones omitted; `fields`: only those."""
         refs = [self.job_ref(i) for i in dict.fromkeys(job_ids)]
-        return {snap.id: job_from_doc(snap.to_dict()) for snap in self._get_all(refs, transaction)}
+        snaps = self._get_all(refs, fields, transaction)
+        return {snap.id: job_from_doc(snap.to_dict(), snap.id) for snap in snaps}
 
     def get_tasks(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], TaskRecord]:
         """Many task records by (provider, task id) with batched reads, missing ones omitted."""
@@ -74,10 +81,16 @@ class Queries(Documents):
         return {(task.provider, task.task_id): task for task in tasks}
 
     def _get_all(
-        self, refs: list[firestore.DocumentReference], transaction: firestore.Transaction | None = None
+        self,
+        refs: list[firestore.DocumentReference],
+        fields: Sequence[str] | None = None,
+        transaction: firestore.Transaction | None = None,
     ) -> Iterator[firestore.DocumentSnapshot]:
+        paths = None if fields is None else list(fields)
         for start in range(0, len(refs), GET_ALL_CHUNK):
-            chunk = self.client.get_all(refs[start : start + GET_ALL_CHUNK], transaction=transaction)
+            chunk = self.client.get_all(
+                refs[start : start + GET_ALL_CHUNK], field_paths=paths, transaction=transaction
+            )
             yield from (s for s in chunk if s.exists)
 
     # -- queries ------------------------------------------------------------------------------------
@@ -90,13 +103,20 @@ class Queries(Documents):
         return [job_from_doc(s.to_dict()) for s in query.stream()]
 
     def jobs_by_status(
-        self, statuses: Iterable[Status], *, updated_before: datetime | None = None, limit: int = 500
+        self,
+        statuses: Iterable[Status],
+        *,
+        updated_before: datetime | None = None,
+        limit: int = 500,
+        fields: Sequence[str] | None = None,
     ) -> list[Job]:
         query = self._jobs().where(filter=FieldFilter("status", "in", _names(statuses)))
         if updated_before is not None:
             query = query.where(filter=FieldFilter("updatedAt", "<", updated_before))
         query = query.order_by("updatedAt").limit(limit)
-        return [job_from_doc(s.to_dict()) for s in query.stream()]
+        if fields is not None:
+            query = query.select(list(fields))
+        return [job_from_doc(s.to_dict(), s.id) for s in query.stream()]
 
     def jobs_ended_since(self, since: datetime, *, limit: int = MAX_WINDOW_JOBS) -> tuple[list[Job], bool]:
         """Terminal jobs that ended at or after `since` (the fields statistics need); True if cut."""

@@ -19,6 +19,7 @@ read them but never write them.
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
@@ -43,6 +44,7 @@ class AttemptStatus(enum.StrEnum):
 OPEN_ATTEMPT_STATUSES = frozenset({AttemptStatus.SUBMITTING, AttemptStatus.ACTIVE})
 
 
+@functools.cache  # called for every field of every document read: thousands per batch
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part.title() for part in rest)

@@ -49,6 +49,7 @@ class Envelope:
     steps: tuple[tuple[float, float], ...] = ()  # (from elapsed_s, delay_s), ascending
     typical_duration_s: float | None = None
     completion_margin_s: float = 1.0  # aim this long after the estimated completion
+    queue_s: float = 0.0  # a task usually waits this long before it starts (progress counts from then)
     policy: str = "adaptive"
 
     def __post_init__(self) -> None:
@@ -58,6 +59,8 @@ class Envelope:
             raise ValueError("need factor >= 1, max_polls >= 1 and max_elapsed_s > 0")
         if not 0 <= self.update_interval_s <= self.max_delay_s or self.completion_margin_s < 0:
             raise ValueError("need 0 <= update_interval_s <= max_delay_s and completion_margin_s >= 0")
+        if self.queue_s < 0:
+            raise ValueError("need queue_s >= 0")
         starts = [start for start, _ in self.steps]
         if starts != sorted(starts) or any(d <= 0 for _, d in self.steps):
             raise ValueError("steps must be (from elapsed_s, delay_s > 0) in ascending order")

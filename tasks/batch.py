@@ -2,7 +2,8 @@
 
     Selection: job ids (at most web.schemas.MAX_BATCH_IDS) | filter: status, olderThanSeconds, limit
       v
-    jobs in bulk: JobStore.get_jobs (get_all, chunked) | JobStore.jobs_by_status (one query)
+    jobs in bulk: JobStore.get_jobs (get_all, chunked) | JobStore.jobs_by_status (one query), both
+                  reading only the fields a status summary needs (jobs.queries.STATUS_FIELDS)
       v
     task records of the live jobs in bulk (get_all on the provider task collections)
       v
@@ -35,9 +36,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from jobs import access as views
+from jobs.queries import STATUS_FIELDS
 from jobs.records import Job, TaskRecord
 from jobs.store import JobStore, StoreError
-from jobs.views import ops_view
 from logs import get_logger
 from providers import registry
 from providers.base import ProviderError, ProviderSnapshot, Status, is_terminal
@@ -84,7 +85,7 @@ def check_jobs(poller: Poller, selection: Selection) -> dict[str, Any]:
     errors = refresh(poller, stale, tally)
     refreshed = [t.job_id for t in stale if errors.get(t.job_id) is None]
     if stale:
-        jobs.update(store.get_jobs(t.job_id for t in stale))
+        jobs.update(store.get_jobs((t.job_id for t in stale), STATUS_FIELDS))
         tally.add(reads=len(stale))
     checked = {job_id: now for job_id in refreshed}
     results = [_result(job_id, jobs.get(job_id), tasks.get(job_id), errors, checked, now) for job_id in order]
@@ -102,11 +103,11 @@ def _select(
     if selection.job_ids is not None:
         order = list(dict.fromkeys(selection.job_ids))
         tally.add(reads=len(order))
-        return store.get_jobs(order), order
+        return store.get_jobs(order, STATUS_FIELDS), order
     older = selection.older_than_s
     before = None if older is None else now - timedelta(seconds=older)
     statuses = [Status(s) for s in selection.statuses]
-    found = store.jobs_by_status(statuses, updated_before=before, limit=selection.limit)
+    found = store.jobs_by_status(statuses, updated_before=before, limit=selection.limit, fields=STATUS_FIELDS)
     tally.add(reads=max(1, len(found)))
     return {job.job_id: job for job in found}, [job.job_id for job in found]
 
@@ -214,13 +215,24 @@ def _result(
 ) -> dict[str, Any]:
     if job is None:
         return {"jobId": job_id, "found": False, "error": {"code": "not_found", "message": "no such job"}}
-    view = ops_view(job)
     return {
-        **{name: view[name] for name in ("jobId", "status", "progress", "provider", "error")},
+        **status_view(job),
         "found": True,
         "refreshed": job_id in checked,
         "refreshError": errors.get(job_id),
         "stuck": stuck_reason(job, task, now, checked.get(job_id)),
+    }
+
+
+def status_view(job: Job) -> dict[str, Any]:
+    """What `views.ops_view` shows of a job's state, from the fields `STATUS_FIELDS` reads (pure)."""
+    error = job.error or None
+    return {
+        "jobId": job.job_id,
+        "status": str(job.status),
+        "progress": job.progress,
+        "provider": job.provider,
+        "error": {"code": error.get("code"), "message": error.get("message")} if error else None,
     }
 
 

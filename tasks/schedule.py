@@ -18,25 +18,33 @@ Policies (`Envelope.policy`)::
     seed_backoff   first_delay_s * factor**poll_count, capped at max_delay_s (the seed's 2 -> 15 s)
     sdk_fixed      6 s +- 1.5 s, as the official runwayml SDK's wait_for_task_output
     stepped        the provider's own advice: (from elapsed_s, delay_s) steps
-    adaptive       aims just after the estimated completion, never faster than the provider updates
-                   (`update_interval_s`); without an estimate it falls back to the envelope's steps or
-                   backoff, floored at the update interval
+    adaptive       aims at the estimated completion; without an estimate it falls back to the
+                   envelope's steps or backoff, floored at the update interval (`update_interval_s`)
 
-The adaptive estimate of the remaining time: from progress p (0 < p < 100) as elapsed * (100 - p) / p,
-which over-estimates while the task sat in a queue, so it errs late by less as p grows; p = 100
-without a terminal status means "any moment"; with no progress, half of what remains of the typical
-duration (durations spread, so approach it rather than bet on it); once overdue, back off with how
-late the task is.
+The adaptive estimate: a snapshot with progress p (0 < p < 100) was written on average half an update
+interval ago, `queue_s` after the create at the earliest; the task ran `ran` seconds to reach p, so
+it ends about ran * (100 - p) / p after the snapshot. p = 100 without a terminal status means "any
+moment"; with no progress, half of what remains of the typical duration (durations spread, so
+approach it rather than bet on it).
+
+Where the provider refreshes a task only every `update_interval_s`, its refreshes fall on a fixed
+grid: the snapshot just seen is one of them, so the next ones come whole intervals after it. The
+adaptive policy then waits a whole number of intervals, the first one that reaches the estimated
+end: the poll lands just after a refresh, so it sees a finished task within one interval of its end
+(on average half of one) without a second look. Without an update interval it aims
+`completion_margin_s` after the estimated end, and once overdue it backs off with how late the task
+is.
 
 Default envelopes (each provider's `ProviderSpec.envelope`, `providers/<name>/__init__.py`)::
 
     provider  first  min  max  factor  max polls  max elapsed  policy    notes
-    runwayml  2 s    2 s  15 s  1.5     180        6 min        adaptive  updates at most every 5 s
+    runwayml  17 s   5 s  30 s  1.5     180        6 min        adaptive  updates at most every 5 s; 15 s
+                                                                          while queued; starts ~2 s in
     heygen    10 s   10 s 60 s  1.5     60         20 min       stepped   10 s to 2 min, 30 s to 5 min,
                                                                           then 60 s (HeyGen's advice)
 
-With the seed's backoff the 6-minute limit always comes first: `RUNWAYML_SEED_POLL_BUDGET` (28)
-polls, far from the 180 the seed names.
+The seed's schedule (`RUNWAYML_SEED`: 2 s growing by 1.5 to 15 s, inside the same limits) reaches the
+6-minute limit first: `RUNWAYML_SEED_POLL_BUDGET` (28) polls, far from the 180 the seed names.
 """
 
 from __future__ import annotations
@@ -113,7 +121,9 @@ def remaining_estimate(env: Envelope, state: PollState) -> float | None:
     if progress is not None and progress >= 100:
         return 0.0
     if progress is not None and progress > 0 and state.elapsed_s > 0:
-        return state.elapsed_s * (100.0 - progress) / progress
+        seen_at = max(state.elapsed_s - env.update_interval_s / 2, 0.0)
+        ran = seen_at - env.queue_s if seen_at > env.queue_s else seen_at
+        return seen_at + ran * (100.0 - progress) / progress - state.elapsed_s
     typical = state.typical_duration_s if state.typical_duration_s is not None else env.typical_duration_s
     if typical is None:
         return None
@@ -126,6 +136,9 @@ def adaptive(env: Envelope, state: PollState, rand: float | None) -> float:
     remaining = remaining_estimate(env, state)
     if remaining is None:
         return max(floor, stepped(env, state, rand))
+    if env.update_interval_s > 0:  # whole refresh intervals after the snapshot just seen
+        ticks = math.ceil(min(remaining, env.max_delay_s) / env.update_interval_s)
+        return max(1, ticks) * env.update_interval_s
     if remaining <= 0:
         return max(floor, -remaining / 2)
     return max(floor, remaining + env.completion_margin_s)
@@ -192,8 +205,16 @@ def envelope_for(provider: str) -> Envelope:
 # the SDK's policies.
 RUNWAYML = envelope_for("runwayml")
 HEYGEN = envelope_for("heygen")
-RUNWAYML_SEED = dataclasses.replace(RUNWAYML, policy="seed_backoff")
-RUNWAYML_SDK = dataclasses.replace(RUNWAYML, policy="sdk_fixed")
+RUNWAYML_SEED = dataclasses.replace(
+    RUNWAYML,
+    first_delay_s=2.0,
+    min_delay_s=2.0,
+    max_delay_s=15.0,
+    steps=(),
+    queue_s=0.0,
+    policy="seed_backoff",
+)
+RUNWAYML_SDK = dataclasses.replace(RUNWAYML_SEED, policy="sdk_fixed")
 RUNWAYML_SEED_POLL_BUDGET = poll_budget(RUNWAYML_SEED)
 
 # A snapshot of the registered providers' envelopes (providers registered later: `envelope_for`).

@@ -11,10 +11,12 @@ from datetime import timedelta
 
 import pytest
 
-from jobs.records import JobRequest
+from jobs import access as views
+from jobs.queries import STATUS_FIELDS
+from jobs.records import JobRequest, job_from_doc, job_to_doc
 from jobs.store import NewJob
 from jobs.txn import utcnow
-from tasks.batch import STUCK_UNCHECKED, summarize
+from tasks.batch import STUCK_UNCHECKED, status_view, summarize
 from tests.stack import OPS_SA, TASKS_SA
 from web.schemas import MAX_BATCH_IDS
 
@@ -216,3 +218,23 @@ def test_the_summary_counts_statuses_errors_and_stuck_jobs():
         "refreshErrors": 1,
         "stuck": [{"jobId": "d", "reason": "p"}],
     }
+
+
+def test_a_batch_shows_what_the_job_view_shows_from_the_projected_fields_alone(stack):
+    # Given a job that failed over to RunwayML, with an error, stored in full
+    job_id = live_job(stack)
+    video_id = stack.deps.store.get_job(job_id).current_attempt.task_id
+    del stack.heygen.videos[video_id]
+    later(stack, 60)
+    post(stack, {"jobIds": [job_id]})
+    full = stack.deps.store.get_job(job_id)
+    doc = job_to_doc(full) | {"error": {"code": "x_failed", "message": "it failed", "retryable": False}}
+    # When only STATUS_FIELDS of its document are read
+    projected = job_from_doc({k: v for k, v in doc.items() if k in STATUS_FIELDS}, job_id)
+    # Then the batch answers with what the full job view shows
+    view = views.job_view(job_from_doc(doc))
+    assert status_view(projected) == {
+        k: view[k] for k in ("jobId", "status", "progress", "provider", "error")
+    }
+    assert status_view(projected)["provider"] == "runwayml"
+    assert status_view(projected)["error"] == {"code": "x_failed", "message": "it failed"}

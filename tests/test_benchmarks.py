@@ -7,10 +7,12 @@ benchmark runs, measures both its variant and its baseline, and reports well-for
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import pytest
 
-from benchmarks import polling
+from benchmarks import cold_start, cpu_share, polling
 from benchmarks.__main__ import main as bench_main
 from benchmarks.__main__ import run_all
 from benchmarks.common import (
@@ -130,6 +132,9 @@ def test_polling_benchmark_reports_every_schedule_against_the_oracle(ctx):
         assert all(o["polls_mean"] >= 1 and o["delay_p50"] >= 0 for o in others)
         assert all(o["jobs"] == section.data["jobs"] for o in outcomes)
     assert section.body.count("| schedule |") == 3
+    worlds = section.data["worlds"]
+    assert len(worlds) == 14  # 2 accounts x (3 lognormal + uniform) x 2 tick phases, less the 2 above
+    assert all(w[role]["polls_mean"] >= 1 for w in worlds for role in ("seed", "sdk", "project"))
 
 
 # -- counting ---------------------------------------------------------------------------------------
@@ -188,6 +193,25 @@ def test_cold_start_benchmark_answers_from_fresh_processes(ctx):
     assert [s["status"] for s in summary.values()] == [200, 200, 401, 200]
     assert all(s["total_s"] > 0 and s["max_rss_mib"] > 0 for s in summary.values())
     assert table_rows(section.body)[0][0] == "variant"
+    shapes = section.data["shapes"]
+    assert shapes or not cpu_share.available()
+    assert {(s["function"], s["shape"]) for s in shapes} == {
+        (name, shape) for name in cold_start.USER_FACING for shape in ("previous", "deployed")
+    } or not shapes
+    # the first request of a create and a cancel is refused as 400 (empty body), the status check reads
+    assert all(s["status"] == (200 if s["function"] == "runwayml_status_check" else 400) for s in shapes)
+    assert all(s["max_rss_mib"] > 0 and s["warm_s"] > 0 for s in shapes)
+
+
+@pytest.mark.skipif(not cpu_share.available(), reason="needs root and the cgroup v1 cpu controller")
+def test_a_process_in_a_cpu_share_gets_no_more_than_its_share():
+    spin = "import time\nend = time.monotonic() + 1.0\nwhile time.monotonic() < end: pass\n"
+    spin += "import os; print(sum(os.times()[:2]))"
+    with cpu_share.cpu_share(0.2) as enter:
+        done = subprocess.run(
+            [sys.executable, "-c", spin], capture_output=True, text=True, preexec_fn=enter, check=True
+        )
+    assert float(done.stdout) < 0.35  # a fifth of the second it spun, plus the interpreter's start
 
 
 @pytest.mark.slow

@@ -260,6 +260,31 @@ def test_each_function_is_deployed_once_with_its_access_timeout_and_memory(dry_r
         assert flag(command, "--service-account") == f"{RUNS_AS[name]}@{PROJECT}.iam.gserviceaccount.com"
 
 
+USER_FACING = ("generate_video", "cancel_video", "runwayml_status_check")
+VCPU_OF_MEMORY = {"256Mi": 0.167, "512Mi": 0.333, "1Gi": 0.583}  # Google's memory/vCPU table
+
+
+def test_the_functions_a_person_waits_on_get_a_whole_vcpu_the_rest_what_their_memory_brings(
+    dry_run: DryRun,
+) -> None:
+    deploys = {c[3]: c for c in find(dry_run.gcloud, "functions", "deploy")}
+    for name, command in deploys.items():
+        cpu = float(flag(command, "--cpu"))
+        assert cpu == (1.0 if name in USER_FACING else VCPU_OF_MEMORY[flag(command, "--memory")])
+        concurrent = name in ("generate_video", "runwayml_status_check")  # tests/test_concurrency.py
+        assert flag(command, "--concurrency") == ("8" if concurrent else "1")
+        assert flag(command, "--min-instances") == "0"  # warm instances only when asked for
+
+
+def test_min_instances_keeps_only_the_user_facing_functions_warm(tmp_path: Path) -> None:
+    env = base_env(tmp_path, path_without(tmp_path, "gcloud", "curl")) | {"MIN_INSTANCES": "1"}
+    result = deploy("--dry-run", "--project", PROJECT, "--region", REGION, env=env)
+    assert result.returncode == 0, result.stderr
+    deploys = {c[3]: c for c in find(printed_commands(result.stdout, "gcloud"), "functions", "deploy")}
+    warm = {name for name, command in deploys.items() if flag(command, "--min-instances") == "1"}
+    assert warm == set(USER_FACING)
+
+
 def test_private_functions_are_invoked_only_by_their_service_accounts(dry_run: DryRun) -> None:
     bindings = find(dry_run.gcloud, "functions", "add-invoker-policy-binding")
     granted = {(c[3], flag(c, "--member")) for c in bindings}

@@ -144,18 +144,36 @@ def test_heygen_gives_up_after_20_minutes():
 @pytest.mark.parametrize(
     ("snapshot", "expected"),
     [
-        ({"elapsed_s": 0, "poll_count": 0}, 5.0),  # nothing known: no faster than Runway updates
-        ({"elapsed_s": 60, "poll_count": 8, "status": "queued"}, 15.0),  # backoff while queued
-        ({"elapsed_s": 20, "poll_count": 3, "progress": 50}, 15.0),  # ~20 s left: wait the maximum
-        ({"elapsed_s": 40, "poll_count": 4, "progress": 80}, 11.0),  # ~10 s left: just after it
-        ({"elapsed_s": 40, "poll_count": 4, "progress": 98}, 5.0),  # nearly done: the update pace
-        ({"elapsed_s": 40, "poll_count": 4, "progress": 100}, 5.0),  # done, not yet final
-        ({"elapsed_s": 50, "poll_count": 4, "typical_duration_s": 60}, 6.0),  # half of ~10 s, + 1 s
-        ({"elapsed_s": 80, "poll_count": 6, "typical_duration_s": 60}, 10.0),  # 20 s late: back off
+        ({"elapsed_s": 0, "poll_count": 0}, 17.0),  # no render ends sooner: the first look sees progress
+        ({"elapsed_s": 60, "poll_count": 8, "status": "queued"}, 15.0),  # the shortest render, once started
+        ({"elapsed_s": 20, "poll_count": 1, "progress": 50}, 15.0),  # ran ~15.5 s to 50 %: 3 refreshes on
+        ({"elapsed_s": 40, "poll_count": 2, "progress": 80}, 10.0),  # ~6.4 s left: the second refresh
+        ({"elapsed_s": 40, "poll_count": 2, "progress": 98}, 5.0),  # nearly done: the next refresh
+        ({"elapsed_s": 40, "poll_count": 2, "progress": 100}, 5.0),  # done, not yet final
+        ({"elapsed_s": 20, "poll_count": 1, "progress": 10}, 30.0),  # far off: the longest wait
+        ({"elapsed_s": 50, "poll_count": 4, "typical_duration_s": 60}, 5.0),  # half of ~10 s: next refresh
     ],
 )
 def test_adaptive_aims_at_the_estimated_completion(snapshot: dict, expected: float):
     assert next_delay(RUNWAYML, **snapshot) == expected
+
+
+@given(st.floats(3, 300), st.floats(0.1, 99.9))
+def test_adaptive_waits_whole_refresh_intervals_after_a_snapshot(elapsed: float, progress: float):
+    # Given a running task whose provider refreshes it every 5 s
+    delay = next_delay(RUNWAYML, elapsed_s=elapsed, poll_count=2, progress=progress, status="processing")
+    # Then the next look comes a whole number of refreshes later (unless the time limit cuts it)
+    assert delay is not None
+    cut = delay == RUNWAYML.max_elapsed_s - elapsed
+    assert cut or delay % RUNWAYML.update_interval_s == 0
+
+
+def test_a_later_estimate_never_waits_longer_for_more_progress():
+    delays = [
+        next_delay(RUNWAYML, elapsed_s=30, poll_count=1, progress=p, status="processing")
+        for p in range(5, 100, 5)
+    ]
+    assert delays == sorted(delays, reverse=True)
 
 
 def _simulate(env: Envelope, queued_s: float, run_s: float, update_s: float = 5.0) -> tuple[int, float]:
@@ -196,7 +214,8 @@ def test_adaptive_polls_less_than_both_baselines_and_detects_sooner_than_the_see
         {"factor": 0.5},
         {"max_polls": 0},
         {"max_elapsed_s": 0},
-        {"update_interval_s": 20.0},  # above max_delay_s
+        {"update_interval_s": 40.0},  # above max_delay_s
+        {"queue_s": -1.0},
         {"steps": ((60.0, 5.0), (0.0, 5.0))},
         {"policy": "random"},
     ],
@@ -208,7 +227,7 @@ def test_invalid_envelopes_are_refused(change: dict):
 
 def test_envelopes_are_configurable_and_frozen():
     longer = dataclasses.replace(RUNWAYML, max_elapsed_s=900)
-    assert next_delay(longer, elapsed_s=600, poll_count=40) == 15.0
+    assert next_delay(longer, elapsed_s=600, poll_count=40, status="queued") == 15.0
     with pytest.raises(dataclasses.FrozenInstanceError):
         RUNWAYML.max_polls = 1  # type: ignore[misc]
 

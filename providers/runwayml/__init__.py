@@ -51,13 +51,15 @@ SPEC = ProviderSpec(
     build=RunwayMLProvider,
     enabled=lambda settings: settings.runwayml_api_key is not None,
     envelope=Envelope(
-        first_delay_s=2.0,
-        min_delay_s=2.0,
-        max_delay_s=15.0,
+        first_delay_s=17.0,  # no render is done sooner (queue ~2 s + 15 s at least): see progress first
+        min_delay_s=5.0,
+        max_delay_s=30.0,
         factor=1.5,
         max_polls=180,
         max_elapsed_s=360.0,
-        update_interval_s=5.0,
+        update_interval_s=5.0,  # "do not expect updates more often than once every five seconds"
+        steps=((0.0, 15.0),),  # while PENDING/THROTTLED: no render ends within 15 s of its start
+        queue_s=2.0,
     ),
     link_ttl=timedelta(hours=24),  # docs: output URLs live 24-48 h
     default_quota="25/60,100/3600,500/86400",
