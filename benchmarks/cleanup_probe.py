@@ -4,7 +4,7 @@
 
 `sweep` runs the scheduled cleanup's own code (`tasks.cleanup.cleanup_for(deps).run()`, every step);
 `naive` deletes the same expired jobs one document at a time: stream the query, then for each job
-delete the job and each of its task records with its own request. The environment is the
+delete the job, its user view and each of its task records with its own request. The environment is the
 benchmark's (Firestore emulator, settings). Prints one JSON line.
 """
 
@@ -58,8 +58,9 @@ def naive() -> dict:
                     attempt["taskId"]
                 ).delete()
                 deleted += 1
+        store.user_view_ref(snap.id).delete()  # the owner's view goes with its job, as in the sweep
         snap.reference.delete()
-        deleted += 1
+        deleted += 1  # records: jobs and task records (the view is not one)
     return _result(time.perf_counter() - began, deleted, counter, baseline, complete=True)
 
 

@@ -11,11 +11,11 @@ from datetime import timedelta
 
 import pytest
 
-from jobs import access as views
 from jobs.queries import STATUS_FIELDS
 from jobs.records import JobRequest, job_from_doc, job_to_doc
 from jobs.store import NewJob
 from jobs.txn import utcnow
+from jobs.views import ops_view
 from tasks.batch import STUCK_UNCHECKED, status_view, summarize
 from tests.stack import OPS_SA, TASKS_SA
 from web.schemas import MAX_BATCH_IDS
@@ -232,7 +232,7 @@ def test_a_batch_shows_what_the_job_view_shows_from_the_projected_fields_alone(s
     # When only STATUS_FIELDS of its document are read
     projected = job_from_doc({k: v for k, v in doc.items() if k in STATUS_FIELDS}, job_id)
     # Then the batch answers with what the full job view shows
-    view = views.job_view(job_from_doc(doc))
+    view = ops_view(job_from_doc(doc))
     assert status_view(projected) == {
         k: view[k] for k in ("jobId", "status", "progress", "provider", "error")
     }

@@ -237,7 +237,8 @@ def test_cleanup_benchmark_deletes_every_record_in_both_variants(ctx):
     pytest.importorskip("tasks.cleanup")
     section = run_one(ctx, "cleanup")
     records = section.data["records"]
-    assert section.data["sweep"]["deletes"] == section.data["naive"]["deletes"] == records
+    assert section.data["sweep"]["deletes"] == section.data["naive"]["deletes"]
+    assert section.data["naive"]["deletes"] >= records  # each job's user view goes with it
     assert section.data["naive"]["rpcs"] > section.data["sweep"]["rpcs"]
     assert all(section.data[v]["peak_rss_mib"] > 0 for v in ("sweep", "naive", "small"))
 

@@ -134,7 +134,7 @@ def test_a_timed_out_task_with_no_provider_left_times_the_job_out(stack_factory)
 
 @pytest.mark.parametrize(
     ("who", "status"),
-    [("anonymous", 401), ("user", 401), ("ops", 403), ("other-audience", 401), ("tasks", 200)],
+    [("anonymous", 401), ("user", 403), ("ops", 403), ("other-audience", 401), ("tasks", 200)],
 )
 def test_only_the_tasks_account_may_deliver_polls(stack, who, status):
     submit(stack, provider="runwayml")

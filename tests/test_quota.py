@@ -87,8 +87,8 @@ def test_bucket_math_does_not_depend_on_the_time_zone():
 
 
 def test_counter_ids_name_provider_window_and_bucket():
-    assert counter_id("runwayml", RUNWAY[0], T0) == f"runwayml_m_{20454 * 1440}"
-    assert counter_id("heygen", RUNWAY[2], T0) == "heygen_d_20454"
+    assert counter_id("runwayml", RUNWAY[0], T0) == f"runwayml_m_{20454 * 1440}_0"
+    assert counter_id("heygen", RUNWAY[2], T0, shard=3) == "heygen_d_20454_3"
 
 
 moments = st.datetimes(datetime(2000, 1, 1), datetime(2100, 1, 1), timezones=st.just(UTC))

@@ -9,13 +9,13 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from google.cloud import firestore
 
 from config import Settings, load_settings
 from jobs.access import STALE_AFTER
 from jobs.admission import UserAdmission
-from jobs.generate import Intake
 from jobs.guards import HealthStore, QuotaGuard, RefreshGate
 from jobs.plans import CallLimiter
 from jobs.runner import Runner
@@ -24,11 +24,14 @@ from logs import configure, get_logger, redact_values
 from providers.base import Provider, ProviderError
 from providers.circuit import Outcome
 from providers.registry import build_providers
-from tasks.cleanup import Cleanup
 from tasks.poll import FirstPoll, Poller
 from tasks.queue import CloudTasksQueue, TaskQueue
 from tasks.storage import storage_for
 from web.auth import Verifier
+
+if TYPE_CHECKING:  # imported when first used: a status check never loads the prompt composer
+    from jobs.generate import Intake
+    from tasks.cleanup import Cleanup
 
 log = get_logger("web.deps")
 
@@ -51,6 +54,8 @@ class Deps:
     @property
     def intake(self) -> Intake:
         """What `generate_video` works with."""
+        from jobs.generate import Intake
+
         return Intake(
             self.settings, self.store, self.providers, self.health, self.quota, self.runner, self.users
         )
@@ -116,6 +121,8 @@ def use(replacement: Deps | None) -> None:
 
 def cleanup_for(d: Deps) -> Cleanup:
     """The scheduled cleanup over `d`."""
+    from tasks.cleanup import Cleanup
+
     storage = storage_for(d.settings)
     return Cleanup(
         d.store, d.providers, d.poller, d.runner, d.queue, storage, d.settings, clock=d.store.clock
