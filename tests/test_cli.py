@@ -226,7 +226,9 @@ def make_ops(stack: LocalStack, args: str) -> subprocess.CompletedProcess[str]:
     """`make ops ARGS="--state-file <stack> ARGS"` (`-o`: never rebuild the shared virtualenv)."""
     state = f"--state-file {stack.options.state_file}"
     argv = ["make", "-o", ".venv/.installed", "ops", f"ARGS={state} {args}"]
-    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    # as typed at a shell: under another make (CI's `make test`) make would add "Entering directory"
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
+    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False, env=env)
 
 
 def test_make_ops_pipes_json_but_ends_failures_with_2(stack):
