@@ -284,22 +284,18 @@ setup_settings() {
   done
 }
 
-# The field N (1-based) of the ROLES line of role $1.
-role_field() {
+# Field(s) $3 (1-based, cut syntax) of the line for $2 in the table named $1 (ROLES or FUNCTIONS).
+table_field() {
+  local -n rows=$1
   local spec
-  for spec in "${ROLES[@]}"; do
-    [[ ${spec%%|*} == "$1" ]] && { cut -d'|' -f"$2" <<<"$spec"; return 0; }
+  for spec in "${rows[@]}"; do
+    [[ ${spec%%|*} == "$2" ]] && { cut -d'|' -f"$3" <<<"$spec"; return 0; }
   done
-  die "no role $1"
+  die "no $2 in $1"
 }
+role_field() { table_field ROLES "$1" "$2"; }
 role_sa() { sa_email "$(role_field "$1" 2)"; }
-function_field() {
-  local spec
-  for spec in "${FUNCTIONS[@]}"; do
-    [[ ${spec%%|*} == "$1" ]] && { cut -d'|' -f"$2" <<<"$spec"; return 0; }
-  done
-  die "no function $1"
-}
+function_field() { table_field FUNCTIONS "$1" "$2"; }
 
 ensure_service_accounts() {
   local email spec accounts=("$TASKS_SA" "$SCHEDULER_SA" "$OPS_SA")

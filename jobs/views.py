@@ -132,7 +132,7 @@ def user_view(job: Job, links: Links | None = None) -> dict[str, Any]:
 def ops_view(job: Job, links: Links | None = None) -> dict[str, Any]:
     """The operators' view of a job: the user view and the internals; its shape is `OpsView`."""
     return {
-        **user_view(job, links),
+        **user_view(job),  # no links here: the output is replaced below (a link may cost a signing call)
         "output": _with_links(job, dict(job.output), links) if job.output else None,
         "provider": job.provider,
         "providerTaskId": job.provider_task_id,

@@ -217,6 +217,18 @@ def test_the_ops_view_adds_the_internals():
     assert view["output"]["download"] == link("jobs/j1/video.mp4")
 
 
+def test_the_ops_view_signs_each_link_once():
+    signed = []
+
+    def counting(path):
+        signed.append(path)
+        return link(path)
+
+    ops_view(full_job(), counting)
+
+    assert sorted(signed) == ["jobs/j1/video.gif", "jobs/j1/video.mp4"]
+
+
 # -- the stored user view ---------------------------------------------------------------------------
 
 
