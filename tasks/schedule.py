@@ -137,8 +137,11 @@ def adaptive(env: Envelope, state: PollState, rand: float | None) -> float:
     if remaining is None:
         return max(floor, stepped(env, state, rand))
     if env.update_interval_s > 0:  # whole refresh intervals after the snapshot just seen
-        ticks = math.ceil(min(remaining, env.max_delay_s) / env.update_interval_s)
-        return max(1, ticks) * env.update_interval_s
+        span = min(remaining, env.max_delay_s)
+        ticks = span / env.update_interval_s
+        if not math.isfinite(ticks):  # an interval too small to count in (subnormal): time is continuous
+            return max(env.update_interval_s, span)
+        return max(1, math.ceil(ticks)) * env.update_interval_s
     if remaining <= 0:
         return max(floor, -remaining / 2)
     return max(floor, remaining + env.completion_margin_s)

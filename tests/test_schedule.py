@@ -241,3 +241,18 @@ def test_envelope_for_names_the_known_providers():
 def test_negative_poll_count_is_a_bug():
     with pytest.raises(ValueError, match="poll_count"):
         next_delay(RUNWAYML, elapsed_s=0, poll_count=-1)
+
+
+def test_a_refresh_interval_too_small_to_divide_by_still_gives_a_delay_in_the_envelope():
+    env = Envelope(
+        first_delay_s=1.0,
+        min_delay_s=1.0,
+        max_delay_s=1.0,
+        factor=1.0,
+        max_polls=1,
+        max_elapsed_s=1.0,
+        update_interval_s=5e-324,  # subnormal: 1 s / it overflows to infinity
+        typical_duration_s=1.0,
+        policy="adaptive",
+    )
+    assert next_delay(env, elapsed_s=0.0, poll_count=0, rand=0.0) == 1.0
