@@ -28,7 +28,18 @@ from benchmarks.common import MET, NOT_MET, Section, mean, percentile, table
 from local.heygen_sim import RENDER_TIMES as HEYGEN_RENDER_TIMES
 from local.heygen_sim import SimOptions
 from local.simcore import Durations
-from tasks.schedule import HEYGEN, RUNWAYML, RUNWAYML_SDK, RUNWAYML_SEED, Envelope, next_delay
+from tasks.renders import RenderHistory
+from tasks.schedule import (
+    HEYGEN,
+    RUNWAYML,
+    RUNWAYML_SDK,
+    RUNWAYML_SEED,
+    Envelope,
+    Reading,
+    first_look,
+    next_delay,
+    render_seen,
+)
 
 RUNWAY_DURATIONS = Durations(15, 45)  # RunwayMLSim's default render times
 RUNWAY_QUEUE_S = 2.0  # RunwayMLSim's default queue_s
@@ -130,18 +141,45 @@ def heygen_jobs(count: int, seed: int) -> list[Job]:
     return jobs
 
 
-def follow(job: Job, envelope: Envelope, rng: random.Random) -> tuple[int, float | None]:
-    """(polls made, detection delay), as tasks/poll.py would poll `job`; delay None = timed out."""
-    t, polls = 0.0, 0
+def follow(
+    job: Job, envelope: Envelope, rng: random.Random, history: RenderHistory
+) -> tuple[int, float | None]:
+    """(polls made, detection delay), as tasks/poll.py would poll `job`; delay None = timed out.
+
+    As the poller does: the first poll is put off, without a look, while the renders in `history`
+    say none has ended yet; every reading is kept as the task record keeps it (the first progress
+    figure, the last time seen queued); a finished task's render goes into `history`."""
+    t, number, polls = 0.0, 0, 0
+    first = last = None
+    queued_until: float | None = None
     delay = next_delay(envelope, elapsed_s=0.0, poll_count=0, rand=rng.random())
     while delay is not None:
-        t, polls = t + delay, polls + 1
+        t, number = t + delay, number + 1
+        wait = first_look(envelope, history.prior("sim")) - t
+        if number == 1 and wait >= max(envelope.update_interval_s, 1.0):
+            delay = wait  # deferred: no provider call
+            continue
+        polls += 1
         status, progress = job.seen(t)
         if status == "completed":
+            history.record("sim", *render_seen(envelope, first, last, queued_until, t))
             return polls, t - job.visible_done
         delay = next_delay(
-            envelope, elapsed_s=t, poll_count=polls, progress=progress, status=status, rand=rng.random()
+            envelope,
+            elapsed_s=t,
+            poll_count=number,
+            progress=progress,
+            status=status,
+            first_reading=first,
+            queued_until_s=queued_until,
+            prior=history.prior("sim"),
+            rand=rng.random(),
         )
+        if status == "queued":
+            queued_until = t
+        elif progress:
+            first = first or Reading(t, progress)
+            last = Reading(t, progress)
     return polls, None
 
 
@@ -161,8 +199,8 @@ def measure(name: str, jobs: list[Job], envelope: Envelope | None, seed: int) ->
     """Poll every job with `envelope` (None: the oracle)."""
     if envelope is None:
         return Outcome(name, 1.0, 1.0, 0.0, 0.0, 0.0, 0, len(jobs))
-    rng = random.Random(seed)
-    results = [follow(job, envelope, rng) for job in jobs]
+    rng, history = random.Random(seed), RenderHistory()  # one polling worker, learning as it goes
+    results = [follow(job, envelope, rng, history) for job in jobs]
     polls = [float(p) for p, _ in results]
     delays = [d for _, d in results if d is not None]
     timed_out = sum(1 for _, d in results if d is None)
@@ -222,16 +260,19 @@ def trade_offs(data: dict[str, list[dict]]) -> str:
 
 
 TRADE_OFF = """
-How the project's schedule gets there (tasks/schedule.py, `adaptive`): its first look comes 17 s
-after the create, when no render can have ended (about 2 s of queue and 15 s at least) but most
-show progress; while a task is queued it looks again 15 s later. From a progress figure it
-estimates the end (the figure is on average 2.5 s old; the task ran from about 2 s after the
-create) and waits a whole number of Runway's 5 s refresh intervals, the first that reaches the
-estimate: Runway refreshes a task on a fixed 5 s grid, the snapshot just seen is on it, so the
-aimed poll lands just after a refresh and sees the end within one interval of it (on average
-half of one, never the 0–7.5 s of a fixed 6 s interval plus a second look). On the busy account
-the estimate errs late for a task that waited THROTTLED (it cannot tell how long), and the
-delay's p95 is what pays: that is the part of the goal the schedule does not meet there.
+How the project's schedule gets there (tasks/schedule.py, `adaptive`; tasks/renders.py). The polling
+worker keeps the last 100 renders it saw end (their length, and whether the task started late,
+that is, was still queued at a look). Its first look comes when the shortest of them (the 5th
+percentile) could end, 1 s after a whole 5 s interval: until it has 20, at 16 s; after that a first
+poll that arrives sooner is put off without a provider call. A progress figure then gives the end:
+from two figures (polls sit whole 5 s intervals apart, so their snapshots do too) exactly; from one,
+counting from the usual 2 s queue while no recent task started late, else within what the recent
+renders' range (5th to 95th percentile) and the figure allow. The next look is aimed a fifth of the
+way into that range of possible ends, in whole 5 s intervals after the snapshot: Runway refreshes a
+task on a fixed 5 s grid, so the aimed poll lands just after a refresh and sees the end within one
+interval of it (half of one on average). A look that comes too early reads a second figure, and the
+one after it is exact. On the busy account the worker learns that tasks start late, stops counting
+from the queue, and pays with a third look for what it no longer assumes.
 HeyGen's stepped schedule (HeyGen's own advice: every 10 s, every 30 s after 2 minutes, every 60 s
 after 5) gives up tens of seconds of delay for about half the seed's polls and a quarter of a fixed
 6 s interval's; in production HeyGen's webhook, not a poll, usually tells the job first (it
@@ -242,8 +283,10 @@ WORLDS = """\
 distributions (lognormal, medians 20, 33 and 60 s, σ = 0.15 on the log scale), and with Runway's
 refresh ticks starting at the task's creation instead of at a random phase. Cells: polls per job
 (mean) · detection delay p50 / p95 in seconds. The last column applies the goal of the account
-(idle ≤ 2.5 polls, busy ≤ 3.5; delays ≤ 3 s and ≤ 6 s). The first look at 17 s finds a 60 s render
-about a quarter done, too early to aim one look at its end from: those renders take a third poll."""
+(idle ≤ 2.5 polls, busy ≤ 3.5; delays ≤ 3 s and ≤ 6 s). Each world starts with a worker that has
+seen no render, so its first 20 jobs use the envelope's defaults. With ticks from the create, a look
+1 s after a whole interval sees a snapshot 1 s old, so every delay is 1 s; the single-figure aim,
+which allows for a snapshot up to 5 s old, then comes early more often and takes a third look."""
 
 
 def verdict_for(scenario: str, outcomes: dict[str, Outcome]) -> tuple[bool, str]:
@@ -328,7 +371,9 @@ its 20 s queue). Runway shows a new state at most every 5 s (a random phase per 
 10 s (assumed) and never a number for progress (the provider maps "processing" to a fixed 50). On the
 *busy* RunwayML account half the jobs also wait THROTTLED, exponentially distributed with a 20 s
 mean. Every schedule is `tasks.schedule.next_delay` fed what `tasks/poll.py` feeds it (time since
-the task was created, polls so far, last status and progress), on the same seeded jobs.
+the task was created, polls so far, last status and progress, the first progress figure and the
+last time seen queued, the worker's recent renders), on the same seeded jobs; *polls* are provider
+reads (a first poll the worker puts off makes none).
 *Detection delay*: from the first moment the provider shows the task finished to the poll that sees
 it; the oracle polls once, exactly then. For HeyGen the seed's and the SDK-style schedules get
 HeyGen's 20-minute envelope and polls enough to use it (the comparison is of polls); the last row

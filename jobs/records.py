@@ -248,6 +248,9 @@ class TaskRecord:
     failure_message: str | None = None
     cost_credits: float | None = None
     cost_usd: float | None = None
+    first_reading_s: float | None = None  # when a poll first saw a progress figure (since created)
+    first_progress: float | None = None  # and the figure
+    queued_until_s: float | None = None  # the last poll that saw the task queued (since created)
     updated_at: datetime | None = None
 
     @property

@@ -265,7 +265,7 @@ def task_after(
     """The task record after one reading (counted and timed even when it changes nothing)."""
     after = replace(task, poll_count=task.poll_count + 1, last_checked_at=now)
     if poll_number is not None:
-        after = replace(after, last_poll_number=poll_number)
+        after = replace(after, last_poll_number=poll_number, **_polled(task, snap, now))
     if not decision.changes:
         return after
     return replace(
@@ -281,6 +281,19 @@ def task_after(
         cost_credits=snap.cost_credits,
         cost_usd=snap.cost_usd,
     )
+
+
+def _polled(task: TaskRecord, snap: ProviderSnapshot, now: datetime) -> dict[str, float]:
+    """What the polling schedule keeps of a poll's reading (tasks/schedule.py): the last time the
+    task was seen queued, and the first progress figure with its time (seconds since created)."""
+    if task.created_at is None:
+        return {}
+    elapsed = (now - task.created_at).total_seconds()
+    if snap.status == Status.QUEUED:
+        return {"queued_until_s": elapsed}
+    if snap.status == Status.PROCESSING and snap.progress > 0 and task.first_reading_s is None:
+        return {"first_reading_s": elapsed, "first_progress": snap.progress}
+    return {}
 
 
 @dataclass(frozen=True)

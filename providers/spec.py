@@ -48,6 +48,7 @@ class Envelope:
     update_interval_s: float = 0.0  # the provider refreshes a task at most this often
     steps: tuple[tuple[float, float], ...] = ()  # (from elapsed_s, delay_s), ascending
     typical_duration_s: float | None = None
+    render_range_s: tuple[float, float] | None = None  # shortest and longest render before any history
     completion_margin_s: float = 1.0  # aim this long after the estimated completion
     queue_s: float = 0.0  # a task usually waits this long before it starts (progress counts from then)
     policy: str = "adaptive"
@@ -61,6 +62,8 @@ class Envelope:
             raise ValueError("need 0 <= update_interval_s <= max_delay_s and completion_margin_s >= 0")
         if self.queue_s < 0:
             raise ValueError("need queue_s >= 0")
+        if self.render_range_s is not None and not 0 < self.render_range_s[0] <= self.render_range_s[1]:
+            raise ValueError("need 0 < shortest <= longest in render_range_s")
         starts = [start for start, _ in self.steps]
         if starts != sorted(starts) or any(d <= 0 for _, d in self.steps):
             raise ValueError("steps must be (from elapsed_s, delay_s > 0) in ascending order")

@@ -38,7 +38,8 @@ from jobs.txn import utcnow
 from logs import get_logger
 from providers.base import NotFound, Provider, ProviderError, ProviderSnapshot, Status, is_terminal
 from tasks.queue import TaskQueue
-from tasks.schedule import Envelope, envelope_for, next_delay
+from tasks.renders import RenderHistory
+from tasks.schedule import Envelope, Reading, envelope_for, first_look, next_delay, render_seen
 
 log = get_logger("tasks.poll")
 
@@ -47,7 +48,7 @@ log = get_logger("tasks.poll")
 class PollResult:
     """What one poll did, for the response body and the logs."""
 
-    outcome: str  # skipped | rescheduled | applied | stopped | timed_out | missing
+    outcome: str  # skipped | deferred | rescheduled | applied | stopped | timed_out | missing
     job_id: str | None = None
     status: str | None = None
     next_poll: int | None = None
@@ -84,6 +85,7 @@ class Poller:
         clock: Callable[[], datetime] = utcnow,
         envelopes: Callable[[str], Envelope] = envelope_for,
         rand: Callable[[], float] = random.random,
+        history: RenderHistory | None = None,
     ) -> None:
         self.store = store
         self.providers = providers
@@ -92,6 +94,7 @@ class Poller:
         self.clock = clock
         self.envelopes = envelopes
         self.rand = rand
+        self.history = history if history is not None else RenderHistory()
 
     def poll(self, *, provider: str, task_id: str, poll_number: int) -> PollResult:
         task = self.store.get_task(provider, task_id)
@@ -101,6 +104,9 @@ class Poller:
             return PollResult("skipped", task.job_id, str(task.status))
         if poll_number == task.last_poll_number:  # this poll ran; its next enqueue may not have
             return self._schedule_next(task, poll_number, task.status, task.progress)
+        if poll_number == 1 and task.poll_count == 0 and (wait := self._too_early(task)) is not None:
+            self._enqueue(task, poll_number + 1, wait)  # no render of late is done yet: nothing to see
+            return PollResult("deferred", task.job_id, str(task.status), poll_number + 1, wait)
         try:
             snapshot = self.providers[provider].get(task_id)
         except ProviderError as exc:
@@ -109,6 +115,8 @@ class Poller:
         if outcome.job_status is not None and is_terminal(outcome.job_status) and not outcome.task_terminal:
             stop_task(self.store, self.providers[provider], provider, task_id)  # e.g. cancelled meanwhile
             return PollResult("stopped", outcome.job_id, str(outcome.job_status))
+        if outcome.task_status == Status.COMPLETED and outcome.verdict is Verdict.APPLY:
+            self._learn(task)
         if outcome.verdict is Verdict.DUPLICATE or outcome.task_terminal:  # a stale reading goes on
             return PollResult("applied", outcome.job_id, str(outcome.task_status))
         return self._schedule_next(task, poll_number, snapshot.status, snapshot.progress)
@@ -171,26 +179,56 @@ class Poller:
         progress: float,
         at_least: float | None = None,
     ) -> PollResult:
-        elapsed = (self.clock() - task.created_at).total_seconds() if task.created_at else 0.0
+        first = None
+        if task.first_reading_s is not None and task.first_progress is not None:
+            first = Reading(task.first_reading_s, task.first_progress)
         delay = next_delay(
             self.envelopes(task.provider),
-            elapsed_s=elapsed,
+            elapsed_s=self._elapsed(task),
             poll_count=poll_number,
             progress=progress,
             status=str(status),
+            first_reading=first,
+            queued_until_s=task.queued_until_s,
+            prior=self.history.prior(task.provider),
             rand=self.rand(),
         )
         if delay is None:
             return self._time_out(task)
         delay = max(delay, at_least or 0.0)
+        self._enqueue(task, poll_number + 1, delay)
+        return PollResult("rescheduled", task.job_id, str(status), poll_number + 1, delay)
+
+    def _enqueue(self, task: TaskRecord, poll_number: int, delay: float) -> None:
         self.queue.enqueue_poll(
             job_id=task.job_id,
             provider=task.provider,
             task_id=task.task_id,
-            poll_number=poll_number + 1,
+            poll_number=poll_number,
             delay_s=delay,
         )
-        return PollResult("rescheduled", task.job_id, str(status), poll_number + 1, delay)
+
+    def _elapsed(self, task: TaskRecord) -> float:
+        return (self.clock() - task.created_at).total_seconds() if task.created_at else 0.0
+
+    def _too_early(self, task: TaskRecord) -> float | None:
+        """Seconds to wait before the first look when recent renders say none ends this soon."""
+        envelope, prior = self.envelopes(task.provider), self.history.prior(task.provider)
+        if prior is None:  # nothing learned yet: the envelope's first delay stands
+            return None
+        wait = first_look(envelope, prior) - self._elapsed(task)
+        return wait if wait >= max(envelope.update_interval_s, 1.0) else None
+
+    def _learn(self, task: TaskRecord) -> None:
+        """A poll saw the task finished: what its render took goes into the provider's history."""
+        first = last = None
+        if task.first_reading_s is not None and task.first_progress is not None:
+            first = Reading(task.first_reading_s, task.first_progress)
+        if task.last_checked_at is not None and task.created_at is not None and task.progress > 0:
+            last = Reading((task.last_checked_at - task.created_at).total_seconds(), task.progress)
+        envelope = self.envelopes(task.provider)
+        render_s, late = render_seen(envelope, first, last, task.queued_until_s, self._elapsed(task))
+        self.history.record(task.provider, render_s, late)
 
     def _time_out(self, task: TaskRecord) -> PollResult:
         """The polling envelope is spent: cancel at the provider, close the attempt, maybe fall back."""

@@ -104,3 +104,35 @@ def test_no_attempt_begins_once_the_deadline_has_passed():
     job = Job("j", "u", Status.QUEUED, candidates=("heygen",), deadline_at=deadline)
     assert rules.begin_attempt(job, "heygen", deadline - timedelta(seconds=1)) is not None
     assert rules.begin_attempt(job, "heygen", deadline) is None
+
+
+def test_a_poll_keeps_what_the_polling_schedule_needs_of_its_reading():
+    from jobs.records import TaskRecord
+    from providers.base import ProviderSnapshot
+
+    created = datetime(2026, 1, 1, tzinfo=UTC)
+    task = TaskRecord("t1", "runwayml", "j1", "j1-a1", Status.QUEUED, created_at=created)
+
+    def polled(task: TaskRecord, status: Status, progress: float, at_s: float, poll: int | None = 1):
+        snap = ProviderSnapshot("t1", status, "X", progress=progress)
+        decision = rules.decide(task.status, task.progress, status, progress)
+        return rules.task_after(task, decision, snap, poll, created + timedelta(seconds=at_s))
+
+    task = polled(task, Status.QUEUED, 0.0, 16.0)
+    assert (task.queued_until_s, task.first_reading_s) == (16.0, None)
+    task = polled(task, Status.PROCESSING, 20.0, 31.0, poll=2)
+    assert (task.first_reading_s, task.first_progress) == (31.0, 20.0)
+    task = polled(task, Status.PROCESSING, 60.0, 41.0, poll=3)
+    assert (task.first_reading_s, task.first_progress, task.queued_until_s) == (
+        31.0,
+        20.0,
+        16.0,
+    )  # the first stays
+    refreshed = polled(
+        TaskRecord("t1", "runwayml", "j1", "j1-a1", Status.QUEUED, created_at=created),
+        Status.PROCESSING,
+        50.0,
+        20.0,
+        poll=None,
+    )
+    assert refreshed.first_reading_s is None  # a status check's reading is off the polls' grid: not kept

@@ -205,3 +205,26 @@ def test_a_stale_reading_is_ignored_and_the_poll_chain_goes_on_to_completion(sta
     assert answer.get_json()["outcome"] == "rescheduled"  # the stale reading did not end the chain
     assert stack.deps.store.get_task("runwayml", task_id).progress == seen
     assert stack.run_until_terminal(job_id, step_s=5)["status"] == "completed"
+
+
+def test_the_first_look_waits_for_the_shortest_recent_render_and_each_finished_render_is_learned(stack):
+    # Given a polling worker whose recent RunwayML renders all took about a minute
+    history = stack.deps.poller.history
+    for _ in range(history.min_samples):
+        history.record("runwayml", 60.0, False)
+    job_id = submit(stack, provider="runwayml")
+    task_id = stack.deps.store.get_job(job_id).current_attempt.task_id
+    gets = stack.runway.count("GET", f"/v1/tasks/{task_id}")
+    # When the first poll arrives
+    (answer,) = stack.deliver_polls(advance_s=16)
+    # Then it is put off to when a one-minute render could end, without asking the provider
+    assert answer.get_json()["outcome"] == "deferred"
+    (deferred,) = stack.queue.tasks
+    assert deferred.payload["pollNumber"] == 2
+    # 2 s of queue and 60 s of render, 1 s after a refresh; the store's clock is real time here, so the
+    # task is a fraction of a second old
+    assert deferred.delay_s == pytest.approx(61.0, abs=1.0)
+    assert stack.runway.count("GET", f"/v1/tasks/{task_id}") == gets
+    # And the job still ends, its render going into the history
+    assert stack.run_until_terminal(job_id, step_s=5)["status"] == "completed"
+    assert len(history._renders["runwayml"]) == history.min_samples + 1

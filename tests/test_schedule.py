@@ -17,9 +17,13 @@ from tasks.schedule import (
     RUNWAYML_SEED,
     RUNWAYML_SEED_POLL_BUDGET,
     Envelope,
+    Reading,
+    RenderPrior,
     envelope_for,
+    first_look,
     next_delay,
     poll_budget,
+    render_seen,
 )
 
 # --- properties -------------------------------------------------------------------------------------
@@ -41,7 +45,9 @@ def envelopes(draw: st.DrawFn) -> Envelope:
         update_interval_s=draw(st.floats(0, max_delay)),
         steps=tuple((start, draw(st.floats(0.1, 120))) for start in starts),
         typical_duration_s=draw(st.none() | st.floats(1, 1000)),
+        render_range_s=draw(st.none() | st.tuples(st.floats(0.1, 100), st.floats(100, 1000))),
         completion_margin_s=draw(st.floats(0, 5)),
+        queue_s=draw(st.floats(0, 60)),
         policy=draw(st.sampled_from(POLICIES)),
     )
 
@@ -51,6 +57,10 @@ snapshots = st.fixed_dictionaries(
         "progress": st.none() | st.floats(-10, 110) | st.sampled_from([math.nan, math.inf]),
         "status": st.sampled_from([None, "queued", "processing"]),
         "typical_duration_s": st.none() | st.floats(0, 2000),
+        "first_reading": st.none() | st.builds(Reading, st.floats(0, 3000), st.floats(-10, 110)),
+        "queued_until_s": st.none() | st.floats(-5, 3000) | st.just(math.nan),
+        "prior": st.none()
+        | st.builds(RenderPrior, st.floats(0.1, 100), st.floats(100, 1000), st.floats(0, 1)),
         "rand": st.none() | st.floats(0, 1, exclude_max=True),
     }
 )
@@ -141,21 +151,60 @@ def test_heygen_gives_up_after_20_minutes():
 # --- the adaptive policy ----------------------------------------------------------------------------
 
 
+TRUSTED = RenderPrior(shortest_s=15.0, longest_s=45.0, late_share=0.0)  # no task has started late
+
+
 @pytest.mark.parametrize(
     ("snapshot", "expected"),
     [
-        ({"elapsed_s": 0, "poll_count": 0}, 17.0),  # no render ends sooner: the first look sees progress
+        ({"elapsed_s": 0, "poll_count": 0}, 16.0),  # no render ends sooner: the first look sees progress
         ({"elapsed_s": 60, "poll_count": 8, "status": "queued"}, 15.0),  # the shortest render, once started
-        ({"elapsed_s": 20, "poll_count": 1, "progress": 50}, 15.0),  # ran ~15.5 s to 50 %: 3 refreshes on
-        ({"elapsed_s": 40, "poll_count": 2, "progress": 80}, 10.0),  # ~6.4 s left: the second refresh
+        # one figure, starts not trusted yet: (100 - p) % of a 15-45 s render (or what the figure allows) left
+        ({"elapsed_s": 20, "poll_count": 1, "progress": 50}, 10.0),  # 7.5-18 s left: aim at 9.6
+        ({"elapsed_s": 40, "poll_count": 2, "progress": 80}, 5.0),  # 3-9 s left: aim at 4.2
         ({"elapsed_s": 40, "poll_count": 2, "progress": 98}, 5.0),  # nearly done: the next refresh
         ({"elapsed_s": 40, "poll_count": 2, "progress": 100}, 5.0),  # done, not yet final
-        ({"elapsed_s": 20, "poll_count": 1, "progress": 10}, 30.0),  # far off: the longest wait
+        ({"elapsed_s": 20, "poll_count": 1, "progress": 10}, 20.0),  # 13.5-40.5 s left: aim at 18.9
         ({"elapsed_s": 50, "poll_count": 4, "typical_duration_s": 60}, 5.0),  # half of ~10 s: next refresh
+        # starts trusted: it ran from 2 s to a snapshot 0-5 s old
+        ({"elapsed_s": 20, "poll_count": 1, "progress": 50, "prior": TRUSTED}, 15.0),  # 13-18 s left
+        ({"elapsed_s": 40, "poll_count": 2, "progress": 80, "prior": TRUSTED}, 10.0),  # 8.25-9.5 s left
+        # ... unless this task was seen queued at 30 s: it started after 25 s, so 12-36 s left
+        ({"elapsed_s": 40, "poll_count": 2, "progress": 20, "prior": TRUSTED, "queued_until_s": 30}, 20.0),
+        # two figures 10 s apart: 20 % in 10 s, so 40 % takes 20 s more, exactly
+        ({"elapsed_s": 26, "poll_count": 2, "progress": 60, "first_reading": Reading(16, 40)}, 20.0),
+        ({"elapsed_s": 26.4, "poll_count": 2, "progress": 60, "first_reading": Reading(16, 40)}, 20.0),
     ],
 )
 def test_adaptive_aims_at_the_estimated_completion(snapshot: dict, expected: float):
-    assert next_delay(RUNWAYML, **snapshot) == expected
+    assert next_delay(RUNWAYML, **{"status": "processing", **snapshot}) == expected
+
+
+@pytest.mark.parametrize(
+    ("prior", "expected"),
+    [
+        (None, 16.0),  # the envelope's own first delay
+        (RenderPrior(15.0, 45.0, 0.0), 16.0),  # queue 2 s + 15 s: 1 s after the refresh at 15 s
+        (RenderPrior(26.2, 40.0, 0.0), 26.0),  # 28.2 s: 1 s after the refresh at 25 s
+        (RenderPrior(1.0, 40.0, 0.0), 5.0),  # never sooner than min_delay_s
+    ],
+)
+def test_the_first_look_comes_when_the_shortest_recent_render_could_end(prior, expected):
+    assert first_look(RUNWAYML, prior) == expected
+    assert first_look(HEYGEN, prior) == HEYGEN.first_delay_s  # the stepped policy keeps its own
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "queued_until", "done", "expected"),
+    [
+        (Reading(16, 40), Reading(26, 60), None, 46, (50.0, False)),  # two figures: 20 % per 10 s
+        (Reading(16, 50), None, None, 36, (35.0, False)),  # one: the end 2.5 s before the look, 50 % left
+        (None, None, None, 21, (16.5, False)),  # none: from the queue's end to 2.5 s before the look
+        (None, None, 40, 61, (21.0, True)),  # seen queued at 40 s: started about 37.5 s in, late
+    ],
+)
+def test_a_finished_task_tells_how_long_it_rendered(first, last, queued_until, done, expected):
+    assert render_seen(RUNWAYML, first, last, queued_until, done) == pytest.approx(expected)
 
 
 @given(st.floats(3, 300), st.floats(0.1, 99.9))

@@ -51,7 +51,7 @@ SPEC = ProviderSpec(
     build=RunwayMLProvider,
     enabled=lambda settings: settings.runwayml_api_key is not None,
     envelope=Envelope(
-        first_delay_s=17.0,  # no render is done sooner (queue ~2 s + 15 s at least): see progress first
+        first_delay_s=16.0,  # no render is done sooner (queue ~2 s + 15 s at least); 1 s after a 5 s tick
         min_delay_s=5.0,
         max_delay_s=30.0,
         factor=1.5,
@@ -60,6 +60,7 @@ SPEC = ProviderSpec(
         update_interval_s=5.0,  # "do not expect updates more often than once every five seconds"
         steps=((0.0, 15.0),),  # while PENDING/THROTTLED: no render ends within 15 s of its start
         queue_s=2.0,
+        render_range_s=(15.0, 45.0),  # before any history: the renders the simulators and docs suggest
     ),
     link_ttl=timedelta(hours=24),  # docs: output URLs live 24-48 h
     default_quota="25/60,100/3600,500/86400",
