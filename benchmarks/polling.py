@@ -162,7 +162,7 @@ def follow(
         polls += 1
         status, progress = job.seen(t)
         if status == "completed":
-            history.record("sim", *render_seen(envelope, first, last, queued_until, t))
+            history.record("sim", render_seen(envelope, first, last, queued_until, t))
             return polls, t - job.visible_done
         delay = next_delay(
             envelope,
@@ -266,7 +266,8 @@ that is, was still queued at a look). Its first look comes when the shortest of 
 percentile) could end, 1 s after a whole 5 s interval: until it has 20, at 16 s; after that a first
 poll that arrives sooner is put off without a provider call. A progress figure then gives the end:
 from two figures (polls sit whole 5 s intervals apart, so their snapshots do too) exactly; from one,
-counting from the usual 2 s queue while no recent task started late, else within what the recent
+counting from the usual 2 s queue while no recent task started late (the snapshot 0 to 5 s old, or
+as old as the first figures of recent tasks were, widened by 1.25 s), else within what the recent
 renders' range (5th to 95th percentile) and the figure allow. The next look is aimed a fifth of the
 way into that range of possible ends, in whole 5 s intervals after the snapshot: Runway refreshes a
 task on a fixed 5 s grid, so the aimed poll lands just after a refresh and sees the end within one
@@ -285,8 +286,8 @@ refresh ticks starting at the task's creation instead of at a random phase. Cell
 (mean) · detection delay p50 / p95 in seconds. The last column applies the goal of the account
 (idle ≤ 2.5 polls, busy ≤ 3.5; delays ≤ 3 s and ≤ 6 s). Each world starts with a worker that has
 seen no render, so its first 20 jobs use the envelope's defaults. With ticks from the create, a look
-1 s after a whole interval sees a snapshot 1 s old, so every delay is 1 s; the single-figure aim,
-which allows for a snapshot up to 5 s old, then comes early more often and takes a third look."""
+1 s after a whole interval sees a snapshot 1 s old, so every delay is 1 s, and the worker learns
+that first figures are about 1 s old."""
 
 
 def verdict_for(scenario: str, outcomes: dict[str, Outcome]) -> tuple[bool, str]:

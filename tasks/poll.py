@@ -227,8 +227,9 @@ class Poller:
         if task.last_checked_at is not None and task.created_at is not None and task.progress > 0:
             last = Reading((task.last_checked_at - task.created_at).total_seconds(), task.progress)
         envelope = self.envelopes(task.provider)
-        render_s, late = render_seen(envelope, first, last, task.queued_until_s, self._elapsed(task))
-        self.history.record(task.provider, render_s, late)
+        self.history.record(
+            task.provider, render_seen(envelope, first, last, task.queued_until_s, self._elapsed(task))
+        )
 
     def _time_out(self, task: TaskRecord) -> PollResult:
         """The polling envelope is spent: cancel at the provider, close the attempt, maybe fall back."""

@@ -32,7 +32,8 @@ intervals. Then, from the progress figures:
     two figures     the rate between them gives the end exactly (polls sit whole intervals apart,
                     so the snapshots they saw do too)
     one figure p    if recent tasks have not been starting late, the task ran from `queue_s` to a
-                    snapshot 0 to one interval old; otherwise it may have started any time since it
+                    snapshot 0 to one interval old (or as old as recent first figures were);
+                    otherwise it may have started any time since it
                     was last seen queued, and (100 - p) % of a render of the prior's range is left
     p = 100         "any moment": the next refresh
     none            half of what remains of the typical duration (approach it rather than bet on it)
@@ -82,6 +83,7 @@ __all__ = [
     "Envelope",
     "PollState",
     "Reading",
+    "Render",
     "RenderPrior",
     "envelope_for",
     "first_look",
@@ -112,6 +114,16 @@ class RenderPrior:
     shortest_s: float
     longest_s: float
     late_share: float
+    snapshot_age_s: tuple[float, float] | None = None  # how old a first figure's snapshot was
+
+
+@dataclass(frozen=True)
+class Render:
+    """What one finished task says of renders (`render_seen`)."""
+
+    render_s: float
+    started_late: bool
+    snapshot_age_s: float | None = None  # how old the first figure's snapshot was, where known
 
 
 @dataclass(frozen=True)
@@ -196,8 +208,9 @@ def remaining_range(env: Envelope, state: PollState) -> tuple[float, float] | No
 
     Two figures a whole number of refreshes apart give the rate, hence the end exactly. One figure
     p gives it from when the task started: after `queue_s` when the prior trusts that (the snapshot
-    is 0 to one refresh old), else anywhere between then and a start that leaves the prior's
-    shortest render, and the end between (100 - p) % of the prior's shortest and longest renders.
+    is 0 to one refresh old, or as old as recent first figures were), else anywhere between then
+    and a start that leaves the prior's shortest render, and the end between (100 - p) % of the
+    prior's shortest and longest renders.
     """
     if state.status == QUEUED or state.progress is None or state.progress <= 0:
         return None
@@ -213,7 +226,11 @@ def remaining_range(env: Envelope, state: PollState) -> tuple[float, float] | No
     prior = state.prior or default_prior(env)
     elapsed, interval = state.elapsed_s, env.update_interval_s
     if prior is None or (state.queued_until_s is None and prior.late_share < LATE_SHARE_TRUSTED):
-        return left * max(0.0, elapsed - interval - env.queue_s), left * max(0.0, elapsed - env.queue_s)
+        youngest, oldest = (prior.snapshot_age_s if prior else None) or (0.0, interval)
+        oldest = min(oldest, interval) if interval > 0 else oldest  # never older than one refresh
+        return left * max(0.0, elapsed - oldest - env.queue_s), left * max(
+            0.0, elapsed - youngest - env.queue_s
+        )
     started_by = (
         env.queue_s if state.queued_until_s is None else max(env.queue_s, state.queued_until_s - interval)
     )
@@ -240,21 +257,24 @@ def remaining_estimate(env: Envelope, state: PollState) -> float | None:
 
 def render_seen(
     env: Envelope, first: Reading | None, last: Reading | None, queued_until_s: float | None, done_s: float
-) -> tuple[float, bool]:
-    """What a task first seen finished `done_s` after its creation says of renders: (about how long it
-    rendered, whether it started late). From two figures, exactly; from one, taking the end as half a
-    refresh before the look that saw it; from none, a render that began after `queue_s`."""
+) -> Render:
+    """What a task first seen finished `done_s` after its creation says of renders. Its length: from
+    two figures, exactly; from one, taking the end as half a refresh before the look that saw it;
+    from none, a render that began after `queue_s`. Two figures of a task that started on time also
+    tell how old the first one's snapshot was (where the provider's refresh grid lies)."""
     interval = env.update_interval_s
     late = queued_until_s is not None and queued_until_s > env.queue_s + interval
     started = max(env.queue_s, (queued_until_s or 0.0) - interval / 2)
     if first is not None and last is not None and 0 < first.progress < last.progress < 100:
-        span = _span(env, last.elapsed_s - first.elapsed_s)
-        return span * 100.0 / (last.progress - first.progress), late
+        render = _span(env, last.elapsed_s - first.elapsed_s) * 100.0 / (last.progress - first.progress)
+        age = first.elapsed_s - env.queue_s - render * first.progress / 100.0
+        known = not late and queued_until_s is None and 0.0 <= age <= interval
+        return Render(render, late, age if known else None)
     seen = last if last is not None and 0 < last.progress < 100 else first
     if seen is not None and 0 < seen.progress < 100:
         to_end = max(_span(env, done_s - seen.elapsed_s) - interval / 2, 0.0)
-        return to_end * 100.0 / (100.0 - seen.progress), late
-    return max(done_s - interval / 2 - started, 0.0), late
+        return Render(to_end * 100.0 / (100.0 - seen.progress), late)
+    return Render(max(done_s - interval / 2 - started, 0.0), late)
 
 
 def adaptive(env: Envelope, state: PollState, rand: float | None) -> float:

@@ -12,6 +12,7 @@ from jobs.runner import Runner
 from local.simcore import FaultPlan
 from providers.base import ProviderSnapshot, Status
 from tasks.poll import FirstPoll, Poller
+from tasks.schedule import Render
 from tests.stack import OPS_SA, TASKS_SA
 from web import deps
 
@@ -211,7 +212,7 @@ def test_the_first_look_waits_for_the_shortest_recent_render_and_each_finished_r
     # Given a polling worker whose recent RunwayML renders all took about a minute
     history = stack.deps.poller.history
     for _ in range(history.min_samples):
-        history.record("runwayml", 60.0, False)
+        history.record("runwayml", Render(60.0, False))
     job_id = submit(stack, provider="runwayml")
     task_id = stack.deps.store.get_job(job_id).current_attempt.task_id
     gets = stack.runway.count("GET", f"/v1/tasks/{task_id}")

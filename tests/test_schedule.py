@@ -18,6 +18,7 @@ from tasks.schedule import (
     RUNWAYML_SEED_POLL_BUDGET,
     Envelope,
     Reading,
+    Render,
     RenderPrior,
     envelope_for,
     first_look,
@@ -60,7 +61,13 @@ snapshots = st.fixed_dictionaries(
         "first_reading": st.none() | st.builds(Reading, st.floats(0, 3000), st.floats(-10, 110)),
         "queued_until_s": st.none() | st.floats(-5, 3000) | st.just(math.nan),
         "prior": st.none()
-        | st.builds(RenderPrior, st.floats(0.1, 100), st.floats(100, 1000), st.floats(0, 1)),
+        | st.builds(
+            RenderPrior,
+            st.floats(0.1, 100),
+            st.floats(100, 1000),
+            st.floats(0, 1),
+            st.none() | st.tuples(st.floats(0, 10), st.floats(0, 10)),
+        ),
         "rand": st.none() | st.floats(0, 1, exclude_max=True),
     }
 )
@@ -152,6 +159,7 @@ def test_heygen_gives_up_after_20_minutes():
 
 
 TRUSTED = RenderPrior(shortest_s=15.0, longest_s=45.0, late_share=0.0)  # no task has started late
+AGED = dataclasses.replace(TRUSTED, snapshot_age_s=(1.0, 1.5))
 
 
 @pytest.mark.parametrize(
@@ -169,6 +177,9 @@ TRUSTED = RenderPrior(shortest_s=15.0, longest_s=45.0, late_share=0.0)  # no tas
         # starts trusted: it ran from 2 s to a snapshot 0-5 s old
         ({"elapsed_s": 20, "poll_count": 1, "progress": 50, "prior": TRUSTED}, 15.0),  # 13-18 s left
         ({"elapsed_s": 40, "poll_count": 2, "progress": 80, "prior": TRUSTED}, 10.0),  # 8.25-9.5 s left
+        # ... and where recent first figures were 1-1.5 s old, 12.5-13 s left (not 9-14 s)
+        ({"elapsed_s": 16, "poll_count": 1, "progress": 50, "prior": TRUSTED}, 10.0),
+        ({"elapsed_s": 16, "poll_count": 1, "progress": 50, "prior": AGED}, 15.0),
         # ... unless this task was seen queued at 30 s: it started after 25 s, so 12-36 s left
         ({"elapsed_s": 40, "poll_count": 2, "progress": 20, "prior": TRUSTED, "queued_until_s": 30}, 20.0),
         # two figures 10 s apart: 20 % in 10 s, so 40 % takes 20 s more, exactly
@@ -197,14 +208,25 @@ def test_the_first_look_comes_when_the_shortest_recent_render_could_end(prior, e
 @pytest.mark.parametrize(
     ("first", "last", "queued_until", "done", "expected"),
     [
-        (Reading(16, 40), Reading(26, 60), None, 46, (50.0, False)),  # two figures: 20 % per 10 s
-        (Reading(16, 50), None, None, 36, (35.0, False)),  # one: the end 2.5 s before the look, 50 % left
-        (None, None, None, 21, (16.5, False)),  # none: from the queue's end to 2.5 s before the look
-        (None, None, 40, 61, (21.0, True)),  # seen queued at 40 s: started about 37.5 s in, late
+        # two figures: 20 % per 10 s, so 50 s; 40 % of it ran from 2 s to 22 s, seen at 26 s: 4 s old
+        (Reading(26, 40), Reading(36, 60), None, 56, Render(50.0, False, 4.0)),
+        (Reading(16, 40), Reading(26, 60), None, 46, Render(50.0, False)),  # 40 % by 16 s: no start at 2 s
+        (
+            Reading(16, 50),
+            None,
+            None,
+            36,
+            Render(35.0, False),
+        ),  # one: the end 2.5 s before the look, 50 % left
+        (None, None, None, 21, Render(16.5, False)),  # none: from the queue's end to 2.5 s before the look
+        (None, None, 40, 61, Render(21.0, True)),  # seen queued at 40 s: started about 37.5 s in, late
     ],
 )
 def test_a_finished_task_tells_how_long_it_rendered(first, last, queued_until, done, expected):
-    assert render_seen(RUNWAYML, first, last, queued_until, done) == pytest.approx(expected)
+    seen = render_seen(RUNWAYML, first, last, queued_until, done)
+    assert seen.render_s == pytest.approx(expected.render_s)
+    assert seen.started_late == expected.started_late
+    assert seen.snapshot_age_s == pytest.approx(expected.snapshot_age_s)
 
 
 @given(st.floats(3, 300), st.floats(0.1, 99.9))
