@@ -2,10 +2,10 @@
 
     Selection: job ids (at most web.schemas.MAX_BATCH_IDS) | filter: status, olderThanSeconds, limit
       v
-    jobs in bulk: JobStore.get_jobs (get_all, chunked) | JobStore.jobs_by_status (one query), both
+    jobs in bulk: JobStore.get_jobs (batched gets) | JobStore.jobs_by_status (one query), both
                   reading only the fields a status summary needs (jobs.queries.STATUS_FIELDS)
       v
-    task records of the live jobs in bulk (get_all on the provider task collections)
+    task records of the live jobs in bulk (JobStore.get_tasks, batched gets on the task collections)
       v
     stale (views.needs_refresh)? -> status requests per provider, on a pool of REFRESH_WORKERS:
         bulk      a provider with a bulk status read (`ProviderSpec.bulk_ids`; HeyGen: GET

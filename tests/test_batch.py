@@ -7,13 +7,17 @@ test needs the records to look stale (`views.needs_refresh`) or stuck.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from google.cloud import firestore
+from google.cloud.firestore_v1.vector import Vector
 
-from jobs.queries import STATUS_FIELDS
+from benchmarks.counting import FirestoreCounter
+from jobs import queries
+from jobs.queries import STATUS_FIELDS, batch_get
 from jobs.records import JobRequest, job_from_doc, job_to_doc
-from jobs.store import NewJob
+from jobs.store import JobStore, NewJob
 from jobs.txn import utcnow
 from jobs.views import ops_view
 from tasks.batch import STUCK_UNCHECKED, status_view, summarize
@@ -25,7 +29,10 @@ PLAIN_JOBS = 240
 
 
 def plain_jobs(stack, count=PLAIN_JOBS):
-    store = stack.deps.store
+    return new_jobs(stack.deps.store, count)
+
+
+def new_jobs(store, count):
     new = [
         NewJob(owner_uid=f"user-{i % 7}", request=JobRequest(title=str(i)), candidates=("heygen",))
         for i in range(count)
@@ -238,3 +245,86 @@ def test_a_batch_shows_what_the_job_view_shows_from_the_projected_fields_alone(s
     }
     assert status_view(projected)["provider"] == "runwayml"
     assert status_view(projected)["error"] == {"code": "x_failed", "message": "it failed"}
+
+
+# -- the bulk read under the batch: the client's `get_all`, without its snapshots -----------------
+
+
+EVERY_KIND = {
+    "none": None,
+    "yes": True,
+    "count": 7,
+    "ratio": 0.25,
+    "at": datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC),
+    "text": "héllo",
+    "raw": b"\x00\xff",
+    "place": firestore.GeoPoint(48.85, 2.35),
+    "embedding": Vector([1.0, 2.0]),
+    "list": [1, "two", {"three": [3.0, None]}],
+    "map": {"inner": {"deeper": "yes", "when": datetime(2026, 1, 1, tzinfo=UTC)}, "empty": {}},
+}
+
+
+def get_all_data(client, refs, field_paths=None):
+    return {s.id: s.to_dict() for s in client.get_all(refs, field_paths=field_paths) if s.exists}
+
+
+@pytest.mark.parametrize("field_paths", [None, ["at", "map.inner.deeper", "list", "missing"]])
+def test_a_bulk_read_decodes_every_value_as_the_clients_get_all_does(firestore_client, field_paths):
+    # Given documents holding every kind of value, one of them pointing at another
+    refs = [firestore_client.collection("kinds").document(name) for name in ("a", "b", "absent")]
+    refs[0].set(EVERY_KIND | {"ref": refs[1]})
+    refs[1].set({"text": "only"})
+    # When they are read in bulk, whole or projected
+    found = dict(batch_get(firestore_client, firestore_client._firestore_api, refs, field_paths))
+    # Then the data, and the type of every value, are what get_all's snapshots hold
+    expected = get_all_data(firestore_client, refs, field_paths)
+    assert found == expected
+    assert set(found) == {"a", "b"}
+    assert kinds(found) == kinds(expected)
+
+
+def kinds(value):
+    if isinstance(value, dict):
+        return {key: kinds(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [kinds(item) for item in value]
+    return type(value)
+
+
+@pytest.fixture
+def small_requests(firestore_client, settings, monkeypatch):
+    """A store whose bulk reads ask for 3 documents a request, and a counter of its RPCs."""
+    monkeypatch.setattr(queries, "GET_ALL_CHUNK", 3)
+    store = JobStore(firestore_client, settings)
+    return store, FirestoreCounter().attach(firestore_client)
+
+
+def test_a_read_of_several_requests_reads_each_job_once_as_get_all_would(small_requests):
+    # Given 10 jobs, read 3 a request
+    store, counter = small_requests
+    ids = new_jobs(store, 10)
+    before = counter.snapshot()
+    # When they and a missing id are read, projected to what a status summary needs
+    found = store.get_jobs([*ids, "missing", ids[0]], STATUS_FIELDS)
+    # Then 4 requests read the 11 distinct ids, and each job is what get_all's snapshots give
+    cost = FirestoreCounter.delta(before, counter.snapshot())
+    assert (cost["by_rpc"], cost["reads"]) == ({"batch_get_documents": 4}, 11)
+    refs = [store.job_ref(i) for i in ids]
+    expected = {i: job_from_doc(doc, i) for i, doc in get_all_data(store.client, refs, STATUS_FIELDS).items()}
+    assert found == expected
+    assert set(found) == set(ids)
+
+
+def test_a_transaction_reads_several_requests_side_by_side(small_requests):
+    # Given 7 jobs, read 3 a request (3 requests, sent side by side)
+    store, counter = small_requests
+    ids = new_jobs(store, 7)
+    before = counter.snapshot()
+    # When a transaction reads them all
+    read = firestore.transactional(lambda txn: store.get_jobs(ids, transaction=txn))
+    found = read(store.client.transaction())
+    # Then each is read once, in the transaction, which then commits
+    cost = FirestoreCounter.delta(before, counter.snapshot())
+    assert {i: j.status for i, j in found.items()} == dict.fromkeys(ids, "queued")
+    assert (cost["by_rpc"]["batch_get_documents"], cost["reads"], cost["by_rpc"]["commit"]) == (3, 7, 1)
