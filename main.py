@@ -100,11 +100,8 @@ def cancel_video(request: flask.Request) -> flask.Response:
 @functions_framework.http
 @endpoint(_project, _check, Cors("GET", _origins))
 def runwayml_status_check(request: flask.Request) -> flask.Response:
-    from jobs import access as views
-    from jobs import plans
+    from jobs import access, plans
     from jobs.views import ops_view, user_view
-    from tasks.finalize import links_for
-    from tasks.storage import storage_for
     from web import appcheck, deps
     from web.auth import bearer_token
     from web.schemas import StatusQuery
@@ -118,18 +115,17 @@ def runwayml_status_check(request: flask.Request) -> flask.Response:
     query = parse(StatusQuery, dict(request.args), "query")
     viewer = caller.viewer(d.settings.ops_service_accounts)
     plans.throttle(d.calls, d.settings, viewer.uid, caller.tier)
-    job = views.status(
+    job = access.status(  # the poller and the gate are built only for a job that needs a refresh
         d.store,
         viewer,
         query.job_id,
         query.task(),
-        refresh=d.poller.refresh,
+        refresh=lambda provider, task_id: d.poller.refresh(provider, task_id),
         now=d.store.clock(),
-        gate=d.refresh_gate.take,
+        gate=lambda job_id: d.refresh_gate.take(job_id),
     )
-    links = links_for(storage_for(d.settings), d.store.clock())
     view = ops_view if viewer.operator else user_view
-    return respond({"job": view(job, links)})
+    return respond({"job": view(job, d.links(d.store.clock()))})
 
 
 @functions_framework.http

@@ -1,15 +1,17 @@
 """Cold start: a fresh process imports main.py and answers its first request, against hello world.
 
 Each run is a new Python process (`benchmarks/cold_probe.py`), alternating between the variants
-(ABAB); the median of the runs is reported with the peak resident memory of each process.
+(ABAB); the median of the runs is reported with the peak resident memory of each process. The
+source is byte-compiled before the runs, as a deploy does (`compile_sources`).
 
     hello world             benchmarks/baseline_fn.py `hello`: functions-framework and nothing else
     one document read       benchmarks/baseline_fn.py `read_job`: imports the Firestore client and
                             reads the job once (what any Firestore-backed function pays)
-    main.py, no I/O         `runwayml_status_check` without a token: builds the settings, clients and
-                            providers (lazily, on the first request), answers 401; no network
+    main.py, no I/O         `runwayml_status_check` without a token: builds the settings and the
+                            token verifier (lazily, on the first request), answers 401; no network
     main.py, status check   the same with the owner's token for a finished job: also fetches the
-                            token certificates and reads Firestore twice (the full first request)
+                            token certificates, builds the store and reads the job document once
+                            (the full first request; no provider, queue or task worker is built)
 """
 
 from __future__ import annotations
@@ -37,8 +39,14 @@ HELLO, READ = "hello world", "baseline: one document read"
 BARE, FULL = "main.py, first request without I/O", "main.py, first status check"
 
 
+# What a deploy byte-compiles: the function source (the Python Functions Framework buildpack runs
+# `python3 -m compileall -f -q .` over it at build time) and this benchmark's own baseline and probe.
+SOURCES = ("main.py", "config.py", "logs.py", "errors.py", "web", "tasks", "jobs", "providers", "benchmarks")
+
+
 def run(ctx: Context) -> Section:
     runs = 2 if ctx.quick else 9
+    compile_sources()
     ctx.wipe()
     store = store_for(PROJECT)
     job_id = finished_job(store)
@@ -66,6 +74,14 @@ def run(ctx: Context) -> Section:
     section = _section(results, runs)
     shaped = deployed_shapes(ctx, job_id, token, env, runs=1 if ctx.quick else 5)
     return with_shapes(section, shaped)
+
+
+def compile_sources() -> None:
+    """Byte-compile `SOURCES` as a deploy does, so that no probe compiles them at its cold start (where
+    `PYTHONDONTWRITEBYTECODE` is set, no earlier import has left their bytecode behind)."""
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", *SOURCES], cwd=ROOT, check=True, capture_output=True
+    )
 
 
 def probe(args: list[str], env: dict[str, str], share: float | None = None) -> dict[str, Any]:
@@ -179,7 +195,9 @@ def imports_note() -> str:
 
 METHOD = """\
 Each run is a fresh `python -m benchmarks.cold_probe` process (medians of {runs} runs per variant,
-alternating). *Import* is from the first line of the probe to `functions_framework.create_app`
+alternating). The source is byte-compiled first, as the Python Functions Framework buildpack does
+at deploy (`compileall`), so no variant compiles Python at its cold start (the installed packages
+come compiled). *Import* is from the first line of the probe to `functions_framework.create_app`
 returning (functions-framework, Flask and the function's source module); *first request* is the first
 call through the app's test client, which builds the lazily created clients. *Whole process* adds
 the interpreter start and exit, measured by the parent. Peak RSS is the probe's VmHWM."""
@@ -190,9 +208,11 @@ protobuf), and Flask alone is what the hello-world function loads; the one-docum
 which imports it on its first request, already takes {read:.1f}× hello world. main.py imports only
 functions-framework and the HTTP edge at load time; each function imports what it uses on its first
 request. The status check's first request takes {to_read:.2f}× the baseline's: besides the
-Firestore client it loads the token verifier (google-auth, cryptography), the request schemas
-(pydantic) and the dependency container (`web/deps.py`), which builds every collaborator and so
-imports the job life cycle, the providers and the task workers whichever function asks."""
+Firestore client it loads the token verifier (google-auth), the settings and the request schema
+(pydantic; a schema's validator is built when first used) and the job store with what it imports
+(the job records and views, the provider registry). The dependency container (`web/deps.py`)
+builds each collaborator when a request first needs it, so a status check of a finished job builds
+no provider, queue or task worker and imports nothing from `tasks/`."""
 
 
 @contextlib.contextmanager

@@ -37,7 +37,10 @@ _HIDDEN_OPTIONS = frozenset({"scriptSha256"})
 
 
 class _View(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    # built when first used (the tests, openapi.yaml): the views themselves are plain dicts
+    model_config = ConfigDict(
+        defer_build=True, alias_generator=to_camel, populate_by_name=True, extra="forbid"
+    )
 
 
 class Link(_View):

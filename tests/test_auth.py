@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from errors import Forbidden
@@ -103,3 +105,58 @@ def test_certificates_are_fetched_once_per_max_age(issuer):
     assert request(issuer.certs_url) is first
     now[0] = 3601.0
     assert request(issuer.certs_url) is not first
+
+
+def counting_verifications(monkeypatch) -> list[str]:
+    """Count the tokens google-auth verifies from now on."""
+    import web.auth
+
+    seen: list[str] = []
+    real = web.auth.id_token.verify_token
+
+    def verify_token(token, request, **kwargs):
+        seen.append(token)
+        return real(token, request, **kwargs)
+
+    monkeypatch.setattr(web.auth.id_token, "verify_token", verify_token)
+    return seen
+
+
+def test_a_token_verified_once_is_answered_from_memory_while_the_certificates_hold(
+    issuer, verifier, monkeypatch
+):
+    verified = counting_verifications(monkeypatch)
+    token = issuer.user_token("alice", PROJECT)
+    assert [verifier.user(token).uid for _ in range(3)] == ["alice"] * 3
+    assert len(verified) == 1
+
+
+def test_a_remembered_token_for_another_audience_is_verified_again(issuer, verifier):
+    token = issuer.service_token(SA, AUDIENCE)
+    assert verifier.service_account(token, AUDIENCE).email == SA
+    with pytest.raises(AuthError, match="wrong audience"):
+        verifier.service_account(token, AUDIENCE + "x")
+
+
+def test_a_remembered_token_is_refused_once_it_expires(issuer, verifier):
+    token = issuer.user_token("alice", PROJECT, lifetime_s=1)
+    assert verifier.user(token).uid == "alice"
+    time.sleep(2.1)  # google-auth reads the real clock; the token's exp is whole seconds
+    with pytest.raises(AuthError, match="token expired"):
+        verifier.user(token)
+
+
+def test_a_remembered_token_is_verified_again_when_the_certificates_are_fetched_again(verifier):
+    rotating = TokenIssuer()
+    now = [0.0]
+    verifier.firebase_certs_url = rotating.certs_url
+    verifier.request = CachedCertsRequest(clock=lambda: now[0])
+    token = rotating.user_token("alice", PROJECT)
+    try:
+        assert verifier.user(token).uid == "alice"
+    finally:
+        rotating.stop()  # its certificates can no longer be fetched
+    assert verifier.user(token).uid == "alice"  # the answer it was verified with is still in force
+    now[0] = 3601.0
+    with pytest.raises(AuthError, match="invalid token"):
+        verifier.user(token)

@@ -5,6 +5,13 @@ audience) and then the issuer is checked here. Google's public certificates chan
 so they are fetched through `CachedCertsRequest`, which keeps each URL's answer for its
 `Cache-Control: max-age` (one hour when absent) -- no network round trip per request.
 
+An app asks again and again with the same token (a status check every few seconds), so the
+verifier remembers what google-auth found for a token: the same token bytes, for the same
+audience, under the same certificates answer, verify the same way, so that result is reused while
+that answer is in force and the token is within its `iat`..`exp`; anything else (another answer,
+an expired token) goes through google-auth again. Only successes are remembered, at most
+`REMEMBERED` tokens at a time.
+
 Callers and what identifies them:
 
     Firebase user     iss = https://securetoken.google.com/<firebase project>, aud = <firebase project>
@@ -34,6 +41,7 @@ from jobs.access import Viewer
 FIREBASE_ISSUER_PREFIX = "https://securetoken.google.com/"
 GOOGLE_ISSUERS = ("https://accounts.google.com", "accounts.google.com")
 DEFAULT_MAX_AGE_S = 3600.0
+REMEMBERED = 1024  # verified tokens kept, about 1 KiB each (the table is emptied when full)
 _BEARER = re.compile(r"^Bearer\s+(\S+)$", re.IGNORECASE)
 
 
@@ -71,6 +79,12 @@ class CachedCertsRequest:
         self._lock = threading.Lock()
         self._clock = clock
 
+    def current(self, url: str) -> Any:
+        """The answer kept for `url` while its max-age lasts; None when there is none."""
+        with self._lock:
+            cached = self._cache.get(url)
+        return cached[1] if cached is not None and cached[0] > self._clock() else None
+
     def __call__(self, url: str, method: str = "GET", **kwargs: Any) -> Any:
         now = self._clock()
         with self._lock:
@@ -101,17 +115,47 @@ def bearer_token(headers: Mapping[str, str]) -> str:
 class Verifier:
     """Verifies bearer tokens against configured certificate URLs and audiences."""
 
-    def __init__(self, *, firebase_project: str, firebase_certs_url: str, google_certs_url: str) -> None:
+    def __init__(
+        self,
+        *,
+        firebase_project: str,
+        firebase_certs_url: str,
+        google_certs_url: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.firebase_project = firebase_project
         self.firebase_certs_url = firebase_certs_url
         self.google_certs_url = google_certs_url
         self.request = CachedCertsRequest()
+        self.clock = clock
+        # (token, audience, certs URL) -> (the certificates answer it was verified with, its claims)
+        self._verified: dict[tuple[str, str, str], tuple[Any, Mapping[str, Any]]] = {}
 
     def _decode(self, token: str, audience: str, certs_url: str) -> Mapping[str, Any]:
+        key = (token, audience, certs_url)
+        remembered = self._verified.get(key)
+        if remembered is not None and self._still_valid(*remembered, certs_url):
+            return remembered[1]
+        used: list[Any] = []
+
+        def request(url: str, method: str = "GET", **kwargs: Any) -> Any:
+            used.append(self.request(url, method=method, **kwargs))
+            return used[-1]
+
         try:
-            return id_token.verify_token(token, self.request, audience=audience, certs_url=certs_url)
+            claims = id_token.verify_token(token, request, audience=audience, certs_url=certs_url)
         except (ValueError, google.auth.exceptions.GoogleAuthError) as exc:
             raise AuthError(f"invalid token: {_reason(exc)}") from None
+        if len(self._verified) >= REMEMBERED:
+            self._verified.clear()
+        self._verified[key] = (used[-1], claims)
+        return claims
+
+    def _still_valid(self, answer: Any, claims: Mapping[str, Any], certs_url: str) -> bool:
+        """The certificates answer is still the one in force and the token is within its lifetime
+        (google-auth's own test: whole seconds, no clock skew)."""
+        now = int(self.clock())
+        return self.request.current(certs_url) is answer and claims["iat"] <= now <= claims["exp"]
 
     def user(self, token: str) -> Caller:
         """A Firebase user from an ID token issued for the configured project."""

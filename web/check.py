@@ -22,7 +22,6 @@ names a variable bound from Secret Manager (taken as set). Without it, the curre
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import sys
@@ -120,6 +119,8 @@ def read_env_file(text: str) -> dict[str, str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import argparse  # the command line only; a function checking its configuration never needs it
+
     parser = argparse.ArgumentParser(prog="python -m web.check", description=__doc__.splitlines()[0])
     parser.add_argument("functions", nargs="*", help=f"default: all ({', '.join(NEEDS)})")
     parser.add_argument("--env-file", help="the deployed environment (KEY: 'value' or KEY=value lines)")

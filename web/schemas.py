@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import (
     AfterValidator,
@@ -27,7 +27,9 @@ from jobs.records import JobRequest
 from providers import registry
 from providers.base import is_reserved_id
 from providers.urls import image_url_problem
-from tasks import batch
+
+if TYPE_CHECKING:
+    from tasks.batch import Selection
 
 MAX_SCRIPT_CHARS = 20_000
 MAX_BATCH_IDS = 1000
@@ -60,7 +62,9 @@ ProviderName = Annotated[
 
 
 class Body(BaseModel):
+    # each model's validator is built when first used: a function pays only for the ones it parses
     model_config = ConfigDict(
+        defer_build=True,
         alias_generator=to_camel,
         populate_by_name=True,
         extra="forbid",
@@ -169,7 +173,9 @@ class BatchStatusRequest(Body):
             raise ValueError("give jobIds, or a filter: status (with optional olderThanSeconds, limit)")
         return self
 
-    def selection(self) -> batch.Selection:
+    def selection(self) -> Selection:
+        from tasks import batch
+
         limit = self.limit if self.limit is not None else batch.DEFAULT_LIMIT
         return batch.Selection(self.job_ids, self.status or (), self.older_than_seconds, limit)
 

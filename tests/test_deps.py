@@ -1,0 +1,138 @@
+"""The dependency container builds each collaborator when a request first needs it, and only then."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import threading
+from datetime import timedelta
+
+from jobs.store import JobStore
+from jobs.txn import utcnow
+from tests.conftest import ROOT, TEST_PROJECT
+from tests.stack import environment
+from web import deps
+
+# What a status check of a finished job must never load: the task workers, the runner, the clients
+# of Cloud Tasks and Cloud Storage.
+NOT_FOR_A_FINISHED_JOB = (
+    "tasks",
+    "jobs.runner",
+    "jobs.generate",
+    "google.cloud.tasks_v2",
+    "google.cloud.storage",
+)
+
+FIRST_STATUS_CHECK = """
+import json, sys
+import functions_framework
+
+app = functions_framework.create_app(target="runwayml_status_check", source=sys.argv[1])
+answer = app.test_client().get(sys.argv[2], headers={"Authorization": sys.argv[3]})
+banned = tuple(sys.argv[4:])
+loaded = sorted(m for m in sys.modules if m in banned or m.startswith(tuple(b + "." for b in banned)))
+print(json.dumps({"status": answer.status_code, "loaded": loaded}))
+"""
+
+
+def finished_job(stack) -> str:
+    answer = stack.generate(provider="runwayml")
+    assert answer.status_code == 202, answer.get_json()
+    job_id = answer.get_json()["jobId"]
+    stack.run_until_terminal(job_id, step_s=60)
+    return job_id
+
+
+def status(stack, job_id: str, uid: str = "alice"):
+    return stack.client("runwayml_status_check").get(f"/?jobId={job_id}", headers=stack.user(uid))
+
+
+def test_a_fresh_container_has_built_nothing(stack):
+    assert deps.build(stack.settings).built() == set()
+
+
+def test_a_status_check_of_a_finished_job_builds_only_the_verifier_the_store_and_the_limiter(stack):
+    job_id = finished_job(stack)
+    fresh = deps.build(stack.settings)
+    deps.use(fresh)
+    answer = status(stack, job_id)
+    assert (answer.status_code, answer.get_json()["job"]["status"]) == (200, "completed")
+    assert fresh.built() == {"verifier", "store", "calls"}
+
+
+def test_a_status_check_of_a_stale_live_job_builds_the_poller_to_refresh_it(stack):
+    answer = stack.generate(provider="runwayml")
+    job_id = answer.get_json()["jobId"]
+    gets = stack.runway.count("GET", "/v1/tasks/")
+    later = JobStore(stack.deps.store.client, stack.settings, clock=lambda: utcnow() + timedelta(minutes=1))
+    fresh = deps.Deps(stack.settings, store=later, queue=stack.queue)
+    deps.use(fresh)
+    assert status(stack, job_id).status_code == 200
+    assert {"providers", "poller", "refresh_gate"} <= fresh.built()
+    assert stack.runway.count("GET", "/v1/tasks/") == gets + 1  # the refresh reached the provider
+
+
+def test_a_refused_caller_builds_no_store(stack):
+    fresh = deps.build(stack.settings)
+    deps.use(fresh)
+    answer = stack.client("runwayml_status_check").get("/?jobId=abc")
+    assert answer.status_code == 401
+    assert "store" not in fresh.built()
+
+
+def test_given_collaborators_are_kept(stack):
+    fresh = deps.build(stack.settings, queue=stack.queue)
+    assert fresh.built() == {"queue"}
+    assert fresh.queue is stack.queue
+
+
+def test_replace_swaps_one_collaborator_and_keeps_the_others_as_they_were_built(stack):
+    """As with collaborators built all at once: the others stay wired to the original store."""
+    fresh = deps.build(stack.settings, queue=stack.queue)
+    replaced = dataclasses.replace(fresh, store=stack.deps.store)
+    assert replaced.store is stack.deps.store
+    assert replaced.queue is stack.queue
+    assert replaced.runner is fresh.runner
+    assert replaced.runner.store is fresh.store
+
+
+def test_concurrent_first_uses_share_one_collaborator(stack):
+    fresh = deps.build(stack.settings)
+    seen, start = [], threading.Barrier(8)
+
+    def first_use() -> None:
+        start.wait()
+        seen.append(fresh.calls)
+
+    threads = [threading.Thread(target=first_use) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({id(limiter) for limiter in seen}) == 1
+
+
+def test_the_first_status_check_of_a_fresh_process_loads_no_task_worker(stack):
+    job_id = finished_job(stack)
+    env = {
+        **os.environ,
+        **environment(stack.runway, stack.heygen, stack.issuer),
+        "PYTHONPATH": str(ROOT),
+    }
+    token = f"Bearer {stack.issuer.user_token('alice', TEST_PROJECT)}"
+    argv = [str(ROOT / "main.py"), f"/?jobId={job_id}", token, *NOT_FOR_A_FINISHED_JOB]
+    done = subprocess.run(
+        [sys.executable, "-c", FIRST_STATUS_CHECK, *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    assert answer == {"status": 200, "loaded": []}
