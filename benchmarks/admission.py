@@ -3,9 +3,11 @@
 One process, one Firestore emulator, both provider simulators on loopback (no limits of their own);
 `generate_video` runs through functions-framework's app. Rounds alternate (ABAB) between
 
-    limits on    the collaborators as deployed: the user's ledger is read, decided and written
-                 (`jobs/admission.py`) before the job is created
-    limits off   the same collaborators with an admission that allows everything and writes nothing
+    limits on    the collaborators as deployed: the user's ledger is read (in the round trip that
+                 looks for a repeated Idempotency-Key), decided and written (`jobs/admission.py`)
+                 before the job is created
+    limits off   the same collaborators with an admission that allows everything, reads nothing
+                 and writes nothing
 
 Every request comes from a new user with a new Idempotency-Key, as the app's traffic does; the plans
 are set high so that nothing is refused and the work measured is the check itself.
@@ -29,7 +31,10 @@ SCRIPT = "I am a nurse with twelve years on a surgical ward; I train new nurses 
 class AdmitAll:
     """Admission with no limits: allows every job and writes nothing."""
 
-    def admit(self, uid: str, plan: str, limits: object, job_id: str, usd: float | None) -> None:
+    def ledger_ref(self, uid: str) -> None:
+        return None  # no ledger to read
+
+    def admit(self, uid: str, plan: str, limits: object, job_id: str, usd: float | None, read=None) -> None:
         return None
 
 

@@ -18,6 +18,8 @@ submitted --> 202 {jobId, provider, estimate, where to watch}   nobody took it -
 
 Every refusal above writes nothing; the user's ledger (`jobs/admission.py`) is written only when the
 job is about to be created, and the provider's budget slot only when its create is about to be sent.
+The ledger is read with the repeat check, in one round trip, and today's spend with the budget
+check; each is used again further on rather than read twice.
 """
 
 from __future__ import annotations
@@ -26,12 +28,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from google.cloud import firestore
+
 import errors
 from config import Settings
 from jobs import plans
 from jobs.admission import UserAdmission
 from jobs.guards import HealthStore, QuotaGuard
-from jobs.records import AttemptStatus, Job, JobRequest
+from jobs.records import AttemptStatus, Job, JobRequest, job_from_doc
 from jobs.rules import job_id_for
 from jobs.runner import Runner, Submission, estimate_usd, video_request
 from jobs.store import IdempotencyConflict, JobStore, NewJob
@@ -75,10 +79,9 @@ def generate(
     key = _check_key(idempotency_key)
     store = intake.store
     job_id = job_id_for(owner_uid, key)
-    if key is not None:
-        existing = store.get_job(job_id)
-        if existing is not None:
-            return _repeat(intake, existing, owner_uid, request)
+    existing, ledger = _read_ahead(intake, owner_uid, job_id if key is not None else None)
+    if existing is not None:
+        return _repeat(intake, existing, owner_uid, request)
     plan, limits = plans.limits_for(intake.settings, tier)
     plans.check_request(plan, limits, script, request)
     if request.format == "gif" and intake.settings.storage_bucket is None:
@@ -98,9 +101,9 @@ def generate(
             message, code="no_provider", retry_after=ranking.retry_after_s, reasons=ranking.excluded
         )
     estimates = {name: estimate_usd(intake.providers[name], template) for name in ranking.candidates}
-    candidates = _within_budget(intake.quota, ranking.candidates, estimates)
+    candidates, spend = _within_budget(intake.quota, ranking.candidates, estimates)
     plans.check_cost(plan, limits, estimates[candidates[0]])
-    intake.users.admit(owner_uid, plan, limits, job_id, estimates[candidates[0]])
+    intake.users.admit(owner_uid, plan, limits, job_id, estimates[candidates[0]], ledger)
     new = NewJob(
         owner_uid=owner_uid,
         idempotency_key=key,
@@ -117,11 +120,29 @@ def generate(
         raise _key_reused() from None
     if not created:
         return _accepted(intake, job, 200)
-    submission = intake.runner.run(job.job_id)
+    submission = intake.runner.run(job.job_id, job, spend)
     job = store.get_job(job.job_id) or job
     if not submission.submitted:
         return _rejected(job, submission)
     return _accepted(intake, replace(job, selection=ranking.to_doc()), 202)
+
+
+def _read_ahead(
+    intake: Intake, owner_uid: str, job_id: str | None
+) -> tuple[Job | None, firestore.DocumentSnapshot | None]:
+    """The job of a repeated Idempotency-Key (when `job_id`) and the user's ledger, in one read."""
+    refs = {"ledger": intake.users.ledger_ref(owner_uid)}
+    if job_id is not None:
+        refs["job"] = intake.store.job_ref(job_id)
+    wanted = {ref.path: name for name, ref in refs.items() if ref is not None}
+    if not wanted:
+        return None, None
+    snaps = {
+        wanted[s.reference.path]: s for s in intake.store.client.get_all([refs[n] for n in wanted.values()])
+    }
+    job = snaps.get("job")
+    existing = job_from_doc(job.to_dict()) if job is not None and job.exists else None
+    return existing, snaps.get("ledger")
 
 
 def _repeat(intake: Intake, job: Job, owner_uid: str, request: JobRequest) -> Result:
@@ -213,14 +234,15 @@ def _rank(
 
 def _within_budget(
     quota: QuotaGuard, candidates: tuple[str, ...], estimates: Mapping[str, float | None]
-) -> tuple[str, ...]:
+) -> tuple[tuple[str, ...], dict[str, float]]:
     """Candidates reordered so the first has budget left now (read only: the slot is taken just
-    before its create is sent); 429 when none has request budget, 503 when the spend caps stop all."""
+    before its create is sent), and today's spend as read; 429 when none has request budget, 503
+    when the spend caps stop all."""
     refusals = []
     for index, name in enumerate(candidates):
-        decision = quota.check(name, estimates.get(name))
+        decision, spend = quota.assess(name, estimates.get(name))
         if decision.allowed:
-            return (name, *candidates[:index], *candidates[index + 1 :])
+            return (name, *candidates[:index], *candidates[index + 1 :]), spend
         refusals.append(decision)
     wait = min(d.retry_after_s if d.retry_after_s is not None else 60.0 for d in refusals)
     if all((d.window or "").endswith("spend") for d in refusals):

@@ -1,7 +1,8 @@
 """The project's request budget and provider health in Firestore, shared by every function instance.
 
 The decisions are pure (`providers.quota`, `providers.circuit`); this module reads, asks and writes,
-each change in one transaction with no side effect inside (a transaction may run several times).
+each change in one atomic write that holds only if what it was decided from is unchanged
+(`jobs.txn.run_optimistic`; decided again otherwise, so nothing with a side effect runs inside).
 
 Quota counters (`QuotaGuard`), collection `settings.collection("quota")` (default `video_quota`)::
 
@@ -10,15 +11,18 @@ Quota counters (`QuotaGuard`), collection `settings.collection("quota")` (defaul
     {provider}_usd_{day}_{k}          provider, usd (estimated spend sent today, shard k), windowEnd, ...
 
 Each window's limit is split over `COUNTER_SHARDS` shards (`quota.shard_limits`; fewer when a limit
-is smaller than that). `try_acquire` starts at a random shard and, in one transaction, reads that
-shard's minute, hour and day documents and either refuses or increments all three and adds the
-create's estimated cost to the shard's spend; a full shard sends it to the next, and only when every
-shard is full is the request refused. No shard passes its share, so no window passes its limit, and
-concurrent acquires contend only when they pick the same shard: at 10 creates a second and 8 shards,
-about 1.3 writes/s per document. `check` sums the shards without writing (exact: some shard has room
-exactly when the sum is below the limit), for ranking; `usage` is the monitoring view.
+is smaller than that). `try_acquire` starts at a random shard, reads that shard's minute, hour and
+day documents (in the same read as today's spend) and either refuses or writes all three, one more
+each, adding the create's estimated cost to the shard's spend (an `Increment`, never read back);
+the write holds only if none of the three changed since it was read (`jobs.txn.run_optimistic`: no
+transaction, so no lock for a concurrent acquire to wait on), else the shard is read and decided
+again. A full shard sends it to the next, and only when every shard is full is the request
+refused. No shard passes its share, so no window passes its limit, and concurrent acquires contend
+only when they pick the same shard: at 10 creates a second and 8 shards, about 1.3 writes/s per
+document. `check` sums the shards and today's spend in one read, without writing (exact: some shard
+has room exactly when the sum is below the limit), for ranking; `usage` is the monitoring view.
 
-The spend caps are checked before that transaction by summing today's spend shards of every
+The spend caps are checked before that write by summing today's spend shards of every
 provider: a soft check, so creates admitted at the same moment may pass a cap by their own cost.
 A refusal by a cap logs the `spend_cap_reached` event (an alert policy fires on it). Over budget,
 the caller tries the next provider, and with none left answers 429 (request budget) or 503 (spend
@@ -31,8 +35,10 @@ Provider health (`HealthStore`), collection `settings.collection("health")` (def
                   updatedAt, expireAt (1 day after the last outcome or the end of the cool-down)
 
 A missing document is a closed circuit. A failure is written at once; a success on a healthy circuit
-is held in the instance and written with its next outcome, at most every `SUCCESS_FLUSH_S`, so the
-document takes about one write per instance every 10 s plus the failure rate, far under 1 write/s.
+is held in the instance and written with its next outcome, at most every `SUCCESS_FLUSH_S` and by
+one thread at a time (the first success of an interval claims it; the others keep holding), so the
+document takes about one write per instance every 10 s plus the failure rate, far under 1 write/s,
+and an instance's concurrent creates never queue on it together.
 Held successes of an instance that stops are lost to the counters (never to the circuit).
 
 Status refreshes (`RefreshGate`), collection `settings.collection("refresh")`: one document per job
@@ -51,7 +57,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
 from config import ENV_VARS, ConfigError, Settings
-from jobs.txn import run_transaction, utcnow
+from jobs.txn import guarded_write, run_optimistic, utcnow
 from logs import get_logger
 from providers import quota, registry
 from providers.base import ProviderError
@@ -76,13 +82,6 @@ REFRESH_TTL = timedelta(hours=1)
 SUCCESS_FLUSH_S = 10.0  # a healthy provider's successes are written at most this often per instance
 
 
-# Counters are hot documents: one client attempt, then re-runs after a longer jittered backoff, so
-# contenders spread out. Measured on the emulator, 12 simultaneous acquires settle in about 5 s this
-# way, while immediate re-runs keep aborting each other for as long as they are allowed to.
-def run_counter_transaction(client: firestore.Client, fn: Callable[[firestore.Transaction], Any]) -> Any:
-    return run_transaction(client, fn, client_attempts=1, reruns=12, backoff_s=0.5, max_wait_s=8.0)
-
-
 def quota_limits(settings: Settings, provider: str) -> tuple[Window, ...]:
     """The provider's budget (its spec's default, or its setting); a bad value names its variable."""
     spec = registry.spec(provider)
@@ -105,22 +104,31 @@ class QuotaGuard:
         # every registered provider's budget is checked now, so a bad setting fails at start-up
         self.limits = {spec.name: quota_limits(settings, spec.name) for spec in registry.specs()}
 
-    def try_acquire(self, provider: str, usd: float | None = None) -> QuotaDecision:
+    def try_acquire(
+        self, provider: str, usd: float | None = None, spend: Mapping[str, float] | None = None
+    ) -> QuotaDecision:
         """Take one request from every window of one shard of the provider's budget and add `usd` to
-        its spend, or refuse (writing nothing) and say how long to wait."""
+        its spend, or refuse (writing nothing) and say how long to wait. `spend`: today's spend as
+        the caller read it a moment ago (`assess`), so it is not read again; the cap is a soft check."""
         now, cost = self.clock(), usd or 0.0
-        spend = self._spend(now)
+        limits = self._limits(provider)
+        count = quota.shard_count(limits, self.shards)
+        first = random.randrange(count) if count else 0
+        shards = [(first + i) % count for i in range(count)]
+        first_refs = self._shard_refs(provider, limits, shards[0], count, now) if shards else {}
+        if spend is None:
+            spend, snaps = self._read(now, list(first_refs.values()))  # the spend and one shard: one read
+        else:
+            snaps = self._snaps(list(first_refs.values()))
         refused = self._spend_refusal(provider, cost, spend, now)
         if refused is not None:
             return refused
-        limits = self._limits(provider)
-        count = quota.shard_count(limits, self.shards)
         if count == 0:
             return quota.decide({}, limits, now)
         refusals = []
-        first = random.randrange(count)
-        for shard in ((first + i) % count for i in range(count)):
-            decision = self._acquire_shard(provider, limits, shard, count, cost, now)
+        for shard in shards:
+            known = snaps if shard == shards[0] else None
+            decision = self._acquire_shard(provider, limits, shard, count, cost, now, known)
             if decision.allowed:
                 self._warn_near_cap(provider, spend, cost)
                 return decision
@@ -130,17 +138,22 @@ class QuotaGuard:
     def check(self, provider: str, usd: float | None = None) -> QuotaDecision:
         """What `try_acquire` would answer now, without taking anything (exact: a window has room in
         some shard exactly when its total is below the limit)."""
+        return self.assess(provider, usd)[0]
+
+    def assess(self, provider: str, usd: float | None = None) -> tuple[QuotaDecision, dict[str, float]]:
+        """`check`, and today's spend per provider it was decided with (for `try_acquire`)."""
         now = self.clock()
-        refused = self._spend_refusal(provider, usd or 0.0, self._spend(now), now)
+        spend, counts = self._totals(provider, now)
+        refused = self._spend_refusal(provider, usd or 0.0, spend, now)
         if refused is not None:
-            return refused
-        return quota.decide(self._counts(provider, now), self._limits(provider), now)
+            return refused, spend
+        return quota.decide(counts, self._limits(provider), now), spend
 
     def usage(self, provider: str) -> dict[str, Any]:
         """Monitoring view: per window its count, limit, what remains and when it resets; spend today."""
         now = self.clock()
-        windows = quota.describe(self._counts(provider, now), self._limits(provider), now)
-        spend = self._spend(now)
+        spend, counts = self._totals(provider, now)
+        windows = quota.describe(counts, self._limits(provider), now)
         return {
             "provider": provider,
             "windows": windows,
@@ -151,24 +164,43 @@ class QuotaGuard:
         }
 
     def _acquire_shard(
-        self, provider: str, limits: tuple[Window, ...], shard: int, count: int, usd: float, now: datetime
+        self,
+        provider: str,
+        limits: tuple[Window, ...],
+        shard: int,
+        count: int,
+        usd: float,
+        now: datetime,
+        known: Mapping[str, firestore.DocumentSnapshot] | None = None,
     ) -> QuotaDecision:
-        collection = self.client.collection(self.collection)
+        """Take one request from every window of `shard`, or refuse; a commit that finds a counter
+        changed since it was read reads the shard again (`run_optimistic`), so no share is passed."""
+        refs = self._shard_refs(provider, limits, shard, count, now)
         shares = quota.shard_limits(limits, shard, count)
-        refs = {w: collection.document(quota.counter_id(provider, w, now, shard)) for w in shares}
-        spend_ref = collection.document(quota.spend_id(provider, now, shard))
+        spend_ref = self.client.collection(self.collection).document(quota.spend_id(provider, now, shard))
+        pending = [known] if known is not None else []  # the first try may use what was read already
 
-        def run(txn: firestore.Transaction) -> QuotaDecision:
-            counts = self._read_counts(refs, txn)
+        def attempt() -> QuotaDecision:
+            read = pending.pop() if pending else self._snaps(list(refs.values()))
+            counts = {w.name: _count(read.get(ref.id)) for w, ref in refs.items()}
             decision = quota.decide(counts, tuple(shares.values()), now)
             if decision.allowed:
+                batch = self.client.batch()
                 for window, ref in refs.items():
-                    txn.set(ref, self._counter_doc(provider, limits, window, now, counts[window.name] + 1))
-                if usd:  # written, not read: the spend caps are checked before, outside the transaction
-                    txn.set(spend_ref, self._spend_doc(provider, now, usd), merge=True)
+                    doc = self._counter_doc(provider, limits, window, now, counts[window.name] + 1)
+                    guarded_write(batch, ref, read.get(ref.id), doc)
+                if usd:  # added, not read: the spend caps are checked before, from a plain read
+                    batch.set(spend_ref, self._spend_doc(provider, now, usd), merge=True)
+                batch.commit()
             return decision
 
-        return run_counter_transaction(self.client, run)
+        return run_optimistic(attempt)
+
+    def _shard_refs(
+        self, provider: str, limits: tuple[Window, ...], shard: int, count: int, now: datetime
+    ) -> dict[Window, firestore.DocumentReference]:
+        collection = self.client.collection(self.collection)
+        return {w: collection.document(quota.counter_id(provider, w, now, shard)) for w in limits}
 
     def _caps(self, provider: str) -> dict[str, float | None]:
         return {provider: self.settings.provider_spend_caps_usd_per_day.get(provider)}
@@ -195,20 +227,28 @@ class QuotaGuard:
             context["spendUsd"] = round(sum(spend.values()) + usd, 2)
             log.warning(f"the {crossed} today passed {quota.NEAR_CAP:.0%} of its cap", extra=context)
 
-    def _spend(self, now: datetime) -> dict[str, float]:
-        """Today's estimated spend per provider (every provider's shards, one batched read)."""
+    def _read(
+        self, now: datetime, refs: list[firestore.DocumentReference]
+    ) -> tuple[dict[str, float], dict[str, firestore.DocumentSnapshot]]:
+        """Today's estimated spend per provider (every provider's shards) and the snapshots of `refs`,
+        in one batched read."""
         collection = self.client.collection(self.collection)
-        refs = [
+        spend_refs = [
             collection.document(quota.spend_id(name, now, shard))
             for name in self.limits
             for shard in range(self.shards)
         ]
+        snaps = self._snaps(spend_refs + refs)
         spend: dict[str, float] = {}
-        for snap in self.client.get_all(refs, field_paths=["provider", "usd"]):
-            if snap.exists:
-                doc = snap.to_dict() or {}
+        for ref in spend_refs:
+            doc = (snaps[ref.id].to_dict() or {}) if ref.id in snaps else {}
+            if doc:
                 spend[doc["provider"]] = spend.get(doc["provider"], 0.0) + float(doc.get("usd") or 0.0)
-        return spend
+        return spend, {ref.id: snaps[ref.id] for ref in refs if ref.id in snaps}
+
+    def _snaps(self, refs: list[firestore.DocumentReference]) -> dict[str, firestore.DocumentSnapshot]:
+        found = self.client.get_all(refs, field_paths=["provider", "usd", "window", "count"])
+        return {snap.id: snap for snap in found if snap.exists}
 
     def _limits(self, provider: str) -> tuple[Window, ...]:
         if provider not in self.limits:  # registered after start-up
@@ -218,29 +258,17 @@ class QuotaGuard:
                 raise ValueError(f"no request budget is configured for provider {provider!r}") from None
         return self.limits[provider]
 
-    def _counts(self, provider: str, now: datetime) -> dict[str, int]:
-        """Each window's count summed over its shards."""
+    def _totals(self, provider: str, now: datetime) -> tuple[dict[str, float], dict[str, int]]:
+        """Spend today per provider, and each of the provider's windows summed over its shards."""
         limits = self._limits(provider)
-        collection = self.client.collection(self.collection)
         count = max(quota.shard_count(limits, self.shards), 1)
-        refs = [
-            collection.document(quota.counter_id(provider, w, now, k)) for w in limits for k in range(count)
-        ]
+        shards = [self._shard_refs(provider, limits, k, count, now) for k in range(count)]
+        spend, snaps = self._read(now, [ref for refs in shards for ref in refs.values()])
         totals = {w.name: 0 for w in limits}
-        for snap in self.client.get_all(refs, field_paths=["window", "count"]):
-            if snap.exists:
-                doc = snap.to_dict() or {}
-                totals[doc["window"]] = totals.get(doc["window"], 0) + int(doc.get("count", 0))
-        return totals
-
-    def _read_counts(
-        self, refs: Mapping[Window, firestore.DocumentReference], txn: firestore.Transaction
-    ) -> dict[str, int]:
-        docs = {
-            snap.id: snap.to_dict() or {}
-            for snap in self.client.get_all(list(refs.values()), transaction=txn)
-        }
-        return {window.name: int(docs.get(ref.id, {}).get("count", 0)) for window, ref in refs.items()}
+        for snap in snaps.values():
+            doc = snap.to_dict() or {}
+            totals[doc["window"]] = totals.get(doc["window"], 0) + int(doc.get("count", 0))
+        return spend, totals
 
     @staticmethod
     def _counter_doc(
@@ -270,6 +298,10 @@ class QuotaGuard:
             "updatedAt": firestore.SERVER_TIMESTAMP,
             "expireAt": end + COUNTER_MARGIN,
         }
+
+
+def _count(snap: firestore.DocumentSnapshot | None) -> int:
+    return int((snap.to_dict() or {}).get("count", 0)) if snap is not None else 0
 
 
 class HealthStore:
@@ -320,18 +352,21 @@ class HealthStore:
         with self._lock:
             held = self._held.pop(provider, [])
 
-        def run(txn: firestore.Transaction) -> CircuitState:
-            doc = ref.get(transaction=txn).to_dict() or {}
+        def attempt() -> CircuitState:
+            snap = ref.get()
+            doc = snap.to_dict() or {}
             circuit = CircuitState.from_doc(doc.get("circuit"))
             counters = HealthCounters.from_doc(doc.get("counters"))
             for held_ms in held:
                 counters = count_outcome(counters, Outcome.SUCCESS, now, held_ms)
             circuit = record_outcome(circuit, outcome, now, self.policy, latency_ms)
             counters = count_outcome(counters, outcome, now, latency_ms, error_code)
-            txn.set(ref, self._health_doc(provider, circuit, counters, now))
+            batch = self.client.batch()
+            guarded_write(batch, ref, snap, self._health_doc(provider, circuit, counters, now))
+            batch.commit()
             return circuit
 
-        circuit = run_counter_transaction(self.client, run)
+        circuit = run_optimistic(attempt)
         with self._lock:
             self._seen[provider], self._written[provider] = circuit, now
         if circuit.state is Phase.OPEN and circuit.changed_at == now:  # opened by this outcome
@@ -340,11 +375,16 @@ class HealthStore:
         return circuit
 
     def _hold(self, provider: str, latency_ms: float | None, now: datetime) -> bool:
-        """Keep a success in memory when the circuit is healthy and was written recently."""
+        """Keep a success in memory when the circuit is healthy and was written recently; else this
+        caller writes, and claims the interval at once, so the instance's other threads keep holding
+        meanwhile instead of all writing the one document together."""
         with self._lock:
             seen, written = self._seen.get(provider), self._written.get(provider)
             healthy = seen is not None and seen.state is Phase.CLOSED and seen.consecutive_failures == 0
-            if not healthy or written is None or (now - written).total_seconds() >= SUCCESS_FLUSH_S:
+            if not healthy:
+                return False
+            if written is None or (now - written).total_seconds() >= SUCCESS_FLUSH_S:
+                self._written[provider] = now
                 return False
             self._held.setdefault(provider, []).append(latency_ms)
             return True

@@ -51,9 +51,12 @@ SchedulePoll = Callable[[str, str, str], None]  # (job id, provider, task id) ->
 
 
 class Admission(Protocol):
-    """May this provider take one more request costing `usd` now? (the project's own budget)."""
+    """May this provider take one more request costing `usd` now? (the project's own budget;
+    `spend`: today's spend per provider, when the caller has just read it)."""
 
-    def __call__(self, provider: str, usd: float | None) -> QuotaDecision: ...
+    def __call__(
+        self, provider: str, usd: float | None, spend: Mapping[str, float] | None = None
+    ) -> QuotaDecision: ...
 
 
 class Observer(Protocol):
@@ -62,7 +65,7 @@ class Observer(Protocol):
     def __call__(self, provider: str, error: ProviderError | None, latency_ms: float) -> None: ...
 
 
-def admit_all(provider: str, usd: float | None) -> QuotaDecision:
+def admit_all(provider: str, usd: float | None, spend: Mapping[str, float] | None = None) -> QuotaDecision:
     return ALLOWED
 
 
@@ -142,9 +145,13 @@ class Runner:
         self.admit = admit
         self.observe = observe
 
-    def run(self, job_id: str) -> Submission:
-        """Submit the job to its next untried candidate, falling back until one takes it."""
-        job = self.store.get_job(job_id)
+    def run(
+        self, job_id: str, job: Job | None = None, spend: Mapping[str, float] | None = None
+    ) -> Submission:
+        """Submit the job to its next untried candidate, falling back until one takes it (`job`: the
+        record as just created, and `spend`: today's spend as just read, when the caller has them,
+        so they are not read again)."""
+        job = job if job is not None else self.store.get_job(job_id)
         errors: list[Mapping[str, Any]] = []
         provider = rules.next_candidate(job.candidates, job.attempts) if job else None
         previous = job.attempts[-1].provider if job and job.attempts else None
@@ -156,7 +163,8 @@ class Runner:
                 context = {"event": "fallback", "jobId": job_id, "provider": previous, "toProvider": provider}
                 log.info(f"falling back from {previous} to {provider}", extra=context)
             previous = provider
-            outcome = self._attempt(job, provider, attempt.attempt_id)
+            outcome = self._attempt(job, provider, attempt.attempt_id, spend)
+            spend = None  # a fallback's budget check reads today's spend afresh
             if isinstance(outcome, Submission):
                 return Submission(job_id, outcome.provider, outcome.task_id, tuple(errors))
             errors.append(outcome)
@@ -169,11 +177,13 @@ class Runner:
             )
         return Submission(job_id, errors=tuple(errors))
 
-    def _attempt(self, job: Job, provider: str, attempt_id: str) -> Submission | dict[str, Any]:
+    def _attempt(
+        self, job: Job, provider: str, attempt_id: str, spend: Mapping[str, float] | None
+    ) -> Submission | dict[str, Any]:
         """One attempt: the budget slot (taken only for a create about to be sent), then exactly one
         create; an error dict on failure."""
         request = video_request(job, attempt_id)
-        decision = self.admit(provider, estimate_usd(self.providers[provider], request))
+        decision = self.admit(provider, estimate_usd(self.providers[provider], request), spend)
         if not decision.allowed:
             context = {"event": "limit_refused", "jobId": job.job_id, "provider": provider}
             log.info("the project's budget refused an attempt", extra=context)

@@ -249,3 +249,27 @@ def test_the_ledger_is_one_document_per_user(stack_factory):
         ).owner_uid
         == "u2"
     )
+
+
+def test_one_users_concurrent_admissions_all_land_in_the_ledger_without_waiting_on_a_lock(
+    firestore_client, settings
+):
+    from jobs.admission import UserAdmission
+    from jobs.store import JobStore
+    from tests.test_job_store import run_in_threads
+
+    raised = {"jobs_per_minute": 50, "jobs_per_hour": 50, "jobs_per_day": 50, "live_jobs": 50}
+    limits = FREE.model_copy(update={**raised, "usd_per_day": 1000.0})
+    users = UserAdmission(JobStore(firestore_client, settings), settings)
+
+    def admit(i: int) -> float:
+        began = time.monotonic()
+        users.admit("mallory", "free", limits, f"job-{i}", 0.5)
+        return time.monotonic() - began
+
+    took = run_in_threads(8, admit)
+
+    assert sorted(users.ledger("mallory")) == sorted(f"job-{i}" for i in range(8))
+    # in a transaction, admissions that read the ledger together wait on each other's locks until
+    # the emulator times them out (5 s+)
+    assert max(took) < 4.0

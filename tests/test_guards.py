@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -102,6 +103,19 @@ def test_the_total_spend_cap_counts_every_provider(firestore_client, clock):
     assert guard.try_acquire("runwayml", 4.0).allowed
     clock.now = T0 + timedelta(days=1)  # a new UTC day
     assert guard.try_acquire("runwayml", 9.0).allowed
+
+
+def test_an_acquire_decides_the_caps_with_the_spend_its_caller_just_assessed(firestore_client, clock):
+    settings = load_settings({**SMALL, "PROVIDER_SPEND_CAPS_USD_PER_DAY": "runwayml=5"})
+    guard = QuotaGuard(firestore_client, settings, clock)
+    decision, spend = guard.assess("runwayml", 3.0)
+    assert decision.allowed
+    assert spend == {}
+    assert guard.try_acquire("runwayml", 3.0, spend).allowed
+    decision, spend = guard.assess("runwayml", 3.0)
+    assert (decision.allowed, decision.window, spend) == (False, "provider spend", {"runwayml": 3.0})
+    assert not guard.try_acquire("runwayml", 3.0, spend).allowed
+    assert guard.try_acquire("runwayml", 3.0, {}).allowed  # the spend given is not read again
 
 
 def test_a_new_minute_allows_again_but_the_hour_limit_still_binds(guard, clock):
@@ -269,3 +283,57 @@ def test_a_failure_writes_at_once_with_the_successes_held_before_it(health, fire
     doc = ref.get().to_dict()
     assert doc["counters"]["successes"] == 2
     assert doc["circuit"]["consecutiveFailures"] == 1
+
+
+class CountingClient:
+    """Google's Firestore client, counting the write batches and transactions it hands out."""
+
+    def __init__(self, client: firestore.Client) -> None:
+        self.client, self.writes = client, 0
+
+    def batch(self):
+        self.writes += 1
+        return self.client.batch()
+
+    def transaction(self, **options):
+        self.writes += 1
+        return self.client.transaction(**options)
+
+    def __getattr__(self, name: str):
+        return getattr(self.client, name)
+
+
+def test_concurrent_successes_after_the_flush_interval_write_the_record_once(
+    firestore_client, settings, clock
+):
+    counting = CountingClient(firestore_client)
+    health = HealthStore(counting, settings, clock)
+    health.get_states(["heygen"])
+    health.record("heygen", Outcome.SUCCESS, 100.0)
+    clock.now = T0 + timedelta(seconds=11)
+
+    run_in_threads(8, lambda _: health.record("heygen", Outcome.SUCCESS, 100.0))
+
+    assert counting.writes == 2  # the first success, then one flush for the eight
+    clock.now = T0 + timedelta(seconds=22)
+    health.record("heygen", Outcome.SUCCESS, 100.0)
+    assert health.health("heygen")["counters"]["successes"] == 10  # none lost, none counted twice
+
+
+def test_concurrent_acquires_of_one_shard_wait_for_no_lock(firestore_client, clock):
+    settings = load_settings({**SMALL, "RUNWAYML_QUOTA": "100/60", "COUNTER_SHARDS": "1"})
+
+    def acquire(_):
+        client = firestore.Client(project=TEST_PROJECT)
+        try:
+            began = time.monotonic()
+            allowed = QuotaGuard(client, settings, clock).try_acquire("runwayml").allowed
+            return allowed, time.monotonic() - began
+        finally:
+            client.close()
+
+    results = run_in_threads(8, acquire)
+    assert [allowed for allowed, _ in results] == [True] * 8
+    # in transactions, contenders wait on each other's locks until the emulator times them out (5 s+)
+    assert max(took for _, took in results) < 4.0
+    assert QuotaGuard(firestore_client, settings, clock).usage("runwayml")["windows"]["minute"]["count"] == 8
