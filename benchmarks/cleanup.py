@@ -139,6 +139,8 @@ Each run seeds the emulator afresh (finished jobs that ended 60 days ago, each w
 half the records are jobs, half task records), then starts a new process that runs one variant and
 reports its time, its Firestore RPCs (client-level counter) and its peak resident memory (VmHWM).
 *Cleanup* is `tasks.cleanup.cleanup_for(deps).run()`: every step of the scheduled sweep, of which the
-retention step (cursor pages of 500, deletes through one BulkWriter) does the work. *Naive* streams the
-same query and deletes each job and task record with its own request. Medians of {rounds} alternating
-runs each; the 1/5-size cleanup run once."""
+retention step does the work: one projected query streamed in pages of 500, each document decoded
+straight from the response stream, its deletes (job, user view, task record) sent in BatchWrite
+requests of 500, at most 4 in flight, while the next page is read. *Naive* streams the same expired
+jobs with `Query.stream()` and deletes each job, its user view and its task record with its own
+request. Medians of {rounds} alternating runs each; the 1/5-size cleanup run once."""

@@ -7,7 +7,7 @@
     lease.py     the finalize step's lease (pure): claim, release, complete
     store.py     JobStore: every multi-document change in one transaction (records in, records out)
     queries.py   batched reads, one-off queries and cursor-paged sweeps (a JobStore mixin)
-    purge.py     the retention purge through a tuned BulkWriter (a JobStore mixin)
+    purge.py     the retention purge through BatchWrite requests (a JobStore mixin)
     txn.py       transactions that survive contention; the one UTC clock
     guards.py    the project's request budget and provider health, shared by every instance
     events.py    seen webhook event ids

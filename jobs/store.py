@@ -14,7 +14,7 @@ Each reading of a provider task moves the job's progress and estimated finish ti
 
     JobStore          the transactions of the life cycle (this module)
       + Queries       one-off queries and paged sweeps (`jobs/queries.py`)
-      + Purge         the retention purge through a BulkWriter (`jobs/purge.py`)
+      + Purge         the retention purge, in BatchWrite requests (`jobs/purge.py`)
 
 Where a provider's task records live is its spec's (`ProviderSpec.records_collection`).
 """

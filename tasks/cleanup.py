@@ -7,7 +7,7 @@ Retention runs first, so the other steps' queries do not wade through a backlog 
 it may use only half the budget: the live jobs' steps always get their turn::
 
     0 retention     terminal job with `endedAt` (else `updatedAt`) older than RETENTION_DAYS -> its
-                    stored objects, then the job and its provider task records (one BulkWriter)
+                    stored objects, then the job, its user view and its task records (BatchWrites)
     1 deadline      active job past `deadlineAt` (not finalizing): its task looked at once more (a
                     task the provider finished completes the job), else `timed_out`; its provider
                     task cancelled (best effort) and its record closed

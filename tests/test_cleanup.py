@@ -4,8 +4,11 @@ that a second run finds nothing left. Time moves by giving the cleanup a later c
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from jobs.purge import BULK_BATCH, BulkDeleter, documents, streamed
 from jobs.records import Job, JobRequest, job_from_doc
 from jobs.store import NewJob
 from jobs.txn import utcnow
@@ -89,6 +92,69 @@ def test_retention_pages_through_many_jobs(stack):
     report = cleanup(stack).run()
     assert report["retention"] == {"jobs": 1100, "taskRecords": 1100}
     assert list(store.client.collection(stack.settings.jobs_collection).limit(1).stream()) == []
+
+
+def test_retention_keeps_a_live_job_whose_ended_at_passed(stack):
+    store = stack.deps.store
+    old = utcnow() - timedelta(days=40)
+    jobs = store.client.collection(stack.settings.jobs_collection)
+    jobs.document("live").set({"jobId": "live", "status": "processing", "endedAt": old, "updatedAt": old})
+    jobs.document("gone").set({"jobId": "gone", "status": "failed", "endedAt": old, "updatedAt": old})
+    report = cleanup(stack).run()
+    assert report["retention"] == {"jobs": 1, "taskRecords": 0}
+    assert sorted(d.id for d in jobs.stream()) == ["live"]
+
+
+# -- the purge's reads and deletes ------------------------------------------------------------------
+
+
+def test_the_purge_reads_the_same_documents_and_fields_as_query_stream(firestore_client):
+    events = firestore_client.collection("purge_read")
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    for i in range(5):
+        doc = {"n": i, "at": at + timedelta(seconds=i % 2), "map": {"a": f"x{i}", "b": None}, "off": True}
+        events.document(f"d{i}").set(doc)
+    query = events.where(filter=FieldFilter("at", "<", at + timedelta(days=1))).order_by("at")
+    query = query.select(["n", "at", "map.a"])
+    read = [(found.id, found.fields) for found in documents(firestore_client, query)]
+    assert read == [(snap.id, snap.to_dict()) for snap in query.stream()]
+    assert read[0][1] == {"n": 0, "at": at, "map": {"a": "x0"}}
+
+
+def test_the_purge_streams_resume_after_the_last_document_even_among_equal_values(firestore_client):
+    events = firestore_client.collection("purge_read")
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    for i in range(7):
+        events.document(f"d{i}").set({"expireAt": at})  # one value for all: the cursor needs the name
+    query = events.where(filter=FieldFilter("expireAt", "<=", at)).order_by("expireAt").select(["expireAt"])
+    pages = list(streamed(firestore_client, query, chunk=2, per_query=3))
+    assert [len(page) for page in pages] == [2, 1, 2, 1, 1]
+    assert [found.id for page in pages for found in page] == [f"d{i}" for i in range(7)]
+
+
+def test_the_deleter_sends_every_delete_with_few_requests_in_flight(firestore_client):
+    events = firestore_client.collection("purge_delete")
+    writer = firestore_client.bulk_writer()
+    for i in range(BULK_BATCH * 2 + 10):
+        writer.set(events.document(f"d{i}"), {"n": i})
+    writer.close()
+    deleter = BulkDeleter(firestore_client, parallel=1)  # the third request waits for the first
+    for snap in events.select([]).stream():
+        deleter.delete(snap.reference)
+    deleter.close()
+    assert deleter.failed == 0
+    assert list(events.limit(1).stream()) == []
+
+
+def test_the_deleter_retries_a_delete_that_failed_and_counts_it(firestore_client):
+    events = firestore_client.collection("purge_delete")
+    events.document("here").set({"n": 1})
+    deleter = BulkDeleter(firestore_client)
+    deleter.delete(events.document("here"))
+    deleter.delete(events.document("missing"), firestore_client.write_option(exists=True))
+    deleter.close()
+    assert deleter.failed == 1  # refused at every attempt; the other delete went through
+    assert not events.document("here").get().exists
 
 
 # -- deadlines ------------------------------------------------------------------------------------
