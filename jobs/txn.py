@@ -28,8 +28,12 @@ def utcnow() -> datetime:
 
 
 def is_contention(exc: BaseException) -> bool:
-    """The client's "failed to commit in N attempts" caused by an aborted (contended) commit."""
-    return isinstance(exc, ValueError) and isinstance(exc.__cause__, gexc.Aborted)
+    """Another transaction held what this one needed: the client's "failed to commit in N attempts"
+    after aborted commits, or a read inside the transaction aborted after waiting for a lock (the
+    emulator's "Transaction lock timeout"; the client has rolled the transaction back)."""
+    return isinstance(exc, gexc.Aborted) or (
+        isinstance(exc, ValueError) and isinstance(exc.__cause__, gexc.Aborted)
+    )
 
 
 LOST_RACE = (gexc.FailedPrecondition, gexc.Conflict, gexc.NotFound, gexc.Aborted)
