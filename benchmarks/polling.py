@@ -148,7 +148,7 @@ def follow(
 
     As the poller does: the first poll is put off, without a look, while the renders in `history`
     say none has ended yet; every reading is kept as the task record keeps it (the first progress
-    figure, the last time seen queued); a finished task's render goes into `history`."""
+    and the last figure, the last time seen queued); a finished task's render goes into `history`."""
     t, number, polls = 0.0, 0, 0
     first = last = None
     queued_until: float | None = None

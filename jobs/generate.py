@@ -131,18 +131,15 @@ def _read_ahead(
     intake: Intake, owner_uid: str, job_id: str | None
 ) -> tuple[Job | None, firestore.DocumentSnapshot | None]:
     """The job of a repeated Idempotency-Key (when `job_id`) and the user's ledger, in one read."""
-    refs = {"ledger": intake.users.ledger_ref(owner_uid)}
-    if job_id is not None:
-        refs["job"] = intake.store.job_ref(job_id)
-    wanted = {ref.path: name for name, ref in refs.items() if ref is not None}
-    if not wanted:
+    ledger_ref = intake.users.ledger_ref(owner_uid)  # None: an admission that keeps no ledger
+    job_ref = intake.store.job_ref(job_id) if job_id is not None else None
+    refs = [ref for ref in (ledger_ref, job_ref) if ref is not None]
+    if not refs:
         return None, None
-    snaps = {
-        wanted[s.reference.path]: s for s in intake.store.client.get_all([refs[n] for n in wanted.values()])
-    }
-    job = snaps.get("job")
+    snaps = {snap.reference.path: snap for snap in intake.store.client.get_all(refs)}
+    job = snaps.get(job_ref.path) if job_ref is not None else None
     existing = job_from_doc(job.to_dict()) if job is not None and job.exists else None
-    return existing, snaps.get("ledger")
+    return existing, snaps.get(ledger_ref.path) if ledger_ref is not None else None
 
 
 def _repeat(intake: Intake, job: Job, owner_uid: str, request: JobRequest) -> Result:

@@ -20,18 +20,17 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, NamedTuple
 
 from google.api_core import gapic_v1
 from google.cloud import firestore
-from google.cloud.firestore_v1._helpers import WriteOption, decode_dict
+from google.cloud.firestore_v1._helpers import WriteOption
 from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.bulk_batch import BulkWriteBatch
 from google.cloud.firestore_v1.document import DocumentSnapshot
 from google.cloud.firestore_v1.types import RunQueryResponse
 from google.rpc import code_pb2
 
-from jobs.queries import Documents
+from jobs.queries import Documents, Found
 from jobs.records import PURGE_FIELDS, ExpiredJob, attempt_tasks, expired_from_doc
 from providers.base import TERMINAL_STATUSES
 
@@ -197,17 +196,6 @@ def _deleter(client: firestore.Client, dry_run: bool) -> BulkDeleter | nullconte
     return nullcontext() if dry_run else BulkDeleter(client)
 
 
-class Found(NamedTuple):
-    """One document a purge query returned: its full name and its projected fields, decoded."""
-
-    name: str
-    fields: dict[str, Any]
-
-    @property
-    def id(self) -> str:
-        return self.name.rpartition("/")[2]
-
-
 def documents(client: firestore.Client, query: firestore.Query) -> Iterator[Found]:
     """The documents of `query`, read from the same RunQuery stream `Query.stream()` reads, but
     decoded straight from each response: no snapshot, no reference and no copies of the fields.
@@ -222,7 +210,7 @@ def documents(client: firestore.Client, query: firestore.Query) -> Iterator[Foun
     for response in responses:
         pb = RunQueryResponse.pb(response)
         if pb.HasField("document"):
-            yield Found(pb.document.name, decode_dict(pb.document.fields, client))
+            yield Found.decode(pb.document, client)
 
 
 def streamed(

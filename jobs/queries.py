@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 from google.cloud import firestore
 from google.cloud.firestore_v1 import _helpers
@@ -78,12 +78,12 @@ class Queries(Documents):
         """Many jobs by id with batched reads (`batch_get`), missing ones omitted; `fields`: only those."""
         jobs = self._jobs()
         refs = [jobs.document(i) for i in dict.fromkeys(job_ids)]
-        return {doc_id: job_from_doc(doc, doc_id) for doc_id, doc in self._get_all(refs, fields, transaction)}
+        return {f.id: job_from_doc(f.fields, f.id) for f in self._get_all(refs, fields, transaction)}
 
     def get_tasks(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], TaskRecord]:
         """Many task records by (provider, task id) with batched reads, missing ones omitted."""
         refs = [self.task_ref(provider, task_id) for provider, task_id in dict.fromkeys(keys)]
-        tasks = (task_from_doc(doc) for _, doc in self._get_all(refs))
+        tasks = (task_from_doc(found.fields) for found in self._get_all(refs))
         return {(task.provider, task.task_id): task for task in tasks}
 
     def _get_all(
@@ -91,9 +91,9 @@ class Queries(Documents):
         refs: list[firestore.DocumentReference],
         fields: Sequence[str] | None = None,
         transaction: firestore.Transaction | None = None,
-    ) -> list[tuple[str, dict[str, Any]]]:
-        """(document id, data) of each existing document: `GET_ALL_CHUNK` references a request, the
-        requests of a large read sent side by side (their round trips overlap the decoding)."""
+    ) -> list[Found]:
+        """Each existing document of `refs`: `GET_ALL_CHUNK` references a request, the requests of a
+        large read sent side by side (their round trips overlap the decoding)."""
         api = self.client._firestore_api  # built on first use, unguarded: here, never in a worker
         read = partial(batch_get, self.client, api, field_paths=None if fields is None else list(fields))
         chunks = [refs[start : start + GET_ALL_CHUNK] for start in range(0, len(refs), GET_ALL_CHUNK)]
@@ -157,14 +157,30 @@ class Queries(Documents):
         return _jobs_of(pages(query, page_size))
 
 
+class Found(NamedTuple):
+    """A document read straight from the wire: its full name and its (projected) fields, decoded."""
+
+    name: str
+    fields: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        return self.name.rpartition("/")[2]
+
+    @classmethod
+    def decode(cls, document: Any, client: firestore.Client) -> Found:
+        """From a `google.firestore.v1.Document` protobuf, with the client's own decoder."""
+        return cls(document.name, _helpers.decode_dict(document.fields, client))
+
+
 def batch_get(
     client: firestore.Client,
     api: Any,
     refs: list[firestore.DocumentReference],
     field_paths: list[str] | None = None,
     transaction: firestore.Transaction | None = None,
-) -> list[tuple[str, dict[str, Any]]]:
-    """What `client.get_all` reads, as (document id, data) of each existing document, without its
+) -> list[Found]:
+    """What `client.get_all` reads, as a `Found` for each existing document, without its
     snapshots: the same request to the same GAPIC method (`api`, the client's `_firestore_api`), each
     document decoded by the client's own decoder straight from the protobuf. `get_all` wraps every
     response in proto-plus and deep-copies each document into its snapshot, and `to_dict()` copies it
@@ -175,7 +191,7 @@ def batch_get(
     for response in api.batch_get_documents(request=request, metadata=client._rpc_metadata):
         pb = response._pb
         if pb.WhichOneof("result") == "found":
-            found.append((pb.found.name.rpartition("/")[2], _helpers.decode_dict(pb.found.fields, client)))
+            found.append(Found.decode(pb.found, client))
     return found
 
 

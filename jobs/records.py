@@ -250,6 +250,8 @@ class TaskRecord:
     cost_usd: float | None = None
     first_reading_s: float | None = None  # when a poll first saw a progress figure (since created)
     first_progress: float | None = None  # and the figure
+    last_reading_s: float | None = None  # when a poll last saw one (status-check readings excluded)
+    last_progress: float | None = None
     queued_until_s: float | None = None  # the last poll that saw the task queued (since created)
     updated_at: datetime | None = None
 

@@ -285,15 +285,19 @@ def task_after(
 
 def _polled(task: TaskRecord, snap: ProviderSnapshot, now: datetime) -> dict[str, float]:
     """What the polling schedule keeps of a poll's reading (tasks/schedule.py): the last time the
-    task was seen queued, and the first progress figure with its time (seconds since created)."""
+    task was seen queued, and the first and the last progress figure with their times (seconds since
+    created). Only polls count: they sit whole refresh intervals apart, a status check's do not."""
     if task.created_at is None:
         return {}
     elapsed = (now - task.created_at).total_seconds()
     if snap.status == Status.QUEUED:
         return {"queued_until_s": elapsed}
-    if snap.status == Status.PROCESSING and snap.progress > 0 and task.first_reading_s is None:
-        return {"first_reading_s": elapsed, "first_progress": snap.progress}
-    return {}
+    if snap.status != Status.PROCESSING or snap.progress <= 0:
+        return {}
+    last = {"last_reading_s": elapsed, "last_progress": snap.progress}
+    if task.first_reading_s is None:
+        return {**last, "first_reading_s": elapsed, "first_progress": snap.progress}
+    return last
 
 
 @dataclass(frozen=True)

@@ -179,9 +179,7 @@ class Poller:
         progress: float,
         at_least: float | None = None,
     ) -> PollResult:
-        first = None
-        if task.first_reading_s is not None and task.first_progress is not None:
-            first = Reading(task.first_reading_s, task.first_progress)
+        first, _ = _readings(task)
         delay = next_delay(
             self.envelopes(task.provider),
             elapsed_s=self._elapsed(task),
@@ -221,11 +219,7 @@ class Poller:
 
     def _learn(self, task: TaskRecord) -> None:
         """A poll saw the task finished: what its render took goes into the provider's history."""
-        first = last = None
-        if task.first_reading_s is not None and task.first_progress is not None:
-            first = Reading(task.first_reading_s, task.first_progress)
-        if task.last_checked_at is not None and task.created_at is not None and task.progress > 0:
-            last = Reading((task.last_checked_at - task.created_at).total_seconds(), task.progress)
+        first, last = _readings(task)
         envelope = self.envelopes(task.provider)
         self.history.record(
             task.provider, render_seen(envelope, first, last, task.queued_until_s, self._elapsed(task))
@@ -256,3 +250,13 @@ def _vanished(task_id: str, exc: ProviderError) -> ProviderSnapshot:
         failure_message=exc.message,
         fallback_allowed=True,
     )
+
+
+def _readings(task: TaskRecord) -> tuple[Reading | None, Reading | None]:
+    """The first and the last progress figure polls saw of `task` (jobs/rules.py keeps them)."""
+    first = last = None
+    if task.first_reading_s is not None and task.first_progress is not None:
+        first = Reading(task.first_reading_s, task.first_progress)
+    if task.last_reading_s is not None and task.last_progress is not None:
+        last = Reading(task.last_reading_s, task.last_progress)
+    return first, last

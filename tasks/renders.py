@@ -25,7 +25,7 @@ AGE_MARGIN_S = 1.25  # a quarter of Runway's 5 s refresh
 
 class RenderHistory:
     def __init__(self, *, size: int = 100, min_samples: int = 20) -> None:
-        self.size, self.min_samples = size, max(min_samples, 2)  # quantiles need two
+        self.min_samples = max(min_samples, 2)  # quantiles need two
         self._renders: defaultdict[str, deque[Render]] = defaultdict(lambda: deque(maxlen=size))
         self._lock = threading.Lock()
 

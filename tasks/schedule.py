@@ -33,8 +33,8 @@ intervals. Then, from the progress figures:
                     so the snapshots they saw do too)
     one figure p    if recent tasks have not been starting late, the task ran from `queue_s` to a
                     snapshot 0 to one interval old (or as old as recent first figures were);
-                    otherwise it may have started any time since it
-                    was last seen queued, and (100 - p) % of a render of the prior's range is left
+                    otherwise it may have started any time since it was last seen queued, and
+                    (100 - p) % of a render of the prior's range is left
     p = 100         "any moment": the next refresh
     none            half of what remains of the typical duration (approach it rather than bet on it)
 
@@ -228,9 +228,8 @@ def remaining_range(env: Envelope, state: PollState) -> tuple[float, float] | No
     if prior is None or (state.queued_until_s is None and prior.late_share < LATE_SHARE_TRUSTED):
         youngest, oldest = (prior.snapshot_age_s if prior else None) or (0.0, interval)
         oldest = min(oldest, interval) if interval > 0 else oldest  # never older than one refresh
-        return left * max(0.0, elapsed - oldest - env.queue_s), left * max(
-            0.0, elapsed - youngest - env.queue_s
-        )
+        ran_least, ran_most = elapsed - oldest - env.queue_s, elapsed - youngest - env.queue_s
+        return left * max(0.0, ran_least), left * max(0.0, ran_most)
     started_by = (
         env.queue_s if state.queued_until_s is None else max(env.queue_s, state.queued_until_s - interval)
     )

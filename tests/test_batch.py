@@ -276,7 +276,10 @@ def test_a_bulk_read_decodes_every_value_as_the_clients_get_all_does(firestore_c
     refs[0].set(EVERY_KIND | {"ref": refs[1]})
     refs[1].set({"text": "only"})
     # When they are read in bulk, whole or projected
-    found = dict(batch_get(firestore_client, firestore_client._firestore_api, refs, field_paths))
+    found = {
+        f.id: f.fields
+        for f in batch_get(firestore_client, firestore_client._firestore_api, refs, field_paths)
+    }
     # Then the data, and the type of every value, are what get_all's snapshots hold
     expected = get_all_data(firestore_client, refs, field_paths)
     assert found == expected

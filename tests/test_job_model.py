@@ -9,9 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from jobs import rules
-from jobs.records import Attempt, AttemptStatus, Job
+from jobs.records import Attempt, AttemptStatus, Job, TaskRecord
 from jobs.rules import Verdict
-from providers.base import TERMINAL_STATUSES, Status
+from providers.base import TERMINAL_STATUSES, ProviderSnapshot, Status
 
 statuses = st.sampled_from(list(Status))
 progress = st.floats(min_value=0, max_value=100, allow_nan=False)
@@ -107,9 +107,6 @@ def test_no_attempt_begins_once_the_deadline_has_passed():
 
 
 def test_a_poll_keeps_what_the_polling_schedule_needs_of_its_reading():
-    from jobs.records import TaskRecord
-    from providers.base import ProviderSnapshot
-
     created = datetime(2026, 1, 1, tzinfo=UTC)
     task = TaskRecord("t1", "runwayml", "j1", "j1-a1", Status.QUEUED, created_at=created)
 
@@ -119,20 +116,20 @@ def test_a_poll_keeps_what_the_polling_schedule_needs_of_its_reading():
         return rules.task_after(task, decision, snap, poll, created + timedelta(seconds=at_s))
 
     task = polled(task, Status.QUEUED, 0.0, 16.0)
-    assert (task.queued_until_s, task.first_reading_s) == (16.0, None)
+    assert (task.queued_until_s, task.first_reading_s, task.last_reading_s) == (16.0, None, None)
     task = polled(task, Status.PROCESSING, 20.0, 31.0, poll=2)
     assert (task.first_reading_s, task.first_progress) == (31.0, 20.0)
+    assert (task.last_reading_s, task.last_progress) == (31.0, 20.0)
     task = polled(task, Status.PROCESSING, 60.0, 41.0, poll=3)
-    assert (task.first_reading_s, task.first_progress, task.queued_until_s) == (
+    assert (task.first_reading_s, task.first_progress) == (31.0, 20.0)  # the first stays
+    assert (task.last_reading_s, task.last_progress, task.queued_until_s) == (41.0, 60.0, 16.0)
+    # a status check's reading is off the polls' grid: it moves neither figure
+    refreshed = polled(task, Status.PROCESSING, 70.0, 43.0, poll=None)
+    assert refreshed.progress == 70.0
+    assert (refreshed.first_reading_s, refreshed.last_reading_s, refreshed.last_progress) == (
         31.0,
-        20.0,
-        16.0,
-    )  # the first stays
-    refreshed = polled(
-        TaskRecord("t1", "runwayml", "j1", "j1-a1", Status.QUEUED, created_at=created),
-        Status.PROCESSING,
-        50.0,
-        20.0,
-        poll=None,
+        41.0,
+        60.0,
     )
-    assert refreshed.first_reading_s is None  # a status check's reading is off the polls' grid: not kept
+    fresh = TaskRecord("t1", "runwayml", "j1", "j1-a1", Status.QUEUED, created_at=created)
+    assert polled(fresh, Status.PROCESSING, 50.0, 20.0, poll=None).first_reading_s is None

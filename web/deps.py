@@ -103,12 +103,16 @@ class Deps:
         if self.settings.storage_bucket is None:
             return None
 
-        def link(path: str) -> Any:
+        @functools.cache
+        def signer() -> Links | None:  # one storage client and signer per request, at its first link
             from tasks.finalize import links_for
             from tasks.storage import storage_for
 
-            links = links_for(storage_for(self.settings), now)
-            return links(path) if links is not None else None
+            return links_for(storage_for(self.settings), now)
+
+        def link(path: str) -> Any:
+            sign = signer()
+            return sign(path) if sign is not None else None
 
         return link
 
