@@ -12,6 +12,7 @@ refresh grid lies). Each instance learns on its own and starts from the envelope
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import defaultdict, deque
 from statistics import quantiles
@@ -30,6 +31,8 @@ class RenderHistory:
         self._lock = threading.Lock()
 
     def record(self, provider: str, render: Render) -> None:
+        if not math.isfinite(render.render_s):  # figures too close to tell a length from
+            return
         with self._lock:
             self._renders[provider].append(render)
 

@@ -212,15 +212,18 @@ def remaining_range(env: Envelope, state: PollState) -> tuple[float, float] | No
     and a start that leaves the prior's shortest render, and the end between (100 - p) % of the
     prior's shortest and longest renders.
     """
-    if state.status == QUEUED or state.progress is None or state.progress <= 0:
+    if state.status == QUEUED or state.progress is None:
         return None
     p = state.progress / 100.0
+    if p <= 0:  # none yet (or a figure too small to divide by)
+        return None
     if p >= 1.0:
         return 0.0, 0.0
     first = state.first_reading
-    if first is not None and 0 < first.progress < state.progress and state.elapsed_s > first.elapsed_s:
+    p1 = first.progress / 100.0 if first is not None else 0.0
+    if first is not None and 0 < p1 < p and state.elapsed_s > first.elapsed_s:
         span = _span(env, state.elapsed_s - first.elapsed_s)
-        exact = (1.0 - p) * span / (p - first.progress / 100.0)
+        exact = (1.0 - p) * span / (p - p1)
         return exact, exact
     left = (1.0 - p) / p
     prior = state.prior or default_prior(env)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 
 import pytest
@@ -41,6 +42,13 @@ def test_the_ages_of_first_figures_are_widened_against_the_bias_of_who_reports_t
     assert history.prior("runwayml").snapshot_age_s is None  # too few to say where the grid lies
     history.record("runwayml", Render(30.0, False, 1.0))
     assert history.prior("runwayml").snapshot_age_s == pytest.approx((0.0, 1.18 + AGE_MARGIN_S))
+
+
+def test_a_render_of_no_finite_length_is_not_learned():
+    history = RenderHistory(min_samples=2)
+    history.record("runwayml", Render(math.inf, False))
+    history.record("runwayml", Render(math.nan, False))
+    assert history.prior("runwayml") is None
 
 
 def test_only_the_most_recent_renders_count():

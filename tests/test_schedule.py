@@ -314,6 +314,18 @@ def test_negative_poll_count_is_a_bug():
         next_delay(RUNWAYML, elapsed_s=0, poll_count=-1)
 
 
+@pytest.mark.parametrize(
+    "snapshot",
+    [
+        {"progress": 5e-324},  # a percentage that is zero once divided by 100
+        {"progress": 1e-321, "first_reading": Reading(1.0, 9.9e-322)},  # two that are equal once divided
+    ],
+)
+def test_a_progress_figure_too_small_to_divide_by_gives_a_delay_in_the_envelope(snapshot: dict):
+    delay = next_delay(RUNWAYML, elapsed_s=20.0, poll_count=2, status="processing", **snapshot)
+    assert RUNWAYML.min_delay_s <= delay <= RUNWAYML.max_delay_s
+
+
 def test_a_refresh_interval_too_small_to_divide_by_still_gives_a_delay_in_the_envelope():
     env = Envelope(
         first_delay_s=1.0,
