@@ -251,7 +251,7 @@ class Profiler:
         ours: Counter[str] = Counter()
         inside: Counter[str] = Counter()
         leaves: Counter[str] = Counter()
-        total = in_transactions = in_generate = generate_in_transactions = 0
+        total = in_changes = in_generate = generate_in_changes = 0
         for line in lines:
             stack, _, samples = line.rpartition(" ")
             if not samples.isdigit():
@@ -260,22 +260,22 @@ class Profiler:
             total += n
             frames = stack.split(";")
             leaves[_short(frames[-1])] += n
-            in_transaction = any(TRANSACTION_FRAME.match(f) and _is_project(f) for f in frames)
-            if in_transaction:
-                in_transactions += n
+            in_change = any(CHANGE_FRAME.match(f) and _is_project(f) for f in frames)
+            if in_change:
+                in_changes += n
             if any(f.startswith("generate_video (main.py") for f in frames):
                 in_generate += n
-                if in_transaction:
-                    generate_in_transactions += n
+                if in_change:
+                    generate_in_changes += n
             project = [f for f in frames if _is_project(f)]
             ours[_short(project[-1]) if project else "(outside the project's code)"] += n
             for name in {_short(f) for f in project if not f.startswith(WRAPPERS)}:
                 inside[name] += n
         return {
             "samples": total,
-            "in_transactions": in_transactions,
+            "in_changes": in_changes,
             "in_generate": in_generate,
-            "generate_in_transactions": generate_in_transactions,
+            "generate_in_changes": generate_in_changes,
             "project": ours.most_common(count),
             "inside": inside.most_common(count),
             "leaves": leaves.most_common(count),
@@ -291,7 +291,7 @@ PROJECT_TOPS = {
 
 CPU_BOUND_PCT = 150.0  # of the 200% two cores give
 ADMISSION_TAIL_S = 15.0  # the run was admission-bound when the last job ended this soon after it
-TRANSACTION_FRAME = re.compile(r"^(?:\w+\.)?(?:_transact|run_transaction)\b")
+CHANGE_FRAME = re.compile(r"^(?:\w+\.)?(?:_commit|run_optimistic)\b")  # jobs/store.py, jobs/txn.py
 WRAPPERS = ("serve ", "_at_root", "endpoint.", "wrapped_f ", "BaseRetrying", "Retrying")
 
 
@@ -414,36 +414,35 @@ def bottleneck(accepted: int, tail_s: float, load, cpu, wall, profile, invocatio
 
     CPU when the parts together used most of the machine; else admission when accepting the jobs took
     most of the run (the rest kept up), with the share of `generate_video`'s samples spent inside
-    Firestore transactions saying where admission waits; else the pipeline after it.
+    the store's read-decide-write changes saying where admission waits; else the pipeline after it.
     """
     used = sum(cpu.values()) / wall * 100
     rate = accepted / load["accepted_s"] if load["accepted_s"] else float("nan")
     samples = profile.get("samples") or 0
     in_generate = profile.get("in_generate", 0)
-    waiting = profile.get("generate_in_transactions", 0) / in_generate if in_generate else float("nan")
+    waiting = profile.get("generate_in_changes", 0) / in_generate if in_generate else float("nan")
     timeouts = invocations.get("Firestore emulator: transaction lock time-outs", 0)
     measured = (
         f"Jobs were accepted at {rate:.1f} a second over {load['accepted_s']:.0f} s; the last job ended "
         f"{tail_s:.0f} s after the last one was accepted. All parts together used {used:.0f}% of the "
         f"200% of CPU the machine has. `generate_video` took {in_generate / samples if samples else 0:.0%} "
-        f"of the functions process's samples, and {waiting:.0%} of those were inside Firestore "
-        "transactions (the project's helpers `_transact` / `run_transaction`), mostly blocked on "
-        "the emulator's "
-        f"answer; the emulator logged {timeouts} transaction lock time-outs."
+        f"of the functions process's samples, and {waiting:.0%} of those were inside the "
+        "read-decide-write changes of Firestore documents (the project's helpers `_commit` / "
+        "`run_optimistic`), mostly waiting on the emulator's answer; the emulator logged "
+        f"{timeouts} transaction lock time-outs."
     )
     if used >= CPU_BOUND_PCT:
         busiest = max(cpu.items(), key=lambda kv: kv[1])[0]
         return f"**Bottleneck: CPU** (busiest part: {busiest}). {measured}"
     if tail_s <= ADMISSION_TAIL_S:
-        where = ", waiting in Firestore transactions" if waiting >= 0.3 else ""
+        where = ", waiting on Firestore reads and commits" if waiting >= 0.3 else ""
         return (
             f"**Bottleneck: admission — `generate_video`{where}.** "
             + measured
             + " The shared documents a create writes (the request-budget and spend shards, the "
-            "provider's health record, the user's ledger: jobs/guards.py, jobs/admission.py) are "
-            "written without transactions, each write conditional on what it was decided from, so "
-            "creates do not queue on their locks; what remains in transactions is the job's own "
-            "attempt and the record of its provider task (jobs/store.py)."
+            "provider's health record, the user's ledger: jobs/guards.py, jobs/admission.py) and the "
+            "job's own attempt and task record (jobs/store.py) are written without transactions, "
+            "each write conditional on what it was decided from, so no create queues on a lock."
         )
     return f"**Bottleneck: after admission (polls, webhooks, finalize).** {measured}"
 

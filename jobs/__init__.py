@@ -5,10 +5,10 @@
     rules.py     the pure transition rules: forward-only statuses, stale readings, fallback, the
                  finalize lease; unit-tested without the emulator
     lease.py     the finalize step's lease (pure): claim, release, complete
-    store.py     JobStore: every multi-document change in one transaction (records in, records out)
+    store.py     JobStore: every change in one conditional batch (records in, records out)
     queries.py   batched reads, one-off queries and cursor-paged sweeps (a JobStore mixin)
     purge.py     the retention purge through BatchWrite requests (a JobStore mixin)
-    txn.py       transactions that survive contention; the one UTC clock
+    txn.py       read-decide-write changes that survive contention; the one UTC clock
     guards.py    the project's request budget and provider health, shared by every instance
     events.py    seen webhook event ids
     runner.py    one provider create per attempt, fallback down the ranking (the queue is handed in)

@@ -17,7 +17,6 @@ import errors
 from errors import not_found
 from jobs.records import Job, TaskRecord
 from jobs.store import JobStore
-from jobs.txn import is_contention
 from logs import get_logger
 from providers.base import Provider, ProviderError, ProviderSnapshot, Status, is_terminal
 
@@ -66,14 +65,7 @@ def cancel(store: JobStore, providers: Mapping[str, Provider], owner_uid: str, j
         if job.status is Status.CANCELLED:
             return job
         raise _finished(job)
-    try:
-        job, changed = store.finish_job(
-            job_id, Status.CANCELLED, {"code": "cancelled", "message": "cancelled"}
-        )
-    except ValueError as exc:
-        if not is_contention(exc):
-            raise
-        raise errors.Unavailable("the job is busy; cancel again", code="busy", retry_after=2) from None
+    job, changed = store.finish_job(job_id, Status.CANCELLED, {"code": "cancelled", "message": "cancelled"})
     attempt = job.current_attempt
     if changed and attempt is not None and attempt.task_id is not None:
         stop_task(store, providers[attempt.provider], attempt.provider, attempt.task_id)
@@ -128,13 +120,8 @@ def status(
         try:
             refresh(attempt.provider, attempt.task_id)
         except (errors.AppError, gexc.GoogleAPICallError) as exc:  # the stored answer is still worth it
-            code = getattr(exc, "code", None)
+            code = getattr(exc, "code", None)  # "busy" when the store lost the race for the job
             log.warning("status refresh failed", extra={"jobId": job.job_id, "code": str(code)})
-            return job
-        except ValueError as exc:
-            if not is_contention(exc):
-                raise
-            log.warning("status refresh contended", extra={"jobId": job.job_id, "code": "contention"})
             return job
         job = store.get_job(job_id) or job
     return job

@@ -121,7 +121,7 @@ def generate(
     if not created:
         return _accepted(intake, job, 200)
     submission = intake.runner.run(job.job_id, job, spend)
-    job = store.get_job(job.job_id) or job
+    job = store.last_written(job.job_id) or store.get_job(job.job_id) or job  # as the attempt left it
     if not submission.submitted:
         return _rejected(job, submission)
     return _accepted(intake, replace(job, selection=ranking.to_doc()), 202)

@@ -1,18 +1,21 @@
-"""Firestore persistence of jobs, attempts and provider task records: transactions, nothing decided.
+"""Firestore persistence of jobs, attempts and provider task records: reads and writes, nothing decided.
 
 Every decision is a pure function of `jobs/rules.py` over the records of `jobs/records.py`; this
-module loads, asks, and writes what changed -- each multi-document change in one transaction, with
-no side effect inside it (a transaction may run up to five times). Every write sets `updatedAt`
+module loads, asks, and writes what changed -- each change in one batch, committed only while what
+it read is unchanged (`jobs.txn.run_optimistic`: a change that lost a race runs again, so nothing
+with a side effect runs inside it). An instance remembers the jobs it wrote last, at the version each
+write made (`KnownJobs`), and changes such a job again without reading it: the write's precondition
+confirms the version, or the change runs again, reading. Every write sets `updatedAt`
 (server time) and `expireAt` (for the TTL policy): a terminal record expires `RETENTION_DAYS` after
 it ended, an active one `RETENTION_DAYS` after its deadline, so TTL never removes a live job.
 
 A job is written in one place, `_write_job` (and its creation): with every change, in the same
-transaction, the owner's view of it (`jobs/views.user_view`) is written to `video_job_status/{jobId}`
+change, the owner's view of it (`jobs/views.user_view`) is written to `video_job_status/{jobId}`
 -- the only document of a job the app may read (firestore.rules) -- with the job's `expireAt`.
 Each reading of a provider task moves the job's progress and estimated finish time
 (`jobs/progress.py`), even a reading that changes nothing else.
 
-    JobStore          the transactions of the life cycle (this module)
+    JobStore          the changes of the life cycle (this module)
       + Queries       one-off queries and paged sweeps (`jobs/queries.py`)
       + Purge         the retention purge, in BatchWrite requests (`jobs/purge.py`)
 
@@ -21,6 +24,8 @@ Where a provider's task records live is its spec's (`ProviderSpec.records_collec
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
@@ -48,7 +53,7 @@ from jobs.records import (
     task_to_doc,
 )
 from jobs.rules import Verdict
-from jobs.txn import run_transaction, utcnow
+from jobs.txn import LOST_RACE, Change, run_optimistic, utcnow
 from logs import get_logger
 from providers import registry
 from providers.base import TERMINAL_STATUSES, CreateResult, ProviderSnapshot, Status
@@ -56,7 +61,7 @@ from providers.base import TERMINAL_STATUSES, CreateResult, ProviderSnapshot, St
 Clock = Callable[[], datetime]
 FINALIZE_RETRY_SLACK_S = 300.0  # per finalize try: Cloud Tasks backoff between tries, at most
 log = get_logger("jobs.store")
-_ENDED: ContextVar[list[Job]] = ContextVar("ended_jobs")  # jobs ended by the transaction running now
+_ENDED: ContextVar[list[Job]] = ContextVar("ended_jobs")  # jobs ended by the change running now
 
 
 class StoreError(AppError):
@@ -110,11 +115,60 @@ class ApplyOutcome:
         return self.task_status in TERMINAL_STATUSES
 
 
+@dataclass(frozen=True)
+class Known:
+    job: Job
+    version: datetime  # the document's update time when this instance wrote `job`
+
+
+class KnownJobs:
+    """The jobs this instance wrote last, each at the version its write made (the `limit` most recent).
+
+    A change may take a job as known instead of reading it (`jobs.txn.Change.assume`): its write is
+    then conditional on that version, and a change that does not write the job runs again, reading
+    it. So a stale entry costs a lost race, never a wrong decision."""
+
+    def __init__(self, limit: int = 1024) -> None:
+        self._jobs: OrderedDict[str, Known] = OrderedDict()
+        self._lock = threading.Lock()
+        self.limit = limit
+
+    def get(self, job_id: str) -> Known | None:
+        with self._lock:
+            known = self._jobs.get(job_id)
+            if known is not None:
+                self._jobs.move_to_end(job_id)
+            return known
+
+    def put(self, job: Job, version: datetime) -> None:
+        with self._lock:
+            self._jobs[job.job_id] = Known(replace(job, updated_at=version), version)
+            self._jobs.move_to_end(job.job_id)
+            while len(self._jobs) > self.limit:
+                self._jobs.popitem(last=False)
+
+    def drop(self, job_ids: set[str]) -> None:
+        with self._lock:
+            for job_id in job_ids:
+                self._jobs.pop(job_id, None)
+
+
+class _JobChange(Change):
+    """A change of jobs: the jobs it loaded and wrote, and the known jobs it may take as read."""
+
+    def __init__(self, client: firestore.Client, known: KnownJobs | None) -> None:
+        super().__init__(client)
+        self.known = known  # None: read every job
+        self.loaded: set[str] = set()
+        self.wrote: dict[str, Job] = {}  # by document path
+
+
 class JobStore(Queries, Purge):
     def __init__(self, client: firestore.Client, settings: Settings, clock: Clock = utcnow) -> None:
         self.client = client
         self.settings = settings
         self.clock = clock
+        self.known = KnownJobs()
         self.retention = timedelta(days=settings.retention_days)
         # With a bucket, a completed provider task is copied before the job completes (finalize step).
         self.finalize_window: timedelta | None = None
@@ -128,16 +182,17 @@ class JobStore(Queries, Purge):
         base = self.clock() if terminal or deadline is None else deadline
         return {**fields, "updatedAt": firestore.SERVER_TIMESTAMP, "expireAt": base + self.retention}
 
-    def _write_job(self, txn: firestore.Transaction, before: Job, after: Job) -> None:
-        """The one write of a job: what changed, and the owner's view of it, in `txn`."""
+    def _write_job(self, writes: _JobChange, before: Job, after: Job) -> None:
+        """The one write of a job: what changed, and the owner's view of it, in `writes`."""
         changed = job_changes(before, after)
         if changed:
             terminal = rules.is_terminal(after.status)
             fields = self._stamp(changed, terminal=terminal, deadline=after.deadline_at)
-            txn.update(self.job_ref(after.job_id), fields)
-            txn.set(self.user_view_ref(after.job_id), self._user_doc(after, fields["expireAt"]))
+            writes.update(self.job_ref(after.job_id), fields)
+            writes.wrote[self.job_ref(after.job_id).path] = after
+            writes.set(self.user_view_ref(after.job_id), self._user_doc(after, fields["expireAt"]))
             if terminal and not rules.is_terminal(before.status):
-                _ENDED.get().append(after)  # logged by `_transact` once committed
+                _ENDED.get().append(after)  # logged by `_commit` once committed
 
     def _user_doc(self, job: Job, expire_at: datetime) -> dict[str, Any]:
         """The owner's view as stored: stamped like its job, and expiring with it."""
@@ -150,23 +205,44 @@ class JobStore(Queries, Purge):
     def _typical_s(self, provider: str) -> float:
         return registry.spec(provider).typical_render_s
 
-    def _transact(self, fn: Callable[[firestore.Transaction], Any]) -> Any:
-        # Contention on one job is low (a poll, a webhook and a status check at most).
+    def _commit(self, fn: Callable[[_JobChange], Any]) -> Any:
+        """Run `fn` (read, decide, write into its change) and commit; again while it loses a race.
+        The first run may take jobs as this instance last wrote them; a run again reads them."""
+        # Contention on one job is low (a poll, a webhook, a finalize and a status check at most).
         ended: list[Job] = []  # the jobs the committed run ended (a re-run decides afresh)
+        runs = 0
 
-        def run(txn: firestore.Transaction) -> Any:
+        def attempt() -> Any:
+            nonlocal runs
+            runs += 1
             ended.clear()
-            return fn(txn)
+            writes = _JobChange(self.client, self.known if runs == 1 else None)
+            try:
+                answer = fn(writes)
+                writes.commit()
+            except LOST_RACE:
+                self.known.drop(writes.loaded)
+                raise
+            for path, job in writes.wrote.items():
+                if path in writes.versions:
+                    self.known.put(job, writes.versions[path])
+            return answer
 
-        _ENDED.set(ended)  # this thread's transaction; set anew by each
-        answer = run_transaction(self.client, run)
+        _ENDED.set(ended)  # this thread's change; set anew by each
+        answer = run_optimistic(attempt)
         for job in ended:
             extra = dict(event="job_ended", jobId=job.job_id, status=job.status, provider=job.provider)
             log.info(f"job {job.status}", extra=extra)
         return answer
 
-    def _load_job(self, txn: firestore.Transaction, job_id: str) -> Job:
-        snap = self.job_ref(job_id).get(transaction=txn)
+    def _load_job(self, writes: _JobChange, job_id: str) -> Job:
+        ref = self.job_ref(job_id)
+        writes.loaded.add(job_id)
+        known = writes.known.get(job_id) if writes.known is not None else None
+        if known is not None:
+            writes.assume(ref, known.version)
+            return known.job
+        snap = writes.get(ref)
         if not snap.exists:
             raise JobNotFound(job_id)
         return job_from_doc(snap.to_dict())
@@ -174,14 +250,14 @@ class JobStore(Queries, Purge):
     def _update_job(self, job_id: str, change: Callable[[Job], tuple[Job | None, Any]]) -> Any:
         """Load the job, let `change` decide (None: nothing to write), write what changed; its answer."""
 
-        def run(txn: firestore.Transaction) -> Any:
-            before = self._load_job(txn, job_id)
+        def run(writes: _JobChange) -> Any:
+            before = self._load_job(writes, job_id)
             after, answer = change(before)
             if after is not None:
-                self._write_job(txn, before, after)
+                self._write_job(writes, before, after)
             return answer
 
-        return self._transact(run)
+        return self._commit(run)
 
     # -- jobs ---------------------------------------------------------------------------------------
 
@@ -209,7 +285,7 @@ class JobStore(Queries, Purge):
         batch.create(self.job_ref(job_id), doc)
         batch.set(self.user_view_ref(job_id), self._user_doc(job, doc["expireAt"]))
         try:
-            batch.commit()
+            created = batch.commit()[0]
         except gexc.Conflict:
             existing = self.get_job(job_id)
             if existing is None:  # deleted between the two calls; extremely unlikely
@@ -217,7 +293,13 @@ class JobStore(Queries, Purge):
             if existing.request_fingerprint != job.request_fingerprint:
                 raise IdempotencyConflict(job_id) from None
             return existing, False
+        self.known.put(job, created.update_time)
         return job, True
+
+    def last_written(self, job_id: str) -> Job | None:
+        """The job as this instance last wrote it, if it did lately (no read: it may be stale)."""
+        known = self.known.get(job_id)
+        return known.job if known is not None else None
 
     def get_job(self, job_id: str) -> Job | None:
         snap = self.job_ref(job_id).get()
@@ -258,18 +340,18 @@ class JobStore(Queries, Purge):
         (`rules.submitted`) and the caller must stop it at the provider.
         """
 
-        def run(txn: firestore.Transaction) -> bool:
-            job = self._load_job(txn, job_id)
+        def run(writes: _JobChange) -> bool:
+            job = self._load_job(writes, job_id)
             attempt = _attempt(job, attempt_id)
             now = self.clock()
             after, task = rules.submitted(job, attempt, result, now, can_cancel=can_cancel)
             terminal = rules.is_terminal(task.status)
             record = self._stamp(task_to_doc(task), terminal=terminal, deadline=job.deadline_at)
-            txn.set(self.task_ref(task.provider, task.task_id), record)
-            self._write_job(txn, job, self._progressed(job, after, task, now))
+            writes.set(self.task_ref(task.provider, task.task_id), record)
+            self._write_job(writes, job, self._progressed(job, after, task, now))
             return not rules.is_orphan(task)
 
-        return self._transact(run)
+        return self._commit(run)
 
     def record_attempt_failure(
         self,
@@ -308,16 +390,16 @@ class JobStore(Queries, Purge):
         """A task ran out of polling time: close its record and attempt; the next provider or None."""
         ref = self.task_ref(provider, task_id)
 
-        def run(txn: firestore.Transaction) -> TaskRecord | None:
-            snap = ref.get(transaction=txn)
+        def run(writes: _JobChange) -> TaskRecord | None:
+            snap = writes.get(ref)
             task = task_from_doc(snap.to_dict()) if snap.exists else None
             if task is None or rules.is_terminal(task.status):
                 return None
             after = replace(task, status=Status.TIMED_OUT, failure_code=error.get("code"))
-            txn.update(ref, self._stamp(task_changes(task, after), terminal=True, deadline=None))
+            writes.update(ref, self._stamp(task_changes(task, after), terminal=True, deadline=None))
             return task
 
-        task = self._transact(run)
+        task = self._commit(run)
         if task is None:
             return None
         return self.record_attempt_failure(
@@ -333,32 +415,32 @@ class JobStore(Queries, Purge):
     def apply_snapshot(
         self, provider: str, task_id: str, snapshot: ProviderSnapshot, poll_number: int | None = None
     ) -> ApplyOutcome:
-        """Apply what the provider said to the task record and its job, in one transaction."""
+        """Apply what the provider said to the task record and its job, in one change."""
         ref = self.task_ref(provider, task_id)
         link_ttl = registry.spec(provider).link_ttl
 
-        def run(txn: firestore.Transaction) -> ApplyOutcome:
-            task_snap = ref.get(transaction=txn)
+        def run(writes: _JobChange) -> ApplyOutcome:
+            task_snap = writes.get(ref)
             if not task_snap.exists:
                 raise JobNotFound(f"{provider}/{task_id}")
             task = task_from_doc(task_snap.to_dict())
-            job = self._load_job(txn, task.job_id)
+            job = self._load_job(writes, task.job_id)
             if rules.is_stale_poll(poll_number, task.last_poll_number):
                 return ApplyOutcome(Verdict.DUPLICATE, job.job_id, task.status, job.status)
             now = self.clock()
             decision = rules.decide(task.status, task.progress, snapshot.status, snapshot.progress)
             after_task = rules.task_after(task, decision, snapshot, poll_number, now)
             terminal = rules.is_terminal(decision.status)
-            txn.update(
+            writes.update(
                 ref, self._stamp(task_changes(task, after_task), terminal=terminal, deadline=job.deadline_at)
             )
             if not decision.changes:  # the same reading, later: the estimate still moves
-                self._write_job(txn, job, self._progressed(job, job, after_task, now))
+                self._write_job(writes, job, self._progressed(job, job, after_task, now))
                 return ApplyOutcome(decision.verdict, job.job_id, decision.status, job.status)
             change = rules.job_after(
                 job, task, decision, snapshot, now, link_ttl=link_ttl, finalize_window=self.finalize_window
             )
-            self._write_job(txn, job, self._progressed(job, change.job, after_task, now))
+            self._write_job(writes, job, self._progressed(job, change.job, after_task, now))
             status = change.job.status
             return ApplyOutcome(
                 Verdict.APPLY,
@@ -369,7 +451,7 @@ class JobStore(Queries, Purge):
                 change.finalize_attempt,
             )
 
-        return self._transact(run)
+        return self._commit(run)
 
     # -- finalize (copy of the output into storage) ---------------------------------------------------
 

@@ -1,15 +1,13 @@
-"""Firestore transactions that survive contention, and the one UTC clock of the job life cycle.
+"""Read-decide-write changes of Firestore documents that survive contention, and the one UTC clock
+of the job life cycle.
 
-The client re-runs an aborted transaction at once, up to `client_attempts` times; contenders that
-retry together keep aborting each other (seen on the emulator), so when those tries are spent the
-whole transaction runs again after a jittered exponential backoff. That is safe only because no
-transaction here has side effects (design invariant 4): it reads, decides, writes.
-
-A transaction locks what it reads until it commits; two that read one document and both write it
-wait on each other (the emulator until its lock time-out). Where a few often-written documents
-decide a write, `run_optimistic` reads them plainly instead and commits with preconditions
-(`guarded_write`: each written document still as it was read, or still missing): a commit that lost
-the race fails at once, holding no lock, and runs again after a short jittered backoff.
+A Firestore transaction locks what it reads until it commits; two that read one document and both
+write it wait on each other (the emulator until its lock time-out, seen as stalled requests). The
+changes here take no locks: `run_optimistic` reads the documents plainly, decides, and commits every
+write in one batch with preconditions (`guarded_write`: each written document still as it was read,
+or still missing). A commit that lost the race fails at once, holding nothing, and the whole change
+runs again after a short jittered backoff -- safe only because nothing inside has a side effect
+(design invariant 4): it reads, decides, writes. `Change` keeps one such attempt's reads and writes.
 """
 
 from __future__ import annotations
@@ -22,21 +20,25 @@ import tenacity
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
+import errors
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def is_contention(exc: BaseException) -> bool:
-    """Another transaction held what this one needed: the client's "failed to commit in N attempts"
-    after aborted commits, or a read inside the transaction aborted after waiting for a lock (the
-    emulator's "Transaction lock timeout"; the client has rolled the transaction back)."""
-    return isinstance(exc, gexc.Aborted) or (
-        isinstance(exc, ValueError) and isinstance(exc.__cause__, gexc.Aborted)
-    )
+class Busy(errors.Unavailable):
+    """A change kept losing the race for its documents: a 503 with Retry-After, to be asked again."""
+
+    default_code = "busy"
 
 
-LOST_RACE = (gexc.FailedPrecondition, gexc.Conflict, gexc.NotFound, gexc.Aborted)
+class Unconfirmed(Exception):
+    """A change decided from a version of a document it took as known (`Change.assume`) and did not
+    write that document, so nothing confirmed the version was current: the change runs again."""
+
+
+LOST_RACE = (gexc.FailedPrecondition, gexc.Conflict, gexc.NotFound, gexc.Aborted, Unconfirmed)
 
 
 def guarded_write(
@@ -46,32 +48,74 @@ def guarded_write(
     data: dict[str, Any],
 ) -> None:
     """Add to `batch` the write of `data` to `ref`, valid only while the document is as `snap` saw it."""
-    if snap is not None and snap.exists:
-        batch.update(ref, data, option=firestore.Client.write_option(last_update_time=snap.update_time))
-    else:
+    _write_if(batch, ref, snap.update_time if snap is not None and snap.exists else None, data)
+
+
+def _write_if(
+    batch: firestore.WriteBatch, ref: firestore.DocumentReference, version: datetime | None, data: dict
+) -> None:
+    """Update `ref` if it is still at `version` (its update time), or create it (None: it was missing)."""
+    if version is None:
         batch.create(ref, data)
+    else:
+        batch.update(ref, data, option=firestore.Client.write_option(last_update_time=version))
+
+
+class Change:
+    """One attempt of a read-decide-write: what it read, and its writes, committed together only
+    while every document it read and writes is unchanged.
+
+    A document may also be taken as known at a version instead of read (`assume`: the version this
+    instance last wrote). The change must then write it, so that the precondition confirms the
+    version; a change that did not is `Unconfirmed` and runs again, reading."""
+
+    def __init__(self, client: firestore.Client) -> None:
+        self._batch = client.batch()
+        self._read: dict[str, datetime | None] = {}  # the version each document was read at
+        self._assumed: set[str] = set()
+        self._written: list[str] = []
+        self.versions: dict[str, datetime] = {}  # once committed: each written document's version
+
+    def get(self, ref: firestore.DocumentReference) -> firestore.DocumentSnapshot:
+        snap = ref.get()
+        self._read[ref.path] = snap.update_time if snap.exists else None
+        return snap
+
+    def assume(self, ref: firestore.DocumentReference, version: datetime) -> None:
+        """Take the document as it was at `version`, without reading it; the change must write it."""
+        self._read[ref.path] = version
+        self._assumed.add(ref.path)
+
+    def update(self, ref: firestore.DocumentReference, data: dict[str, Any]) -> None:
+        """Write `data` to a document this change read (a KeyError for one it did not)."""
+        _write_if(self._batch, ref, self._read[ref.path], data)
+        self._written.append(ref.path)
+
+    def set(self, ref: firestore.DocumentReference, data: dict[str, Any]) -> None:
+        """Write the whole document, whatever it holds (a record no other change writes first)."""
+        self._batch.set(ref, data)
+        self._written.append(ref.path)
+
+    def commit(self) -> None:
+        if not self._assumed <= set(self._written):
+            raise Unconfirmed(", ".join(sorted(self._assumed - set(self._written))))
+        if self._written:
+            results = self._batch.commit()  # one result per write, in order
+            if len(results) == len(self._written):
+                pairs = zip(self._written, results, strict=True)
+                self.versions = {path: result.update_time for path, result in pairs}
 
 
 def run_optimistic(
     attempt: Callable[[], Any], *, tries: int = 20, backoff_s: float = 0.02, max_wait_s: float = 1.0
 ) -> Any:
-    """Run `attempt()` (read, decide, commit with `guarded_write`) again while it loses the race."""
+    """Run `attempt()` (read, decide, commit with `guarded_write`) again while it loses the race;
+    `Busy` when it lost `tries` times."""
     lost = tenacity.retry_if_exception_type(LOST_RACE)
-    return _backing_off(lost, tries, backoff_s, max_wait_s)(attempt)
-
-
-def run_transaction(
-    client: firestore.Client,
-    fn: Callable[[firestore.Transaction], Any],
-    *,
-    client_attempts: int = 5,
-    reruns: int = 10,
-    backoff_s: float = 0.05,
-    max_wait_s: float = 2.0,
-) -> Any:
-    """Run `fn(transaction)` in a transaction; on contention, again after a backoff (`reruns` in all)."""
-    retrying = _backing_off(tenacity.retry_if_exception(is_contention), reruns, backoff_s, max_wait_s)
-    return retrying(lambda: firestore.transactional(fn)(client.transaction(max_attempts=client_attempts)))
+    try:
+        return _backing_off(lost, tries, backoff_s, max_wait_s)(attempt)
+    except LOST_RACE as exc:
+        raise Busy("the record is busy; try again", retry_after=2) from exc
 
 
 def _backing_off(

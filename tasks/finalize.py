@@ -4,7 +4,7 @@ Provider links expire (RunwayML 24-48 h, HeyGen days), so with STORAGE_BUCKET se
 provider task leaves the job `processing` at 99 % with `finalizing: true`, and the poll step enqueues
 one named task per attempt (`finalize_video_task {jobId, attemptId}`). Each delivery::
 
-    claim (transaction: lease + try count) --done--> 200, nothing else (duplicate or late delivery)
+    claim (one change: lease + try count) --done--> 200, nothing else (duplicate or late delivery)
         |                                  --busy--> 200 deferred: another delivery holds the lease;
         |                                     a finalize task is enqueued for when the lease ends
         |                                  --exhausted--> the job fails (finalize_failed)
@@ -19,13 +19,13 @@ one named task per attempt (`finalize_video_task {jobId, attemptId}`). Each deli
     format gif? ffmpeg: fps=10,scale=480:-1:flags=lanczos,split[a][b];[a]palettegen[p];[b][p]paletteuse
         |          (first GIF_MAX_SECONDS) -> jobs/{jobId}/video.gif
         v
-    complete (transaction) --the job ended meanwhile (cancelled)--> delete the objects again
+    complete (one change) --the job ended meanwhile (cancelled)--> delete the objects again
         `--> job `completed`, output {source: "storage", videoPath, gifPath, sizeBytes, md5, crc32c, ...}
 
 A try that fails answers 503 so Cloud Tasks retries (its backoff); the tries are counted on the job
 (`finalize.tries`), and the try that reaches FINALIZE_MAX_ATTEMPTS, or any failure that cannot get
 better (too large, no output, ffmpeg refuses the file), fails the job with a clear
-error and answers 200. No side effect runs inside a transaction; the lease only keeps concurrent
+error and answers 200. No side effect runs inside a store change; the lease only keeps concurrent
 duplicates from doing the work twice, and a lease left by a crashed try expires
 (FINALIZE_TIMEOUT_SECONDS + 2 min). The GIF is always made here, from the stored MP4's bytes, so
 every job's GIF has the same size and palette whichever provider made the video (HeyGen's own

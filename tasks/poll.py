@@ -3,11 +3,11 @@
     poll n arrives --terminal / n < last applied--> 2xx, nothing else
         |            --n == last applied--> make sure poll n+1 exists (a retried delivery), 2xx
         v
-    provider.get (outside any transaction)
+    provider.get (outside any store change)
         |-- transient trouble (5xx, 429, timeout) --> poll n+1 later (Retry-After honoured), 2xx
         |-- task gone (404) / hard error ----------> attempt failed (fallback when allowed)
         v
-    store.apply_snapshot (one transaction; the job's progress and estimated finish move with every
+    store.apply_snapshot (one change; the job's progress and estimated finish move with every
         |                 reading, even an unchanged one: jobs/progress.py)
         |                                    --fallback--> Runner.run: next provider's attempt
         |                                    --succeeded, bucket set--> enqueue finalize (named)

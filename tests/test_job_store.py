@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,6 +13,7 @@ from config import load_settings
 from jobs.records import AttemptStatus, JobRequest
 from jobs.rules import Verdict
 from jobs.store import IdempotencyConflict, JobStore, NewJob
+from jobs.txn import Change
 from providers.base import CreateResult, ProviderSnapshot, Status
 from tests.conftest import TEST_PROJECT
 
@@ -266,6 +268,62 @@ def test_cancel_and_completion_racing_leave_one_consistent_end(firestore_client,
     cancelled, completed = run_in_threads(2, act)
     assert cancelled != completed
     assert store.get_job(job_id).status is (Status.CANCELLED if cancelled else Status.COMPLETED)
+
+
+def test_a_cancel_between_a_readings_read_and_its_commit_wins(store, monkeypatch):
+    """The reading's change read the job running; the cancel moved it: the change runs again and
+    sees the cancel (no lock was held, and nothing of the first run was written)."""
+    job_id, _ = submitted_job(store)
+    commit, cancels = Change.commit, []
+
+    def cancel_first(change):
+        if not cancels:
+            cancels.append("cancelling")  # the cancel's own commit goes straight through
+            cancels[0] = store.finish_job(job_id, Status.CANCELLED)[1]
+        commit(change)
+
+    monkeypatch.setattr(Change, "commit", cancel_first)
+    outcome = store.apply_snapshot("runwayml", "task-1", snap(Status.COMPLETED))
+    assert cancels == [True]
+    assert (outcome.job_status, store.get_job(job_id).status) == (Status.CANCELLED, Status.CANCELLED)
+    assert store.get_task("runwayml", "task-1").poll_count == 1  # one reading, counted once
+
+
+def test_an_instance_changes_a_job_it_wrote_without_reading_it(store, monkeypatch):
+    job, _ = store.create_job(new_job())
+    reads = []
+    get = Change.get
+    monkeypatch.setattr(Change, "get", lambda change, ref: reads.append(ref.path) or get(change, ref))
+    attempt = store.begin_attempt(job.job_id, "runwayml")
+    store.record_submission(job.job_id, attempt.attempt_id, CreateResult(task_id="task-1", model="gen4.5"))
+    assert reads == []
+    known, stored = store.last_written(job.job_id), store.get_job(job.job_id)
+    assert replace(known, updated_at=None) == replace(stored, updated_at=None)  # it knows what is stored
+    assert abs((known.updated_at - stored.updated_at).total_seconds()) < 1  # its commit time
+
+
+def test_what_another_instance_wrote_meanwhile_is_read_not_assumed(firestore_client, settings, store):
+    """This instance created the job; another cancelled it: the begin decided from the known job
+    loses the race, runs again on what is stored, and begins nothing."""
+    job, _ = store.create_job(new_job())
+    other = JobStore(firestore.Client(project=TEST_PROJECT), settings)
+    assert other.finish_job(job.job_id, Status.CANCELLED)[1]
+    assert store.begin_attempt(job.job_id, "runwayml") is None
+    assert store.get_job(job.job_id).status is Status.CANCELLED
+    assert store.last_written(job.job_id) is None  # the stale entry was dropped
+
+
+def test_a_known_job_that_leads_to_no_write_is_read_again(firestore_client, settings, store):
+    """A stale known job whose decision writes nothing cannot be confirmed: the change reads."""
+    job_id, attempt = submitted_job(store)
+    other = JobStore(firestore.Client(project=TEST_PROJECT), settings)
+    error = {"code": "provider_unavailable"}
+    following = other.record_attempt_failure(job_id, attempt.attempt_id, error, fallback_allowed=True)
+    assert following == "heygen"
+    begun = store.begin_attempt(job_id, following)  # the known job still has its attempt open
+    assert begun is not None
+    assert begun.provider == "heygen"
+    assert store.get_job(job_id).current_attempt.attempt_id == begun.attempt_id
 
 
 def test_finishing_a_terminal_job_changes_nothing(store):
