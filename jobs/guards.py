@@ -40,6 +40,8 @@ one thread at a time (the first success of an interval claims it; the others kee
 document takes about one write per instance every 10 s plus the failure rate, far under 1 write/s,
 and an instance's concurrent creates never queue on it together.
 Held successes of an instance that stops are lost to the counters (never to the circuit).
+A circuit this instance read or wrote less than `CIRCUIT_READ_S` ago is not read again for the
+ranking of a create: another instance's opening of it is seen within that second.
 
 Status refreshes (`RefreshGate`), collection `settings.collection("refresh")`: one document per job
 and refresh interval, created by the one caller that refreshes; TTL on `expireAt`.
@@ -50,6 +52,7 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -80,6 +83,7 @@ COUNTER_MARGIN = timedelta(days=1)  # yesterday's counters stay readable for mon
 HEALTH_TTL = timedelta(days=1)
 REFRESH_TTL = timedelta(hours=1)
 SUCCESS_FLUSH_S = 10.0  # a healthy provider's successes are written at most this often per instance
+CIRCUIT_READ_S = 1.0  # a circuit read or written here this recently is taken as current
 
 
 def quota_limits(settings: Settings, provider: str) -> tuple[Window, ...]:
@@ -90,6 +94,17 @@ def quota_limits(settings: Settings, provider: str) -> tuple[Window, ...]:
     except ValueError as exc:
         variable = ENV_VARS[spec.quota_field][0] if spec.quota_field else f"the {provider} default budget"
         raise ConfigError(f"{variable} is invalid: {exc}") from None
+
+
+@dataclass(frozen=True)
+class BudgetRead:
+    """What one read of the budget saw (`QuotaGuard.assess`): today's spend per provider, and the
+    provider's counter documents by id (one not there did not exist), for `try_acquire` to decide
+    with instead of reading again (its writes are conditional on them all the same)."""
+
+    provider: str
+    spend: Mapping[str, float]
+    counters: Mapping[str, firestore.DocumentSnapshot] = field(default_factory=dict)
 
 
 class QuotaGuard:
@@ -105,21 +120,23 @@ class QuotaGuard:
         self.limits = {spec.name: quota_limits(settings, spec.name) for spec in registry.specs()}
 
     def try_acquire(
-        self, provider: str, usd: float | None = None, spend: Mapping[str, float] | None = None
+        self, provider: str, usd: float | None = None, budget: BudgetRead | None = None
     ) -> QuotaDecision:
         """Take one request from every window of one shard of the provider's budget and add `usd` to
-        its spend, or refuse (writing nothing) and say how long to wait. `spend`: today's spend as
-        the caller read it a moment ago (`assess`), so it is not read again; the cap is a soft check."""
+        its spend, or refuse (writing nothing) and say how long to wait. `budget`: what the caller
+        read a moment ago (`assess`), so it is not read again; the cap is a soft check."""
         now, cost = self.clock(), usd or 0.0
         limits = self._limits(provider)
         count = quota.shard_count(limits, self.shards)
         first = random.randrange(count) if count else 0
         shards = [(first + i) % count for i in range(count)]
         first_refs = self._shard_refs(provider, limits, shards[0], count, now) if shards else {}
-        if spend is None:
+        if budget is None:
             spend, snaps = self._read(now, list(first_refs.values()))  # the spend and one shard: one read
+        elif budget.provider == provider:  # every shard of the provider was read with the spend
+            spend, snaps = budget.spend, dict(budget.counters)
         else:
-            snaps = self._snaps(list(first_refs.values()))
+            spend, snaps = budget.spend, self._snaps(list(first_refs.values()))
         refused = self._spend_refusal(provider, cost, spend, now)
         if refused is not None:
             return refused
@@ -140,19 +157,20 @@ class QuotaGuard:
         some shard exactly when its total is below the limit)."""
         return self.assess(provider, usd)[0]
 
-    def assess(self, provider: str, usd: float | None = None) -> tuple[QuotaDecision, dict[str, float]]:
-        """`check`, and today's spend per provider it was decided with (for `try_acquire`)."""
+    def assess(self, provider: str, usd: float | None = None) -> tuple[QuotaDecision, BudgetRead]:
+        """`check`, and what it was decided with (for `try_acquire`)."""
         now = self.clock()
-        spend, counts = self._totals(provider, now)
+        spend, counts, snaps = self._totals(provider, now)
+        budget = BudgetRead(provider, spend, snaps)
         refused = self._spend_refusal(provider, usd or 0.0, spend, now)
         if refused is not None:
-            return refused, spend
-        return quota.decide(counts, self._limits(provider), now), spend
+            return refused, budget
+        return quota.decide(counts, self._limits(provider), now), budget
 
     def usage(self, provider: str) -> dict[str, Any]:
         """Monitoring view: per window its count, limit, what remains and when it resets; spend today."""
         now = self.clock()
-        spend, counts = self._totals(provider, now)
+        spend, counts, _ = self._totals(provider, now)
         windows = quota.describe(counts, self._limits(provider), now)
         return {
             "provider": provider,
@@ -258,8 +276,11 @@ class QuotaGuard:
                 raise ValueError(f"no request budget is configured for provider {provider!r}") from None
         return self.limits[provider]
 
-    def _totals(self, provider: str, now: datetime) -> tuple[dict[str, float], dict[str, int]]:
-        """Spend today per provider, and each of the provider's windows summed over its shards."""
+    def _totals(
+        self, provider: str, now: datetime
+    ) -> tuple[dict[str, float], dict[str, int], dict[str, firestore.DocumentSnapshot]]:
+        """Spend today per provider, each of the provider's windows summed over its shards, and the
+        counter documents read (by id)."""
         limits = self._limits(provider)
         count = max(quota.shard_count(limits, self.shards), 1)
         shards = [self._shard_refs(provider, limits, k, count, now) for k in range(count)]
@@ -268,7 +289,7 @@ class QuotaGuard:
         for snap in snaps.values():
             doc = snap.to_dict() or {}
             totals[doc["window"]] = totals.get(doc["window"], 0) + int(doc.get("count", 0))
-        return spend, totals
+        return spend, totals, snaps
 
     @staticmethod
     def _counter_doc(
@@ -300,6 +321,10 @@ class QuotaGuard:
         }
 
 
+def _within(since: datetime | None, now: datetime, seconds: float) -> bool:
+    return since is not None and 0 <= (now - since).total_seconds() < seconds
+
+
 def _count(snap: firestore.DocumentSnapshot | None) -> int:
     return int((snap.to_dict() or {}).get("count", 0)) if snap is not None else 0
 
@@ -319,16 +344,22 @@ class HealthStore:
         self.policy = CircuitPolicy(settings.circuit_failure_threshold, settings.circuit_cooldown_s)
         self._lock = threading.Lock()
         self._seen: dict[str, CircuitState] = {}  # the circuit as last read or written here
+        self._seen_at: dict[str, datetime] = {}  # when
         self._held: dict[str, list[float | None]] = {}  # successes not yet written (their latencies)
         self._written: dict[str, datetime] = {}
 
     def get_states(self, providers: Iterable[str]) -> dict[str, CircuitState]:
         """Each provider's circuit as of now (an expired open one is half-open; missing: closed)."""
-        now = self.clock()
-        docs = self._docs(providers)
+        now, names = self.clock(), list(dict.fromkeys(providers))
+        with self._lock:
+            recent = {p: self._seen[p] for p in names if _within(self._seen_at.get(p), now, CIRCUIT_READ_S)}
+        if len(recent) == len(names):
+            return {p: effective_state(state, now) for p, state in recent.items()}
+        docs = self._docs(names)
         states = {p: effective_state(CircuitState.from_doc(docs[p].get("circuit")), now) for p in docs}
         with self._lock:
             self._seen.update(states)
+            self._seen_at.update(dict.fromkeys(states, now))
         return states
 
     def health(self, provider: str) -> dict[str, Any]:
@@ -369,6 +400,7 @@ class HealthStore:
         circuit = run_optimistic(attempt)
         with self._lock:
             self._seen[provider], self._written[provider] = circuit, now
+            self._seen_at[provider] = now
         if circuit.state is Phase.OPEN and circuit.changed_at == now:  # opened by this outcome
             context = {"event": "circuit_opened", "provider": provider, "code": error_code}
             log.warning(f"{provider} circuit opened until {circuit.opened_until}", extra=context)

@@ -9,7 +9,7 @@ import pytest
 from google.cloud import firestore
 
 from config import ConfigError, load_settings
-from jobs.guards import HealthStore, QuotaGuard
+from jobs.guards import BudgetRead, HealthStore, QuotaGuard
 from providers import quota
 from providers.base import ContentRejected, ProviderUnavailable
 from providers.circuit import Outcome, Phase
@@ -108,14 +108,24 @@ def test_the_total_spend_cap_counts_every_provider(firestore_client, clock):
 def test_an_acquire_decides_the_caps_with_the_spend_its_caller_just_assessed(firestore_client, clock):
     settings = load_settings({**SMALL, "PROVIDER_SPEND_CAPS_USD_PER_DAY": "runwayml=5"})
     guard = QuotaGuard(firestore_client, settings, clock)
-    decision, spend = guard.assess("runwayml", 3.0)
+    decision, budget = guard.assess("runwayml", 3.0)
     assert decision.allowed
-    assert spend == {}
-    assert guard.try_acquire("runwayml", 3.0, spend).allowed
-    decision, spend = guard.assess("runwayml", 3.0)
-    assert (decision.allowed, decision.window, spend) == (False, "provider spend", {"runwayml": 3.0})
-    assert not guard.try_acquire("runwayml", 3.0, spend).allowed
-    assert guard.try_acquire("runwayml", 3.0, {}).allowed  # the spend given is not read again
+    assert budget.spend == {}
+    assert guard.try_acquire("runwayml", 3.0, budget).allowed
+    decision, budget = guard.assess("runwayml", 3.0)
+    assert (decision.allowed, decision.window, budget.spend) == (False, "provider spend", {"runwayml": 3.0})
+    assert not guard.try_acquire("runwayml", 3.0, budget).allowed
+    unread = BudgetRead("runwayml", {})  # the spend given is not read again
+    assert guard.try_acquire("runwayml", 3.0, unread).allowed
+
+
+def test_an_acquire_counts_with_the_counters_its_caller_just_assessed(firestore_client, settings, clock):
+    guard = QuotaGuard(firestore_client, settings, clock)
+    _, budget = guard.assess("runwayml")
+    assert guard.try_acquire("runwayml", None, budget).allowed
+    assert guard.try_acquire("runwayml", None, budget).allowed  # the reading is stale: counted all the same
+    windows = guard.usage("runwayml")["windows"].values()
+    assert [w["count"] for w in windows] == [2] * len(windows)
 
 
 def test_a_new_minute_allows_again_but_the_hour_limit_still_binds(guard, clock):
@@ -216,6 +226,17 @@ def test_a_failure_while_half_open_reopens(health, clock):
     reopened = health.record_error("heygen", ProviderUnavailable("503", code="server_error"))
     assert reopened.state is Phase.OPEN
     assert reopened.opened_until == clock.now + timedelta(seconds=60)
+
+
+def test_a_circuit_another_instance_opened_is_seen_within_a_second(health, firestore_client, settings, clock):
+    assert health.get_states(["heygen"])["heygen"].state is Phase.CLOSED
+    other = HealthStore(firestore_client, settings, clock)
+    for _ in range(5):
+        other.record("heygen", Outcome.UNAVAILABLE)
+    clock.now = T0 + timedelta(seconds=0.5)
+    assert health.get_states(["heygen"])["heygen"].state is Phase.CLOSED  # read half a second ago
+    clock.now = T0 + timedelta(seconds=1)
+    assert health.get_states(["heygen"])["heygen"].state is Phase.OPEN
 
 
 def test_content_rejections_never_open_the_circuit(health):
