@@ -45,6 +45,24 @@ ERRORS = {
     "415": "body is not application/json",
     "500": "the project's own fault (no detail)",
 }
+APP_CHECK_HEADER = {
+    "name": "X-Firebase-AppCheck",
+    "in": "header",
+    "required": False,
+    "description": "Firebase App Check token of the web app; required of a Firebase user when the "
+    "deployment sets APP_CHECK=enforce (else 401 app_check_failed), never asked of a service account",
+    "schema": {"type": "string", "maxLength": 4096},
+}
+IDEMPOTENCY_HEADER = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "the app's key for this request: a repeat with the same key and body answers 200 "
+    "with the same job; with another body, 409 idempotency_key_reused",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+}
+# function -> the headers it reads beyond Authorization (App Check: every function a user calls)
+HEADERS = {"generate_video": [IDEMPOTENCY_HEADER]}
 # function -> the views its 200 answer may hold as `job` (`jobs/views.py`)
 JOB_ANSWERS: dict[str, tuple[type[BaseModel], ...]] = {
     "cancel_video": (UserView,),
@@ -205,8 +223,12 @@ def _operation(name: str) -> dict[str, Any]:
     elif name.endswith("_webhook"):
         raw = {"type": "object", "additionalProperties": True}
         operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": raw}}}
-    if query is not None:
-        operation["parameters"] = _query_parameters(query)
+    parameters = _query_parameters(query) if query is not None else []
+    parameters += HEADERS.get(name, [])
+    if any("firebaseUser" in scheme for scheme in security):
+        parameters.append(APP_CHECK_HEADER)
+    if parameters:
+        operation["parameters"] = parameters
     operation["responses"] = _responses(extra)
     if name in JOB_ANSWERS:
         refs = [{"$ref": f"#/components/schemas/{m.__name__}"} for m in JOB_ANSWERS[name]]

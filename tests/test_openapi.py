@@ -40,3 +40,31 @@ def test_request_schemas_refuse_unknown_fields_like_the_functions_do():
     schemas = yaml.safe_load(openapi.SPEC.read_text())["components"]["schemas"]
     assert schemas["GenerateRequest"]["additionalProperties"] is False
     assert "script" in schemas["GenerateRequest"]["required"]
+
+
+def app_checked() -> set[str]:
+    """The entry points that check the App Check header (directly or through `_user`)."""
+    tree = ast.parse((ROOT / "main.py").read_text())
+    return {
+        node.name
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef)
+        and node.name in entry_points()
+        and any(
+            isinstance(call, ast.Call) and ast.unparse(call.func) in ("_user", "appcheck.require")
+            for call in ast.walk(node)
+        )
+    }
+
+
+def test_the_headers_a_function_reads_are_described():
+    paths = yaml.safe_load(openapi.SPEC.read_text())["paths"]
+    headers = {
+        path.lstrip("/"): {
+            p["name"] for op in ops.values() for p in op.get("parameters", []) if p["in"] == "header"
+        }
+        for path, ops in paths.items()
+    }
+    assert app_checked()  # the scan finds the user-facing functions
+    assert {name for name, names in headers.items() if "X-Firebase-AppCheck" in names} == app_checked()
+    assert {name for name, names in headers.items() if "Idempotency-Key" in names} == {"generate_video"}
