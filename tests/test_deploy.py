@@ -227,6 +227,7 @@ def dry_run(tmp_module: Path) -> DryRun:
     )
 
 
+@pytest.mark.timeout(900)  # 40-odd real gcloud starts, three at a time: minutes on a busy machine
 def test_every_printed_gcloud_command_is_accepted_by_the_real_gcloud(dry_run: DryRun) -> None:
     require_gcloud()
     assert len(dry_run.gcloud) > 40
