@@ -18,9 +18,8 @@ submitted --> 202 {jobId, provider, estimate, where to watch}   nobody took it -
 
 Every refusal above writes nothing; the user's ledger (`jobs/admission.py`) is written only when the
 job is about to be created, and the provider's budget slot only when its create is about to be sent.
-The ledger is read with the repeat check, in one round trip, and today's spend and the first
-provider's budget counters with the budget check; each is used again further on rather than read
-twice (the writes that follow are conditional on what was read).
+The ledger is read with the repeat check, in one round trip, and today's spend with the budget
+check; each is used again further on rather than read twice.
 """
 
 from __future__ import annotations
@@ -35,7 +34,7 @@ import errors
 from config import Settings
 from jobs import plans
 from jobs.admission import UserAdmission
-from jobs.guards import BudgetRead, HealthStore, QuotaGuard
+from jobs.guards import HealthStore, QuotaGuard
 from jobs.records import AttemptStatus, Job, JobRequest, job_from_doc
 from jobs.rules import job_id_for
 from jobs.runner import Runner, Submission, estimate_usd, video_request
@@ -102,7 +101,7 @@ def generate(
             message, code="no_provider", retry_after=ranking.retry_after_s, reasons=ranking.excluded
         )
     estimates = {name: estimate_usd(intake.providers[name], template) for name in ranking.candidates}
-    candidates, budget = _within_budget(intake.quota, ranking.candidates, estimates)
+    candidates, spend = _within_budget(intake.quota, ranking.candidates, estimates)
     plans.check_cost(plan, limits, estimates[candidates[0]])
     intake.users.admit(owner_uid, plan, limits, job_id, estimates[candidates[0]], ledger)
     new = NewJob(
@@ -121,7 +120,7 @@ def generate(
         raise _key_reused() from None
     if not created:
         return _accepted(intake, job, 200)
-    submission = intake.runner.run(job.job_id, job, budget)
+    submission = intake.runner.run(job.job_id, job, spend)
     job = store.last_written(job.job_id) or store.get_job(job.job_id) or job  # as the attempt left it
     if not submission.submitted:
         return _rejected(job, submission)
@@ -232,15 +231,15 @@ def _rank(
 
 def _within_budget(
     quota: QuotaGuard, candidates: tuple[str, ...], estimates: Mapping[str, float | None]
-) -> tuple[tuple[str, ...], BudgetRead]:
+) -> tuple[tuple[str, ...], dict[str, float]]:
     """Candidates reordered so the first has budget left now (read only: the slot is taken just
-    before its create is sent), and the budget as read; 429 when none has request budget, 503
+    before its create is sent), and today's spend as read; 429 when none has request budget, 503
     when the spend caps stop all."""
     refusals = []
     for index, name in enumerate(candidates):
-        decision, budget = quota.assess(name, estimates.get(name))
+        decision, spend = quota.assess(name, estimates.get(name))
         if decision.allowed:
-            return (name, *candidates[:index], *candidates[index + 1 :]), budget
+            return (name, *candidates[:index], *candidates[index + 1 :]), spend
         refusals.append(decision)
     wait = min(d.retry_after_s if d.retry_after_s is not None else 60.0 for d in refusals)
     if all((d.window or "").endswith("spend") for d in refusals):

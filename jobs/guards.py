@@ -21,6 +21,11 @@ refused. No shard passes its share, so no window passes its limit, and concurren
 only when they pick the same shard: at 10 creates a second and 8 shards, about 1.3 writes/s per
 document. `check` sums the shards and today's spend in one read, without writing (exact: some shard
 has room exactly when the sum is below the limit), for ranking; `usage` is the monitoring view.
+The ranking's sums (every shard of every window, and every provider's spend shards: dozens of
+documents) are read at most once per `BUDGET_READ_S` per instance and provider, and this instance's
+own acquisitions are added to them meanwhile; another instance's are seen within that second. A
+ranking that missed them only sends a create to `try_acquire`, which decides on its shard as read
+then; the spend caps were a soft check already.
 
 The spend caps are checked before that write by summing today's spend shards of every
 provider: a soft check, so creates admitted at the same moment may pass a cap by their own cost.
@@ -52,7 +57,7 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -84,6 +89,7 @@ HEALTH_TTL = timedelta(days=1)
 REFRESH_TTL = timedelta(hours=1)
 SUCCESS_FLUSH_S = 10.0  # a healthy provider's successes are written at most this often per instance
 CIRCUIT_READ_S = 1.0  # a circuit read or written here this recently is taken as current
+BUDGET_READ_S = 1.0  # the budget's sums as read here this recently are taken as current for ranking
 
 
 def quota_limits(settings: Settings, provider: str) -> tuple[Window, ...]:
@@ -96,15 +102,14 @@ def quota_limits(settings: Settings, provider: str) -> tuple[Window, ...]:
         raise ConfigError(f"{variable} is invalid: {exc}") from None
 
 
-@dataclass(frozen=True)
-class BudgetRead:
-    """What one read of the budget saw (`QuotaGuard.assess`): today's spend per provider, and the
-    provider's counter documents by id (one not there did not exist), for `try_acquire` to decide
-    with instead of reading again (its writes are conditional on them all the same)."""
+@dataclass
+class _Sums:
+    """One reading of a provider's budget: today's spend per provider and each window's total."""
 
-    provider: str
-    spend: Mapping[str, float]
-    counters: Mapping[str, firestore.DocumentSnapshot] = field(default_factory=dict)
+    at: datetime
+    counters: frozenset[str]  # the counter documents summed (their ids name the windows' buckets)
+    spend: dict[str, float]
+    totals: dict[str, int]
 
 
 class QuotaGuard:
@@ -118,25 +123,25 @@ class QuotaGuard:
         self.shards = settings.counter_shards
         # every registered provider's budget is checked now, so a bad setting fails at start-up
         self.limits = {spec.name: quota_limits(settings, spec.name) for spec in registry.specs()}
+        self._sums: dict[str, _Sums] = {}  # by provider: the last reading for ranking
+        self._sums_lock = threading.Lock()
 
     def try_acquire(
-        self, provider: str, usd: float | None = None, budget: BudgetRead | None = None
+        self, provider: str, usd: float | None = None, spend: Mapping[str, float] | None = None
     ) -> QuotaDecision:
         """Take one request from every window of one shard of the provider's budget and add `usd` to
-        its spend, or refuse (writing nothing) and say how long to wait. `budget`: what the caller
-        read a moment ago (`assess`), so it is not read again; the cap is a soft check."""
+        its spend, or refuse (writing nothing) and say how long to wait. `spend`: today's spend as
+        the caller read it a moment ago (`assess`), so it is not read again; the cap is a soft check."""
         now, cost = self.clock(), usd or 0.0
         limits = self._limits(provider)
         count = quota.shard_count(limits, self.shards)
         first = random.randrange(count) if count else 0
         shards = [(first + i) % count for i in range(count)]
         first_refs = self._shard_refs(provider, limits, shards[0], count, now) if shards else {}
-        if budget is None:
+        if spend is None:
             spend, snaps = self._read(now, list(first_refs.values()))  # the spend and one shard: one read
-        elif budget.provider == provider:  # every shard of the provider was read with the spend
-            spend, snaps = budget.spend, dict(budget.counters)
         else:
-            spend, snaps = budget.spend, self._snaps(list(first_refs.values()))
+            snaps = self._snaps(list(first_refs.values()))
         refused = self._spend_refusal(provider, cost, spend, now)
         if refused is not None:
             return refused
@@ -148,6 +153,7 @@ class QuotaGuard:
             decision = self._acquire_shard(provider, limits, shard, count, cost, now, known)
             if decision.allowed:
                 self._warn_near_cap(provider, spend, cost)
+                self._count_in(provider, cost)
                 return decision
             refusals.append(decision)
         return min(refusals, key=lambda d: d.retry_after_s or 0.0)
@@ -157,20 +163,19 @@ class QuotaGuard:
         some shard exactly when its total is below the limit)."""
         return self.assess(provider, usd)[0]
 
-    def assess(self, provider: str, usd: float | None = None) -> tuple[QuotaDecision, BudgetRead]:
-        """`check`, and what it was decided with (for `try_acquire`)."""
+    def assess(self, provider: str, usd: float | None = None) -> tuple[QuotaDecision, dict[str, float]]:
+        """`check`, and today's spend per provider it was decided with (for `try_acquire`)."""
         now = self.clock()
-        spend, counts, snaps = self._totals(provider, now)
-        budget = BudgetRead(provider, spend, snaps)
+        spend, counts = self._totals(provider, now, recent=True)
         refused = self._spend_refusal(provider, usd or 0.0, spend, now)
         if refused is not None:
-            return refused, budget
-        return quota.decide(counts, self._limits(provider), now), budget
+            return refused, spend
+        return quota.decide(counts, self._limits(provider), now), spend
 
     def usage(self, provider: str) -> dict[str, Any]:
         """Monitoring view: per window its count, limit, what remains and when it resets; spend today."""
         now = self.clock()
-        spend, counts, _ = self._totals(provider, now)
+        spend, counts = self._totals(provider, now)
         windows = quota.describe(counts, self._limits(provider), now)
         return {
             "provider": provider,
@@ -277,19 +282,37 @@ class QuotaGuard:
         return self.limits[provider]
 
     def _totals(
-        self, provider: str, now: datetime
-    ) -> tuple[dict[str, float], dict[str, int], dict[str, firestore.DocumentSnapshot]]:
-        """Spend today per provider, each of the provider's windows summed over its shards, and the
-        counter documents read (by id)."""
+        self, provider: str, now: datetime, *, recent: bool = False
+    ) -> tuple[dict[str, float], dict[str, int]]:
+        """Spend today per provider, and each of the provider's windows summed over its shards
+        (`recent`: as read here less than `BUDGET_READ_S` ago, in the same windows, if so)."""
         limits = self._limits(provider)
         count = max(quota.shard_count(limits, self.shards), 1)
-        shards = [self._shard_refs(provider, limits, k, count, now) for k in range(count)]
-        spend, snaps = self._read(now, [ref for refs in shards for ref in refs.values()])
+        refs = [
+            ref for k in range(count) for ref in self._shard_refs(provider, limits, k, count, now).values()
+        ]
+        ids = frozenset(ref.id for ref in refs)
+        with self._sums_lock:
+            sums = self._sums.get(provider)
+            if recent and sums is not None and sums.counters == ids and _within(sums.at, now, BUDGET_READ_S):
+                return dict(sums.spend), dict(sums.totals)
+        spend, snaps = self._read(now, refs)
         totals = {w.name: 0 for w in limits}
         for snap in snaps.values():
             doc = snap.to_dict() or {}
             totals[doc["window"]] = totals.get(doc["window"], 0) + int(doc.get("count", 0))
-        return spend, totals, snaps
+        with self._sums_lock:
+            self._sums[provider] = _Sums(now, ids, dict(spend), dict(totals))
+        return spend, totals
+
+    def _count_in(self, provider: str, usd: float) -> None:
+        """Add an acquisition made here to the last reading of the sums (until it is read again)."""
+        with self._sums_lock:
+            sums = self._sums.get(provider)
+            if sums is not None:
+                sums.totals = {name: n + 1 for name, n in sums.totals.items()}
+                if usd:
+                    sums.spend = {**sums.spend, provider: sums.spend.get(provider, 0.0) + usd}
 
     @staticmethod
     def _counter_doc(

@@ -27,7 +27,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from config import ConfigError
 from jobs import rules
@@ -45,9 +45,6 @@ from providers.base import (
 )
 from providers.quota import ALLOWED, QuotaDecision
 
-if TYPE_CHECKING:
-    from jobs.guards import BudgetRead
-
 log = get_logger("jobs.runner")
 
 SchedulePoll = Callable[[str, str, str], None]  # (job id, provider, task id) -> enqueue poll 1
@@ -55,10 +52,10 @@ SchedulePoll = Callable[[str, str, str], None]  # (job id, provider, task id) ->
 
 class Admission(Protocol):
     """May this provider take one more request costing `usd` now? (the project's own budget;
-    `budget`: what the caller has just read of it, if it has)."""
+    `spend`: today's spend per provider, when the caller has just read it)."""
 
     def __call__(
-        self, provider: str, usd: float | None, budget: BudgetRead | None = None
+        self, provider: str, usd: float | None, spend: Mapping[str, float] | None = None
     ) -> QuotaDecision: ...
 
 
@@ -68,7 +65,7 @@ class Observer(Protocol):
     def __call__(self, provider: str, error: ProviderError | None, latency_ms: float) -> None: ...
 
 
-def admit_all(provider: str, usd: float | None, budget: BudgetRead | None = None) -> QuotaDecision:
+def admit_all(provider: str, usd: float | None, spend: Mapping[str, float] | None = None) -> QuotaDecision:
     return ALLOWED
 
 
@@ -148,9 +145,11 @@ class Runner:
         self.admit = admit
         self.observe = observe
 
-    def run(self, job_id: str, job: Job | None = None, budget: BudgetRead | None = None) -> Submission:
+    def run(
+        self, job_id: str, job: Job | None = None, spend: Mapping[str, float] | None = None
+    ) -> Submission:
         """Submit the job to its next untried candidate, falling back until one takes it (`job`: the
-        record as just created, and `budget`: the project's budget as just read, when the caller has them,
+        record as just created, and `spend`: today's spend as just read, when the caller has them,
         so they are not read again)."""
         job = job if job is not None else self.store.get_job(job_id)
         errors: list[Mapping[str, Any]] = []
@@ -164,8 +163,8 @@ class Runner:
                 context = {"event": "fallback", "jobId": job_id, "provider": previous, "toProvider": provider}
                 log.info(f"falling back from {previous} to {provider}", extra=context)
             previous = provider
-            outcome = self._attempt(job, provider, attempt.attempt_id, budget)
-            budget = None  # a fallback's budget check reads the budget afresh
+            outcome = self._attempt(job, provider, attempt.attempt_id, spend)
+            spend = None  # a fallback's budget check reads today's spend afresh
             if isinstance(outcome, Submission):
                 return Submission(job_id, outcome.provider, outcome.task_id, tuple(errors))
             errors.append(outcome)
@@ -179,12 +178,12 @@ class Runner:
         return Submission(job_id, errors=tuple(errors))
 
     def _attempt(
-        self, job: Job, provider: str, attempt_id: str, budget: BudgetRead | None
+        self, job: Job, provider: str, attempt_id: str, spend: Mapping[str, float] | None
     ) -> Submission | dict[str, Any]:
         """One attempt: the budget slot (taken only for a create about to be sent), then exactly one
         create; an error dict on failure."""
         request = video_request(job, attempt_id)
-        decision = self.admit(provider, estimate_usd(self.providers[provider], request), budget)
+        decision = self.admit(provider, estimate_usd(self.providers[provider], request), spend)
         if not decision.allowed:
             context = {"event": "limit_refused", "jobId": job.job_id, "provider": provider}
             log.info("the project's budget refused an attempt", extra=context)

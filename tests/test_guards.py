@@ -9,7 +9,7 @@ import pytest
 from google.cloud import firestore
 
 from config import ConfigError, load_settings
-from jobs.guards import BudgetRead, HealthStore, QuotaGuard
+from jobs.guards import HealthStore, QuotaGuard
 from providers import quota
 from providers.base import ContentRejected, ProviderUnavailable
 from providers.circuit import Outcome, Phase
@@ -108,24 +108,14 @@ def test_the_total_spend_cap_counts_every_provider(firestore_client, clock):
 def test_an_acquire_decides_the_caps_with_the_spend_its_caller_just_assessed(firestore_client, clock):
     settings = load_settings({**SMALL, "PROVIDER_SPEND_CAPS_USD_PER_DAY": "runwayml=5"})
     guard = QuotaGuard(firestore_client, settings, clock)
-    decision, budget = guard.assess("runwayml", 3.0)
+    decision, spend = guard.assess("runwayml", 3.0)
     assert decision.allowed
-    assert budget.spend == {}
-    assert guard.try_acquire("runwayml", 3.0, budget).allowed
-    decision, budget = guard.assess("runwayml", 3.0)
-    assert (decision.allowed, decision.window, budget.spend) == (False, "provider spend", {"runwayml": 3.0})
-    assert not guard.try_acquire("runwayml", 3.0, budget).allowed
-    unread = BudgetRead("runwayml", {})  # the spend given is not read again
-    assert guard.try_acquire("runwayml", 3.0, unread).allowed
-
-
-def test_an_acquire_counts_with_the_counters_its_caller_just_assessed(firestore_client, settings, clock):
-    guard = QuotaGuard(firestore_client, settings, clock)
-    _, budget = guard.assess("runwayml")
-    assert guard.try_acquire("runwayml", None, budget).allowed
-    assert guard.try_acquire("runwayml", None, budget).allowed  # the reading is stale: counted all the same
-    windows = guard.usage("runwayml")["windows"].values()
-    assert [w["count"] for w in windows] == [2] * len(windows)
+    assert spend == {}
+    assert guard.try_acquire("runwayml", 3.0, spend).allowed
+    decision, spend = guard.assess("runwayml", 3.0)
+    assert (decision.allowed, decision.window, spend) == (False, "provider spend", {"runwayml": 3.0})
+    assert not guard.try_acquire("runwayml", 3.0, spend).allowed
+    assert guard.try_acquire("runwayml", 3.0, {}).allowed  # the spend given is not read again
 
 
 def test_a_new_minute_allows_again_but_the_hour_limit_still_binds(guard, clock):
@@ -358,3 +348,21 @@ def test_concurrent_acquires_of_one_shard_wait_for_no_lock(firestore_client, clo
     # in transactions, contenders wait on each other's locks until the emulator times them out (5 s+)
     assert max(took for _, took in results) < 4.0
     assert QuotaGuard(firestore_client, settings, clock).usage("runwayml")["windows"]["minute"]["count"] == 8
+
+
+def test_the_rankings_budget_is_read_once_a_second_and_counts_this_instances_acquisitions(
+    firestore_client, settings, clock, monkeypatch
+):
+    guard = QuotaGuard(firestore_client, settings, clock)
+    reads = []
+    read = guard._read
+    monkeypatch.setattr(guard, "_read", lambda now, refs: reads.append(now) or read(now, refs))
+    assert guard.assess("runwayml", 1.0)[1] == {}
+    assert guard.try_acquire("runwayml", 1.0, {}).allowed
+    spend = guard.assess("runwayml", 1.0)[1]
+    assert (len(reads), spend) == (1, {"runwayml": 1.0})  # not read again; this instance's own create added
+    QuotaGuard(firestore_client, settings, clock).try_acquire("runwayml", 2.0)  # another instance
+    clock.now = T0 + timedelta(seconds=1)
+    assert guard.assess("runwayml", 1.0)[1] == {"runwayml": 3.0}  # read again after a second
+    assert len(reads) == 2
+    assert guard.usage("runwayml")["spendUsdToday"] == 3.0  # the monitoring view always reads
