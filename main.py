@@ -67,13 +67,14 @@ def _service(request: flask.Request, function: str, allowed: tuple[str, ...]) ->
 @functions_framework.http
 @endpoint(_project, _check, Cors("POST", _origins))
 def generate_video(request: flask.Request) -> flask.Response:
-    from jobs.generate import generate
     from web import deps
     from web.schemas import GenerateRequest
 
     require_method(request, "POST")
     caller = _user(request)
     body = parse(GenerateRequest, json_object(request))
+    from jobs.generate import generate  # the job machinery loads for a request that passed the edge
+
     key = request.headers.get("Idempotency-Key")
     result = generate(deps.get().intake, caller.uid, body.script, body.job_request(), key, caller.tier)
     return respond(result.body, result.status, result.headers)

@@ -39,6 +39,11 @@ HELLO, READ = "hello world", "baseline: one document read"
 BARE, FULL = "main.py, first request without I/O", "main.py, first status check"
 
 
+# What deploy.sh puts in every function's environment besides its settings (`write_env_file`): with
+# plugins disabled pydantic does not scan every installed distribution's entry points for plugins
+# when it builds its first validator.
+DEPLOYED_ENV = {"PYDANTIC_DISABLE_PLUGINS": "__all__"}
+
 # What a deploy byte-compiles: the function source (the Python Functions Framework buildpack runs
 # `python3 -m compileall -f -q .` over it at build time) and this benchmark's own baseline and probe.
 SOURCES = ("main.py", "config.py", "logs.py", "errors.py", "web", "tasks", "jobs", "providers", "benchmarks")
@@ -52,7 +57,7 @@ def run(ctx: Context) -> Section:
     job_id = finished_job(store)
     store.client.close()
     token = f"Bearer {ctx.issuer().user_token(OWNER, PROJECT)}"
-    env = ctx.function_env("http://127.0.0.1:9999")
+    env = ctx.function_env("http://127.0.0.1:9999") | DEPLOYED_ENV
     main_py, baseline = str(ROOT / "main.py"), str(ROOT / "benchmarks" / "baseline_fn.py")
     probes = {
         HELLO: [baseline, "hello", "GET", "/"],
@@ -200,7 +205,9 @@ at deploy (`compileall`), so no variant compiles Python at its cold start (the i
 come compiled). *Import* is from the first line of the probe to `functions_framework.create_app`
 returning (functions-framework, Flask and the function's source module); *first request* is the first
 call through the app's test client, which builds the lazily created clients. *Whole process* adds
-the interpreter start and exit, measured by the parent. Peak RSS is the probe's VmHWM."""
+the interpreter start and exit, measured by the parent. Peak RSS is the probe's VmHWM. Every probe
+runs with what deploy.sh adds to the functions' environment besides their settings
+(`PYDANTIC_DISABLE_PLUGINS=__all__`: pydantic looks for no plugin in the installed packages)."""
 
 WHY = """\
 Most of the gap is the Firestore client: a function that reads Firestore loads it (gRPC and
@@ -210,9 +217,10 @@ functions-framework and the HTTP edge at load time; each function imports what i
 request. The status check's first request takes {to_read:.2f}× the baseline's: besides the
 Firestore client it loads the token verifier (google-auth), the settings and the request schema
 (pydantic; a schema's validator is built when first used) and the job store with what it imports
-(the job records and views, the provider registry). The dependency container (`web/deps.py`)
-builds each collaborator when a request first needs it, so a status check of a finished job builds
-no provider, queue or task worker and imports nothing from `tasks/`."""
+(the job records and views, the provider registry, which imports the provider packages only when
+first asked). The dependency container (`web/deps.py`) builds each collaborator when a request
+first needs it, so a status check of a finished job builds no provider, queue or task worker and
+imports nothing from `tasks/` and no provider's client or wire format."""
 
 
 @contextlib.contextmanager
@@ -333,8 +341,11 @@ SHAPES = """\
 function had before (256 MiB = .167 vCPU; generate_video 512 MiB = .333) and the one deploy.sh gives it
 now, alternating; medians of the runs, peak RSS the largest seen. The first request of
 `generate_video` and `cancel_video` is one with the owner's token and an empty body: the token is
-verified (certificates fetched) and the clients built, then it is refused as 400 before any provider
-or Firestore write; the status check reads a finished job. The quota limits CPU time only: a real
+verified (certificates fetched), then it is refused as 400 before any provider call or Firestore
+write; `cancel_video` has built its job store by then, while `generate_video` checks the body
+before it loads the job machinery (Firestore, the prompt builder, the providers), which only a
+valid create loads, on its way to the provider (not measured here). The status check reads a
+finished job. The quota limits CPU time only: a real
 instance also starts a container, which this does not measure. *Warm request*: the median of 20 more
 of the same request in the same process; one instance serves one request at a time (concurrency 1),
 so requests/s per instance is its inverse. The cost of 1,000 warm requests bills each at its

@@ -74,7 +74,7 @@ class JobRequest:
 
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any]) -> JobRequest:
-        known = {_camel(f.name): f.name for f in fields(cls)}
+        known = _REQUEST_FIELDS
         return cls(**{known[key]: value for key, value in doc.items() if key in known})
 
     def fingerprint(self) -> str:
@@ -83,6 +83,7 @@ class JobRequest:
 
 
 _REQUEST_KEYS = tuple((_camel(f.name), f.name) for f in fields(JobRequest))  # (document key, field)
+_REQUEST_FIELDS = dict(_REQUEST_KEYS)  # document key -> field
 
 
 @dataclass(frozen=True)
@@ -138,9 +139,12 @@ class FinalizeState:
 
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any]) -> FinalizeState:
-        known = {_camel(f.name): f.name for f in fields(cls)}
+        known = _FINALIZE_FIELDS
         values = {known[key]: value for key, value in doc.items() if key in known}
         return cls(**{**values, "tries": int(values.get("tries") or 0)})
+
+
+_FINALIZE_FIELDS = {_camel(f.name): f.name for f in fields(FinalizeState)}  # document key -> field
 
 
 @dataclass(frozen=True)
@@ -284,6 +288,8 @@ _JOB_SCALARS = (
     "estimated_ready_at",
 )
 _JOB_MAPS = ("prompt", "selection", "error", "last_error", "output", "provider_output")
+_SCALAR_KEYS = tuple((name, _camel(name)) for name in _JOB_SCALARS)  # (field, document key)
+_MAP_KEYS = tuple((name, _camel(name)) for name in _JOB_MAPS)
 
 
 def job_from_doc(doc: Mapping[str, Any], job_id: str | None = None) -> Job:
@@ -300,8 +306,8 @@ def job_from_doc(doc: Mapping[str, Any], job_id: str | None = None) -> Job:
         finalizing=bool(doc.get("finalizing")),
         finalize=FinalizeState.from_doc(finalize) if finalize else None,
         updated_at=doc.get("updatedAt"),
-        **{name: doc.get(_camel(name)) for name in _JOB_SCALARS},
-        **{name: _plain(doc.get(_camel(name))) for name in _JOB_MAPS},
+        **{name: doc.get(key) for name, key in _SCALAR_KEYS},
+        **{name: _plain(doc.get(key)) for name, key in _MAP_KEYS},
     )
 
 
@@ -326,8 +332,8 @@ def job_to_doc(job: Job) -> dict[str, Any]:
 
 
 def task_from_doc(doc: Mapping[str, Any]) -> TaskRecord:
-    known = {_camel(f.name): f for f in fields(TaskRecord)}
-    values = {known[key].name: value for key, value in doc.items() if key in known}
+    known = _TASK_FIELDS
+    values = {known[key]: value for key, value in doc.items() if key in known}
     return TaskRecord(
         **{
             **values,
@@ -338,6 +344,9 @@ def task_from_doc(doc: Mapping[str, Any]) -> TaskRecord:
             "output_urls": tuple(doc.get("outputUrls") or ()),
         }
     )
+
+
+_TASK_FIELDS = {_camel(f.name): f.name for f in fields(TaskRecord)}  # document key -> field
 
 
 def task_to_doc(task: TaskRecord) -> dict[str, Any]:

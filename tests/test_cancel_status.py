@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from jobs import access
 from jobs.records import AttemptStatus
 from jobs.runner import Runner
 from providers.base import Status
@@ -200,3 +201,15 @@ def test_a_user_token_on_a_service_function_is_told_it_takes_service_accounts(st
     answer = stack.client("provider_health").get("/", headers=stack.user("alice"))
     assert answer.status_code == 403
     assert "service-account tokens only" in answer.get_json()["error"]["message"]
+
+
+def test_the_status_checks_one_read_of_a_job_answers_what_the_store_reads(stack):
+    job_id = submit(stack, provider="runwayml")
+    store = stack.deps.store
+    assert access.read_job(store, job_id) == store.get_job(job_id)
+    stack.run_until_terminal(job_id, step_s=60)
+    finished = access.read_job(store, job_id)
+    assert finished == store.get_job(job_id)
+    assert finished is not None
+    assert finished.status == "completed"
+    assert access.read_job(store, "no-such-job") is None

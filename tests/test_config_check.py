@@ -113,3 +113,19 @@ def test_the_check_command_names_invalid_values_for_all_functions(tmp_path):
     assert check.report(check.read_env_file(env.read_text()), ["cancel_video"]) == [
         "all functions: RETENTION_DAYS is invalid: Input should be greater than or equal to 1"
     ]
+
+
+def test_each_settings_object_is_checked_for_itself():
+    bare = load_settings({"GOOGLE_CLOUD_PROJECT": TEST_PROJECT})
+    ready = load_settings(
+        {
+            "GOOGLE_CLOUD_PROJECT": TEST_PROJECT,
+            "FUNCTIONS_BASE_URL": "https://functions.example",
+            "OPS_SERVICE_ACCOUNTS": "ops@example.iam.gserviceaccount.com",
+        }
+    )
+    with pytest.raises(ConfigError, match="FUNCTIONS_BASE_URL"):
+        check.require("provider_health", bare)
+    check.require("provider_health", ready)
+    with pytest.raises(ConfigError, match="OPS_SERVICE_ACCOUNTS"):
+        check.require("provider_health", bare)

@@ -17,25 +17,55 @@ from tests.stack import environment
 from web import deps
 
 # What a status check of a finished job must never load: the task workers, the runner, the clients
-# of Cloud Tasks and Cloud Storage.
+# of Cloud Tasks and Cloud Storage, the provider packages (their clients and wire formats).
 NOT_FOR_A_FINISHED_JOB = (
     "tasks",
     "jobs.runner",
     "jobs.generate",
     "google.cloud.tasks_v2",
     "google.cloud.storage",
+    "providers.heygen",
+    "providers.runwayml",
+    "providers.http",
 )
 
-FIRST_STATUS_CHECK = """
+# What a create refused at the edge (no body) must not load: the job machinery a valid one needs.
+NOT_FOR_A_REFUSED_CREATE = ("jobs.generate", "jobs.store", "google.cloud.firestore", "providers.prompts")
+
+FIRST_REQUEST = """
 import json, sys
 import functions_framework
 
-app = functions_framework.create_app(target="runwayml_status_check", source=sys.argv[1])
-answer = app.test_client().get(sys.argv[2], headers={"Authorization": sys.argv[3]})
-banned = tuple(sys.argv[4:])
+source, target, method, path, token, body = sys.argv[1:7]
+app = functions_framework.create_app(target=target, source=source)
+client = app.test_client()
+answer = client.open(path, method=method, headers={"Authorization": token}, json=json.loads(body))
+banned = tuple(sys.argv[7:])
 loaded = sorted(m for m in sys.modules if m in banned or m.startswith(tuple(b + "." for b in banned)))
 print(json.dumps({"status": answer.status_code, "loaded": loaded}))
 """
+
+
+def first_request(stack, target: str, method: str, path: str, body: object, banned: tuple[str, ...]):
+    """The first request of a fresh process: its status and which of `banned` it loaded."""
+    env = {
+        **os.environ,
+        **environment(stack.runway, stack.heygen, stack.issuer),
+        "PYTHONPATH": str(ROOT),
+    }
+    token = f"Bearer {stack.issuer.user_token('alice', TEST_PROJECT)}"
+    argv = [str(ROOT / "main.py"), target, method, path, token, json.dumps(body), *banned]
+    done = subprocess.run(
+        [sys.executable, "-c", FIRST_REQUEST, *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def finished_job(stack) -> str:
@@ -117,22 +147,11 @@ def test_concurrent_first_uses_share_one_collaborator(stack):
 
 def test_the_first_status_check_of_a_fresh_process_loads_no_task_worker(stack):
     job_id = finished_job(stack)
-    env = {
-        **os.environ,
-        **environment(stack.runway, stack.heygen, stack.issuer),
-        "PYTHONPATH": str(ROOT),
-    }
-    token = f"Bearer {stack.issuer.user_token('alice', TEST_PROJECT)}"
-    argv = [str(ROOT / "main.py"), f"/?jobId={job_id}", token, *NOT_FOR_A_FINISHED_JOB]
-    done = subprocess.run(
-        [sys.executable, "-c", FIRST_STATUS_CHECK, *argv],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    path = f"/?jobId={job_id}"
+    answer = first_request(stack, "runwayml_status_check", "GET", path, None, NOT_FOR_A_FINISHED_JOB)
     assert answer == {"status": 200, "loaded": []}
+
+
+def test_a_create_refused_at_the_edge_loads_no_job_machinery(stack):
+    answer = first_request(stack, "generate_video", "POST", "/", {}, NOT_FOR_A_REFUSED_CREATE)
+    assert answer == {"status": 400, "loaded": []}

@@ -87,6 +87,8 @@ def test_a_configured_secret_in_an_exception_message_is_redacted(stack, lines):
         "key_" + "f00d" * 32,
         "whsec_Zm9yZ2VkLXNlY3JldA==",
         "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl",
+        "BEARER opaque-token_123",
+        "bEaReR\topaque-token_123",
     ],
 )
 def test_anything_shaped_like_a_credential_is_redacted(secret):
@@ -119,3 +121,19 @@ def test_importing_a_module_configures_no_logging_but_the_entry_module_does():
     )
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["0", "1"]
+
+
+def test_a_line_emitted_without_its_source_line_reads_as_one_logged_the_usual_way(lines):
+    log = logs.get_logger("t")
+    context = {"event": "e", "function": "f", "status": 200, "apiKey": "no"}
+    log.warning("answered", extra=context)
+    logs.emit(log, logging.WARNING, "answered", context)
+    assert len(lines) == 2
+    assert lines[0] == lines[1]
+    assert (lines[0]["severity"], lines[0]["status"]) == ("WARNING", 200)
+    assert "apiKey" not in lines[0]
+
+
+def test_a_line_without_a_credential_shape_is_left_as_it_is():
+    text = "job j-1 of user u_2 (key) answered 200: Bearer-free, eyj lowercase"
+    assert logs.redact(text) == text

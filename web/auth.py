@@ -29,14 +29,16 @@ import threading
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import google.auth.exceptions
 import google.auth.transport.requests
 from google.oauth2 import id_token
 
 from errors import Forbidden, Unauthenticated
-from jobs.access import Viewer
+
+if TYPE_CHECKING:
+    from jobs.access import Viewer
 
 FIREBASE_ISSUER_PREFIX = "https://securetoken.google.com/"
 GOOGLE_ISSUERS = ("https://accounts.google.com", "accounts.google.com")
@@ -67,6 +69,8 @@ class Caller:
 
     def viewer(self, ops_accounts: Collection[str]) -> Viewer:
         """How the job life cycle sees this caller: its own jobs, or every job for an operator."""
+        from jobs.access import Viewer  # the job store with it: a caller refused at the edge never loads it
+
         return Viewer(uid=self.uid if self.is_user else None, operator=self.is_service_account(ops_accounts))
 
 

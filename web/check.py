@@ -72,9 +72,17 @@ def problems(function: str, settings: Settings, *, with_own: bool = False) -> li
     return found
 
 
+# function -> (the settings checked, what they lack): settings are immutable, so a function's answer
+# is worked out once per settings object, not on every request
+_checked: dict[str, tuple[Settings, list[str]]] = {}
+
+
 def require(function: str, settings: Settings) -> None:
     """Raise one `ConfigError` naming everything `function` lacks (503 misconfigured at the edge)."""
-    if found := problems(function, settings):
+    known = _checked.get(function)
+    if known is None or known[0] is not settings:
+        known = _checked[function] = (settings, problems(function, settings))
+    if found := known[1]:
         raise ConfigError(f"{function} is misconfigured: " + "; ".join(found), problems=found)
 
 

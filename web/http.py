@@ -223,7 +223,7 @@ def _internal(function: str, code: str | None) -> flask.Response:
 def _log_answer(function: str, status: int, message: str, code: str | None) -> None:
     event = "http_5xx" if status >= 500 else "limit_refused" if status == 429 else function
     context = {"event": event, "function": function, "status": status, **({"code": code} if code else {})}
-    log.log(logging.WARNING if status >= 500 else logging.INFO, message, extra=context)
+    logs.emit(log, logging.WARNING if status >= 500 else logging.INFO, message, context)
 
 
 def _safe(fn: Callable[[], str | None]) -> str | None:

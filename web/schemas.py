@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -17,7 +17,6 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
-    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -53,12 +52,17 @@ def _registered(name: str) -> str:
     return name
 
 
-# A registered provider's name (`providers/registry.py`); the schema lists those known at start-up.
-ProviderName = Annotated[
-    str,
-    AfterValidator(_registered),
-    WithJsonSchema({"type": "string", "enum": list(registry.names())}),
-]
+class _RegisteredNames:
+    """The JSON schema of a provider's name: the registered names, listed when a schema is made (the
+    registry imports the provider packages at its first use, which a request that names no provider
+    never pays for)."""
+
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any) -> dict[str, Any]:
+        return {"type": "string", "enum": list(registry.names())}
+
+
+# A registered provider's name (`providers/registry.py`).
+ProviderName = Annotated[str, AfterValidator(_registered), _RegisteredNames()]
 
 
 class Body(BaseModel):
