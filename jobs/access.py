@@ -7,18 +7,15 @@ that someone else's job exists.
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from google.api_core import exceptions as gexc
 
 import errors
 from errors import not_found
-from jobs.queries import batch_get
-from jobs.records import Job, TaskRecord, job_from_doc
+from jobs.records import Job, TaskRecord
 from jobs.store import JobStore
 from logs import get_logger
 from providers.base import Provider, ProviderError, ProviderSnapshot, Status, is_terminal
@@ -51,31 +48,10 @@ def needs_refresh(job: Job, task: TaskRecord | None, now: datetime) -> bool:
 
 
 def owned_job(store: JobStore, viewer: Viewer, job_id: str) -> Job:
-    job = read_job(store, job_id)
+    job = store.get_job(job_id)
     if job is None or not visible_to(job, viewer):
         raise not_found()
     return job
-
-
-def read_job(store: JobStore, job_id: str) -> Job | None:
-    """`store.get_job(job_id)` for the requests that read one job and answer (the status check, the
-    cancel): the same single `BatchGetDocuments` call, its answer decoded straight from the protobuf
-    (`jobs.queries.batch_get`: no snapshot, none of its deep copies), and, as `DocumentReference.get`
-    does, only its first response read: the one document asked for, without waiting for the end of
-    the stream."""
-    api = _FirstResponse(store.client._firestore_api)
-    found = batch_get(store.client, api, [store.job_ref(job_id)])
-    return job_from_doc(found[0].fields, job_id) if found else None
-
-
-@dataclass(frozen=True)
-class _FirstResponse:
-    """A Firestore GAPIC client whose `batch_get_documents` stream ends after its first response."""
-
-    api: Any
-
-    def batch_get_documents(self, **kwargs: Any) -> Iterator[Any]:
-        return itertools.islice(self.api.batch_get_documents(**kwargs), 1)
 
 
 def cancel(store: JobStore, providers: Mapping[str, Provider], owner_uid: str, job_id: str) -> Job:

@@ -39,7 +39,7 @@ from config import Settings
 from errors import AppError
 from jobs import lease, progress, rules, views
 from jobs.purge import Purge
-from jobs.queries import Queries
+from jobs.queries import Queries, batch_get
 from jobs.records import (
     Attempt,
     Job,
@@ -302,8 +302,9 @@ class JobStore(Queries, Purge):
         return known.job if known is not None else None
 
     def get_job(self, job_id: str) -> Job | None:
-        snap = self.job_ref(job_id).get()
-        return job_from_doc(snap.to_dict()) if snap.exists else None
+        """The job as stored: `DocumentReference.get`'s one request, decoded from the protobuf."""
+        found = batch_get(self.client, self.client._firestore_api, [self.job_ref(job_id)], first_only=True)
+        return job_from_doc(found[0].fields, job_id) if found else None
 
     def finish_job(
         self, job_id: str, status: Status, error: Mapping[str, Any] | None = None

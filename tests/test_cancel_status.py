@@ -7,8 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from jobs import access
-from jobs.records import AttemptStatus
+from jobs.records import AttemptStatus, job_from_doc
 from jobs.runner import Runner
 from providers.base import Status
 from tasks.poll import FirstPoll
@@ -203,13 +202,18 @@ def test_a_user_token_on_a_service_function_is_told_it_takes_service_accounts(st
     assert "service-account tokens only" in answer.get_json()["error"]["message"]
 
 
-def test_the_status_checks_one_read_of_a_job_answers_what_the_store_reads(stack):
+def test_the_stores_one_read_of_a_job_answers_what_the_client_reads(stack):
     job_id = submit(stack, provider="runwayml")
     store = stack.deps.store
-    assert access.read_job(store, job_id) == store.get_job(job_id)
+
+    def as_the_client_reads(job_id):
+        snap = store.job_ref(job_id).get()
+        return job_from_doc(snap.to_dict()) if snap.exists else None
+
+    assert store.get_job(job_id) == as_the_client_reads(job_id)
     stack.run_until_terminal(job_id, step_s=60)
-    finished = access.read_job(store, job_id)
-    assert finished == store.get_job(job_id)
+    finished = store.get_job(job_id)
+    assert finished == as_the_client_reads(job_id)
     assert finished is not None
     assert finished.status == "completed"
-    assert access.read_job(store, "no-such-job") is None
+    assert store.get_job("no-such-job") is None
