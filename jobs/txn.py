@@ -16,7 +16,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import tenacity
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
@@ -109,22 +108,17 @@ class Change:
 def run_optimistic(
     attempt: Callable[[], Any], *, tries: int = 20, backoff_s: float = 0.02, max_wait_s: float = 1.0
 ) -> Any:
-    """Run `attempt()` (read, decide, commit with `guarded_write`) again while it loses the race;
-    `Busy` when it lost `tries` times."""
-    lost = tenacity.retry_if_exception_type(LOST_RACE)
-    try:
-        return _backing_off(lost, tries, backoff_s, max_wait_s)(attempt)
-    except LOST_RACE as exc:
-        raise Busy("the record is busy; try again", retry_after=2) from exc
+    """Run `attempt()` (read, decide, commit with `guarded_write`) again while it loses the race,
+    after jittered exponential waits; `Busy` when it lost `tries` times."""
+    import tenacity  # here: a function that only reads (a status check) never loads it
 
-
-def _backing_off(
-    retry: tenacity.retry_base, tries: int, backoff_s: float, max_wait_s: float
-) -> tenacity.Retrying:
-    """Up to `tries` runs while `retry` says so, after jittered exponential waits; the last error raised."""
-    return tenacity.Retrying(
-        retry=retry,
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception_type(LOST_RACE),
         wait=tenacity.wait_random_exponential(multiplier=backoff_s, max=max_wait_s),
         stop=tenacity.stop_after_attempt(tries),
         reraise=True,
     )
+    try:
+        return retrying(attempt)
+    except LOST_RACE as exc:
+        raise Busy("the record is busy; try again", retry_after=2) from exc

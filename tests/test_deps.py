@@ -27,6 +27,7 @@ NOT_FOR_A_FINISHED_JOB = (
     "providers.heygen",
     "providers.runwayml",
     "providers.http",
+    "tenacity",
 )
 
 # What a create refused at the edge (no body) must not load: the job machinery a valid one needs.
