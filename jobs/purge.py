@@ -3,6 +3,8 @@ in BatchWrite requests.
 
 A mixin of `JobStore`. Page by page, the stored objects of a page go first (`before_delete`), then
 the page's deletes go to one `BulkDeleter` per query, which sends them while the next page is read.
+Deletes go by full document name (`_Names`), not by reference: a reference per document costs the
+client more CPU than decoding the document did.
 Each query's documents are decoded straight from its response stream (`documents`): the purge reads
 a few fields of thousands of documents, and snapshots would copy each twice. Queries (single-field
 indexes)::
@@ -20,14 +22,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 from google.api_core import gapic_v1
 from google.cloud import firestore
 from google.cloud.firestore_v1._helpers import WriteOption
 from google.cloud.firestore_v1.base_query import FieldFilter
-from google.cloud.firestore_v1.bulk_batch import BulkWriteBatch
 from google.cloud.firestore_v1.document import DocumentSnapshot
-from google.cloud.firestore_v1.types import RunQueryResponse
+from google.cloud.firestore_v1.types import BatchWriteRequest, BatchWriteResponse, RunQueryResponse, Write
 from google.rpc import code_pb2
 
 from jobs.queries import Documents, Found
@@ -39,9 +41,7 @@ PURGE_STREAM = 10_000
 BULK_BATCH = 500  # deletes per BatchWrite request (its limit)
 BULK_PARALLEL = 4  # requests in flight
 BULK_MAX_ATTEMPTS = 5
-
-
-Delete = tuple[firestore.DocumentReference, WriteOption | None]
+_WRITE, _BATCH_WRITE = Write.pb(), BatchWriteRequest.pb()  # the protobuf classes under proto-plus
 
 
 class BulkDeleter:
@@ -51,6 +51,11 @@ class BulkDeleter:
     Use one per pass and `close()` it (sends what is left, waits for every request). A caller that
     queues deletes faster than Firestore takes them waits for a request to finish, so memory holds at
     most BULK_PARALLEL + 1 requests whatever the backlog.
+
+    Each delete is a `Write` protobuf built from the document's name, and a request is the protobuf
+    the client's `BulkWriteBatch` would have built, sent to the same GAPIC method: a reference and
+    a proto-plus write per delete cost the client 0.46 s of CPU for 15,000 deletes, the protobufs
+    0.03 s, and on a shared machine that CPU is the emulator's.
 
     Why not the client's BulkWriter: it queues without bound (a fast reader piles up every delete
     in memory), ramps up from 500 ops/s (Google's advice for writes into new key ranges; deletes of
@@ -64,12 +69,19 @@ class BulkDeleter:
         self.client, self.parallel = client, parallel
         self.pool = ThreadPoolExecutor(parallel, thread_name_prefix="purge")
         self.sending: deque[Future[int]] = deque()
-        self.queued: list[Delete] = []
+        self.queued: list[Any] = []
         self.failed = 0
 
-    def delete(self, ref: firestore.DocumentReference, option: WriteOption | None = None) -> None:
-        """Queue the delete of `ref` (`option`: a precondition, `client.write_option(...)`)."""
-        self.queued.append((ref, option))
+    def delete(self, document: str | firestore.DocumentReference, option: WriteOption | None = None) -> None:
+        """Queue the delete of `document`, a reference or a full document name (`option`: a
+        precondition, `client.write_option(...)`)."""
+        name = document if isinstance(document, str) else document._document_path
+        if option is None:
+            self.queued.append(_WRITE(delete=name))
+        else:
+            write = Write(delete=name)
+            option.modify_write(write)
+            self.queued.append(write._pb)
         if len(self.queued) == BULK_BATCH:
             self._send()
 
@@ -94,17 +106,17 @@ class BulkDeleter:
         self.sending.append(self.pool.submit(self._write, self.queued))
         self.queued = []
 
-    def _write(self, deletes: list[Delete]) -> int:
+    def _write(self, writes: list[Any]) -> int:
         """Sends the deletes, again those that failed; how many failed every time."""
+        database, api = self.client._database_string, self.client._firestore_api
         for _ in range(BULK_MAX_ATTEMPTS):
-            batch = BulkWriteBatch(self.client)
-            for ref, option in deletes:
-                batch.delete(ref, option=option)
-            statuses = batch.commit().status
-            deletes = [d for d, status in zip(deletes, statuses, strict=True) if status.code != code_pb2.OK]
-            if not deletes:
+            request = BatchWriteRequest.wrap(_BATCH_WRITE(database=database, writes=writes))
+            response = api.batch_write(request=request, metadata=self.client._rpc_metadata)
+            statuses = BatchWriteResponse.pb(response).status
+            writes = [w for w, status in zip(writes, statuses, strict=True) if status.code != code_pb2.OK]
+            if not writes:
                 return 0
-        return len(deletes)
+        return len(writes)
 
 
 class Purge(Documents):
@@ -122,7 +134,7 @@ class Purge(Documents):
         Page by page: `before_delete(page)` runs first (the stored objects go before the records that
         name them), then the page's deletes go to the deleter. Returns (jobs, task records).
         """
-        jobs = tasks = 0
+        jobs, tasks, names = 0, 0, _Names(self)
         for query, only_unended in self._expired_queries(ended_before):
             # one deleter per query: it is closed (all sent) before the next query looks
             with _deleter(self.client, dry_run) as deleter:
@@ -134,10 +146,8 @@ class Purge(Documents):
                     for expired in picked:
                         jobs, tasks = jobs + 1, tasks + len(expired.tasks)
                         if deleter is not None:
-                            deleter.delete(self.job_ref(expired.job_id))
-                            deleter.delete(self.user_view_ref(expired.job_id))
-                            for provider, task_id in expired.tasks:
-                                deleter.delete(self.task_ref(provider, task_id))
+                            for name in names.of(expired):
+                                deleter.delete(name)
                     if stop():
                         break
             if stop():
@@ -186,10 +196,37 @@ class Purge(Documents):
                 count += len(page)
                 if deleter is not None:
                     for found in page:
-                        deleter.delete(self.client.document(found.name))
+                        deleter.delete(found.name)
                 if stop():
                     break
         return count
+
+
+class _Names:
+    """The full names of an expired job's documents (the job, its user view, its task records).
+
+    A reference costs the client about 20 µs and the purge names three documents a job, so each
+    collection's path is taken once from the store's own reference and the names are joined to it.
+    """
+
+    def __init__(self, docs: Documents) -> None:
+        self.docs = docs
+        self.job, self.view = _prefix(docs.job_ref("-")), _prefix(docs.user_view_ref("-"))
+        self.tasks: dict[str, str] = {}
+
+    def of(self, expired: ExpiredJob) -> Iterator[str]:
+        yield self.job + expired.job_id
+        yield self.view + expired.job_id
+        for provider, task_id in expired.tasks or ():
+            prefix = self.tasks.get(provider)
+            if prefix is None:
+                prefix = self.tasks[provider] = _prefix(self.docs.task_ref(provider, "-"))
+            yield prefix + task_id
+
+
+def _prefix(ref: firestore.DocumentReference) -> str:
+    """The name of a document in `ref`'s collection, less its id."""
+    return ref._document_path[: -len(ref.id)]
 
 
 def _deleter(client: firestore.Client, dry_run: bool) -> BulkDeleter | nullcontext[None]:

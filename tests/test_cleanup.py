@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from jobs.purge import BULK_BATCH, BulkDeleter, documents, streamed
-from jobs.records import Job, JobRequest, job_from_doc
+from jobs.purge import BULK_BATCH, BulkDeleter, _Names, documents, streamed
+from jobs.records import ExpiredJob, Job, JobRequest, job_from_doc
 from jobs.store import NewJob
 from jobs.txn import utcnow
 from providers import prompts
@@ -139,8 +139,8 @@ def test_the_deleter_sends_every_delete_with_few_requests_in_flight(firestore_cl
         writer.set(events.document(f"d{i}"), {"n": i})
     writer.close()
     deleter = BulkDeleter(firestore_client, parallel=1)  # the third request waits for the first
-    for snap in events.select([]).stream():
-        deleter.delete(snap.reference)
+    for found in documents(firestore_client, events.select([])):
+        deleter.delete(found.name)  # a full document name, as the purge passes them
     deleter.close()
     assert deleter.failed == 0
     assert list(events.limit(1).stream()) == []
@@ -155,6 +155,14 @@ def test_the_deleter_retries_a_delete_that_failed_and_counts_it(firestore_client
     deleter.close()
     assert deleter.failed == 1  # refused at every attempt; the other delete went through
     assert not events.document("here").get().exists
+
+
+def test_the_purge_names_the_documents_the_store_references_name(stack):
+    store = stack.deps.store
+    expired = ExpiredJob("job-1", (("runwayml", "task-1"), ("heygen", "video-1")), (), stored=False)
+    refs = [store.job_ref("job-1"), store.user_view_ref("job-1")]
+    refs += [store.task_ref("runwayml", "task-1"), store.task_ref("heygen", "video-1")]
+    assert list(_Names(store).of(expired)) == [ref._document_path for ref in refs]
 
 
 # -- deadlines ------------------------------------------------------------------------------------
