@@ -11,14 +11,18 @@ from local import openapi
 from tests.conftest import ROOT
 
 
-def entry_points() -> set[str]:
+def entry_nodes() -> list[ast.FunctionDef]:
     tree = ast.parse((ROOT / "main.py").read_text())
-    return {
-        node.name
+    return [
+        node
         for node in tree.body
         if isinstance(node, ast.FunctionDef)
         and any(ast.unparse(d) == "functions_framework.http" for d in node.decorator_list)
-    }
+    ]
+
+
+def entry_points() -> set[str]:
+    return {node.name for node in entry_nodes()}
 
 
 def test_the_document_is_up_to_date_with_the_code():
@@ -44,16 +48,11 @@ def test_request_schemas_refuse_unknown_fields_like_the_functions_do():
 
 def app_checked() -> set[str]:
     """The entry points that check the App Check header (directly or through `_user`)."""
-    tree = ast.parse((ROOT / "main.py").read_text())
+    checks = ("_user", "appcheck.require")
     return {
         node.name
-        for node in tree.body
-        if isinstance(node, ast.FunctionDef)
-        and node.name in entry_points()
-        and any(
-            isinstance(call, ast.Call) and ast.unparse(call.func) in ("_user", "appcheck.require")
-            for call in ast.walk(node)
-        )
+        for node in entry_nodes()
+        if any(isinstance(call, ast.Call) and ast.unparse(call.func) in checks for call in ast.walk(node))
     }
 
 
