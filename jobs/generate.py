@@ -12,7 +12,8 @@ project budget: a candidate with request budget and spend cap left? none --> 429
     |
 the user's plan allows one more now (jobs per window, live jobs, USD per day)? no --> 429 user_limit
     |                                                                              + Retry-After
-create job (idempotent) -> Runner.run: the budget slot, then one create per attempt, fallback
+create job (idempotent), its first attempt reserved with it -> Runner.run: the budget slot, then
+    |                       one create per attempt, fallback
     |
 submitted --> 202 {jobId, provider, estimate, where to watch}   nobody took it --> 503, job failed
 
@@ -115,12 +116,12 @@ def generate(
         job_id=job_id,
     )
     try:
-        job, created = store.create_job(new)
+        job, created = store.create_job(new, begin=True)
     except IdempotencyConflict:
         raise _key_reused() from None
     if not created:
         return _accepted(intake, job, 200)
-    submission = intake.runner.run(job.job_id, job, spend)
+    submission = intake.runner.run(job.job_id, job, spend, begun=job.current_attempt)
     job = store.last_written(job.job_id) or store.get_job(job.job_id) or job  # as the attempt left it
     if not submission.submitted:
         return _rejected(job, submission)

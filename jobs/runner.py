@@ -1,6 +1,7 @@
 """Running a job's attempts: one provider create per attempt, fallback down the ranking.
 
     next candidate --admit?--> begin_attempt (reserve) --> provider.create (once) --> record_submission
+                               (the first: reserved with the job's creation)
          ^            |no                                        | error                  |
          |            v                                          v                        v
          `---- record_attempt_failure (fallback allowed?) <------'                 schedule poll 1
@@ -31,7 +32,7 @@ from typing import Any, Protocol
 
 from config import ConfigError
 from jobs import rules
-from jobs.records import Job
+from jobs.records import Attempt, Job
 from jobs.store import JobStore
 from logs import get_logger
 from providers.base import (
@@ -146,17 +147,23 @@ class Runner:
         self.observe = observe
 
     def run(
-        self, job_id: str, job: Job | None = None, spend: Mapping[str, float] | None = None
+        self,
+        job_id: str,
+        job: Job | None = None,
+        spend: Mapping[str, float] | None = None,
+        begun: Attempt | None = None,
     ) -> Submission:
         """Submit the job to its next untried candidate, falling back until one takes it (`job`: the
-        record as just created, and `spend`: today's spend as just read, when the caller has them,
-        so they are not read again)."""
+        record as just created, `spend`: today's spend as just read, and `begun`: the attempt its
+        creation reserved, when the caller has them, so they are not read or reserved again)."""
         job = job if job is not None else self.store.get_job(job_id)
         errors: list[Mapping[str, Any]] = []
         provider = rules.next_candidate(job.candidates, job.attempts) if job else None
         previous = job.attempts[-1].provider if job and job.attempts else None
+        if begun is not None:
+            provider, previous = begun.provider, None
         while job is not None and provider is not None:
-            attempt = self.store.begin_attempt(job_id, provider)
+            attempt, begun = begun or self.store.begin_attempt(job_id, provider), None
             if attempt is None:  # terminal, or another caller holds the open attempt
                 break
             if previous is not None and previous != provider:

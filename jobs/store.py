@@ -261,8 +261,10 @@ class JobStore(Queries, Purge):
 
     # -- jobs ---------------------------------------------------------------------------------------
 
-    def create_job(self, new: NewJob) -> tuple[Job, bool]:
-        """Create the job, or return the existing one for the same owner and idempotency key."""
+    def create_job(self, new: NewJob, *, begin: bool = False) -> tuple[Job, bool]:
+        """Create the job, or return the existing one for the same owner and idempotency key.
+        `begin`: the job is created with its first attempt reserved (at its first candidate), as
+        `begin_attempt` would reserve it, for the caller that goes on to send its create."""
         job_id = new.job_id or rules.job_id_for(new.owner_uid, new.idempotency_key)
         now = self.clock()
         job = Job(
@@ -280,6 +282,9 @@ class JobStore(Queries, Purge):
             deadline_at=now + timedelta(seconds=self.settings.job_deadline_s),
             estimated_ready_at=progress.first_estimate(now, [self._typical_s(p) for p in new.candidates[:1]]),
         )
+        begun = rules.begin_attempt(job, new.candidates[0], now) if begin and new.candidates else None
+        if begun is not None:
+            job = begun[0]
         doc = self._stamp(job_to_doc(job), terminal=False, deadline=job.deadline_at)
         batch = self.client.batch()  # the job and its user view, both or neither
         batch.create(self.job_ref(job_id), doc)

@@ -125,7 +125,7 @@ def the_job(stack) -> Any:
     [
         ("runwayml", "record_submission", "before", 1),  # create sent, record never written
         ("heygen", "record_submission", "before", 1),
-        ("runwayml", "begin_attempt", "after", 0),  # attempt reserved, create never sent
+        ("runwayml", "create_job", "after", 0),  # job created with its attempt reserved, create never sent
     ],
 )
 def test_a_crash_around_the_create_is_resolved_by_the_cleanup_and_the_job_falls_back(

@@ -138,6 +138,17 @@ def test_only_one_concurrent_caller_may_begin_an_attempt(store, firestore_client
     assert len(store.get_job(job.job_id).attempts) == 1
 
 
+def test_a_job_created_with_its_first_attempt_holds_the_reservation(store):
+    job, created = store.create_job(new_job(), begin=True)
+    attempt = job.current_attempt
+    assert created
+    assert (attempt.provider, str(attempt.status), job.status) == ("heygen", "submitting", Status.QUEUED)
+    assert store.get_job(job.job_id).current_attempt == attempt  # stored with it
+    assert store.begin_attempt(job.job_id, "heygen") is None  # no second reservation
+    again, created = store.create_job(new_job(), begin=True)  # a repeat reserves nothing more
+    assert (created, again.attempts) == (False, (attempt,))
+
+
 def test_submission_writes_the_task_record_and_activates_the_attempt(store):
     job_id, attempt = submitted_job(store)
     task = store.get_task("runwayml", "task-1")
