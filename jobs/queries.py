@@ -74,12 +74,11 @@ class Queries(Documents):
         self,
         job_ids: Iterable[str],
         fields: Sequence[str] | None = None,
-        transaction: firestore.Transaction | None = None,
     ) -> dict[str, Job]:
         """Many jobs by id with batched reads (`batch_get`), missing ones omitted; `fields`: only those."""
         jobs = self._jobs()
         refs = [jobs.document(i) for i in dict.fromkeys(job_ids)]
-        return {f.id: job_from_doc(f.fields, f.id) for f in self._get_all(refs, fields, transaction)}
+        return {f.id: job_from_doc(f.fields, f.id) for f in self._get_all(refs, fields)}
 
     def get_tasks(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], TaskRecord]:
         """Many task records by (provider, task id) with batched reads, missing ones omitted."""
@@ -91,7 +90,6 @@ class Queries(Documents):
         self,
         refs: list[firestore.DocumentReference],
         fields: Sequence[str] | None = None,
-        transaction: firestore.Transaction | None = None,
     ) -> list[Found]:
         """Each existing document of `refs`: `GET_ALL_CHUNK` references a request, the requests of a
         large read sent side by side (their round trips overlap the decoding)."""
@@ -99,9 +97,9 @@ class Queries(Documents):
         read = partial(batch_get, self.client, api, field_paths=None if fields is None else list(fields))
         chunks = [refs[start : start + GET_ALL_CHUNK] for start in range(0, len(refs), GET_ALL_CHUNK)]
         if len(chunks) <= 1:
-            return [found for chunk in chunks for found in read(chunk, transaction=transaction)]
+            return [found for chunk in chunks for found in read(chunk)]
         with ThreadPoolExecutor(max_workers=min(GET_ALL_WORKERS, len(chunks))) as pool:
-            parts = pool.map(lambda chunk: read(chunk, transaction=transaction), chunks)
+            parts = pool.map(read, chunks)
             return [found for part in parts for found in part]
 
     # -- queries ------------------------------------------------------------------------------------
@@ -179,7 +177,6 @@ def batch_get(
     api: Any,
     refs: list[firestore.DocumentReference],
     field_paths: list[str] | None = None,
-    transaction: firestore.Transaction | None = None,
     *,
     first_only: bool = False,
 ) -> list[Found]:
@@ -191,7 +188,7 @@ def batch_get(
     a test pins what it reads to what `get_all` reads. `first_only`: read the first response and
     no further, as `DocumentReference.get` does for its one document (the stream's end is another
     wait, and nothing more)."""
-    request, _, _ = client._prep_get_all(refs, field_paths, transaction)  # its retry=None: not taken
+    request, _, _ = client._prep_get_all(refs, field_paths, None)  # its retry=None: not taken
     responses = api.batch_get_documents(request=request, metadata=client._rpc_metadata)
     found = []
     for response in itertools.islice(responses, 1) if first_only else responses:

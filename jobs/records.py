@@ -74,8 +74,7 @@ class JobRequest:
 
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any]) -> JobRequest:
-        known = _REQUEST_FIELDS
-        return cls(**{known[key]: value for key, value in doc.items() if key in known})
+        return cls(**{_REQUEST_FIELDS[key]: value for key, value in doc.items() if key in _REQUEST_FIELDS})
 
     def fingerprint(self) -> str:
         """Same options and script -> same fingerprint (a repeated Idempotency-Key must match it)."""
@@ -139,8 +138,7 @@ class FinalizeState:
 
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any]) -> FinalizeState:
-        known = _FINALIZE_FIELDS
-        values = {known[key]: value for key, value in doc.items() if key in known}
+        values = {_FINALIZE_FIELDS[key]: value for key, value in doc.items() if key in _FINALIZE_FIELDS}
         return cls(**{**values, "tries": int(values.get("tries") or 0)})
 
 
@@ -332,8 +330,7 @@ def job_to_doc(job: Job) -> dict[str, Any]:
 
 
 def task_from_doc(doc: Mapping[str, Any]) -> TaskRecord:
-    known = _TASK_FIELDS
-    values = {known[key]: value for key, value in doc.items() if key in known}
+    values = {_TASK_FIELDS[key]: value for key, value in doc.items() if key in _TASK_FIELDS}
     return TaskRecord(
         **{
             **values,

@@ -115,34 +115,29 @@ class ApplyOutcome:
         return self.task_status in TERMINAL_STATUSES
 
 
-@dataclass(frozen=True)
-class Known:
-    job: Job
-    version: datetime  # the document's update time when this instance wrote `job`
-
-
 class KnownJobs:
-    """The jobs this instance wrote last, each at the version its write made (the `limit` most recent).
+    """The jobs this instance wrote last (the `limit` most recent), each with `updated_at` the update
+    time its write returned: the version a change may take it at.
 
     A change may take a job as known instead of reading it (`jobs.txn.Change.assume`): its write is
     then conditional on that version, and a change that does not write the job runs again, reading
     it. So a stale entry costs a lost race, never a wrong decision."""
 
     def __init__(self, limit: int = 1024) -> None:
-        self._jobs: OrderedDict[str, Known] = OrderedDict()
+        self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._lock = threading.Lock()
         self.limit = limit
 
-    def get(self, job_id: str) -> Known | None:
+    def get(self, job_id: str) -> Job | None:
         with self._lock:
-            known = self._jobs.get(job_id)
-            if known is not None:
+            job = self._jobs.get(job_id)
+            if job is not None:
                 self._jobs.move_to_end(job_id)
-            return known
+            return job
 
     def put(self, job: Job, version: datetime) -> None:
         with self._lock:
-            self._jobs[job.job_id] = Known(replace(job, updated_at=version), version)
+            self._jobs[job.job_id] = replace(job, updated_at=version)
             self._jobs.move_to_end(job.job_id)
             while len(self._jobs) > self.limit:
                 self._jobs.popitem(last=False)
@@ -188,8 +183,9 @@ class JobStore(Queries, Purge):
         if changed:
             terminal = rules.is_terminal(after.status)
             fields = self._stamp(changed, terminal=terminal, deadline=after.deadline_at)
-            writes.update(self.job_ref(after.job_id), fields)
-            writes.wrote[self.job_ref(after.job_id).path] = after
+            ref = self.job_ref(after.job_id)
+            writes.update(ref, fields)
+            writes.wrote[ref.path] = after
             writes.set(self.user_view_ref(after.job_id), self._user_doc(after, fields["expireAt"]))
             if terminal and not rules.is_terminal(before.status):
                 _ENDED.get().append(after)  # logged by `_commit` once committed
@@ -239,9 +235,9 @@ class JobStore(Queries, Purge):
         ref = self.job_ref(job_id)
         writes.loaded.add(job_id)
         known = writes.known.get(job_id) if writes.known is not None else None
-        if known is not None:
-            writes.assume(ref, known.version)
-            return known.job
+        if known is not None and known.updated_at is not None:
+            writes.assume(ref, known.updated_at)
+            return known
         snap = writes.get(ref)
         if not snap.exists:
             raise JobNotFound(job_id)
@@ -303,8 +299,7 @@ class JobStore(Queries, Purge):
 
     def last_written(self, job_id: str) -> Job | None:
         """The job as this instance last wrote it, if it did lately (no read: it may be stale)."""
-        known = self.known.get(job_id)
-        return known.job if known is not None else None
+        return self.known.get(job_id)
 
     def get_job(self, job_id: str) -> Job | None:
         """The job as stored: `DocumentReference.get`'s one request, decoded from the protobuf."""

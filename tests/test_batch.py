@@ -317,17 +317,3 @@ def test_a_read_of_several_requests_reads_each_job_once_as_get_all_would(small_r
     expected = {i: job_from_doc(doc, i) for i, doc in get_all_data(store.client, refs, STATUS_FIELDS).items()}
     assert found == expected
     assert set(found) == set(ids)
-
-
-def test_a_transaction_reads_several_requests_side_by_side(small_requests):
-    # Given 7 jobs, read 3 a request (3 requests, sent side by side)
-    store, counter = small_requests
-    ids = new_jobs(store, 7)
-    before = counter.snapshot()
-    # When a transaction reads them all
-    read = firestore.transactional(lambda txn: store.get_jobs(ids, transaction=txn))
-    found = read(store.client.transaction())
-    # Then each is read once, in the transaction, which then commits
-    cost = FirestoreCounter.delta(before, counter.snapshot())
-    assert {i: j.status for i, j in found.items()} == dict.fromkeys(ids, "queued")
-    assert (cost["by_rpc"]["batch_get_documents"], cost["reads"], cost["by_rpc"]["commit"]) == (3, 7, 1)
