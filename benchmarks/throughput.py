@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import MET, NOT_MET, ROOT, MissingCode, Section, percentile, table
+from benchmarks.common import NOT_MET, ROOT, MissingCode, Section, judge, percentile, table
 from benchmarks.env import Context
 
 TERMINAL = ("completed", "failed", "cancelled", "timed_out")
@@ -36,6 +36,7 @@ CLIENT_THREADS = 8  # the app's users submit concurrently: one client thread eac
 USERS = 100
 CLIENT_TIMEOUT_S = 60.0
 SUBMIT_TRIES = 3
+ADMISSION_GOAL = 10.0  # accepted creates a second, with no transaction lock time-out
 SCRIPT = (
     "I am a senior software engineer with 8 years in fintech. I led a team of six that launched a "
     "payments platform used by 2 million customers and cut checkout latency by 40%. I work with "
@@ -59,6 +60,7 @@ def run(ctx: Context) -> Section:
         seed=ctx.seed,
         work_dir=ctx.work_dir / "stack",
         extra_env={"RUNWAYML_QUOTA": BIG_QUOTA, "HEYGEN_QUOTA": BIG_QUOTA, **UNLIMITED_PLANS},
+        sim_concurrency={"heygen": jobs},
     )
     with LocalStack(options) as stack:
         pids = dict(stack.started_pids)
@@ -341,6 +343,9 @@ def _section(jobs, speed, submitted, refused, ended, docs, wall, cpu, profile, i
         if docs.get(j, {}).get("status") not in ("completed", None)
     )
     tail = max(ended.values(), default=0.0) - max(submitted.values(), default=0.0)
+    rate = len(submitted) / load["accepted_s"] if load["accepted_s"] else float("nan")
+    timeouts = invocations.get("Firestore emulator: transaction lock time-outs", 0)
+    admission = judge(rate, ADMISSION_GOAL, at_least=True) if timeouts == 0 else NOT_MET
     named = bottleneck(len(submitted), tail, load, cpu, wall, profile, invocations)
     cpu_rows = [
         (name, seconds, seconds / wall * 100) for name, seconds in sorted(cpu.items(), key=lambda kv: -kv[1])
@@ -348,6 +353,7 @@ def _section(jobs, speed, submitted, refused, ended, docs, wall, cpu, profile, i
     headline = (
         f"{completed} of {jobs} jobs completed in {last:.0f} s = {per_minute:.0f} jobs/min; "
         f"{lost} not terminal{'' if lost else ' (none lost)'}; "
+        f"admission {rate:.1f} creates/s with {timeouts} lock time-outs ({admission}); "
         f"{named.split('**')[1].rstrip('.')}"
     )
     parts = [
@@ -407,8 +413,9 @@ def _section(jobs, speed, submitted, refused, ended, docs, wall, cpu, profile, i
         key="throughput",
         title="Throughput",
         goal="a few hundred concurrent jobs on the local stack: every job terminal; jobs per minute "
-        "and the bottleneck named",
-        verdict=MET if lost == 0 and submitted else NOT_MET,
+        f"and the bottleneck named; admission ≥ {ADMISSION_GOAL:g} accepted creates a second with no "
+        "transaction lock time-out",
+        verdict=admission if lost == 0 and submitted else NOT_MET,
         headline=headline,
         body="\n\n".join(parts),
         data={
@@ -420,6 +427,8 @@ def _section(jobs, speed, submitted, refused, ended, docs, wall, cpu, profile, i
             "profile": profile,
             "submitted": len(submitted),
             "refused": dict(refused),
+            "creates_per_s": rate,
+            "lock_timeouts": timeouts,
         },
     )
 
@@ -463,14 +472,18 @@ def bottleneck(accepted: int, tail_s: float, load, cpu, wall, profile, invocatio
 
 
 METHOD = """\
-{jobs} jobs submitted at once through `generate_video` by {threads} client threads on behalf of {users}
-users (the app's users submit concurrently; the default provider choice), on the local stack with
-the simulators at {speed:g}× speed (HeyGen renders of 300–900 simulated seconds take 0.3–0.9 s,
+{jobs} jobs submitted at once through `generate_video` by {threads} client threads on behalf of
+{users} users (the app's users submit concurrently; the default provider choice), on the local stack
+with the simulators at {speed:g}× speed (HeyGen renders of 300–900 simulated seconds take 0.3–0.9 s,
 RunwayML's 15–45 s take 15–45 ms). Polling delays are real seconds (the Cloud Tasks emulator
 dispatches at the scheduled wall-clock time), so end-to-end times are dominated by the schedule, not
-by the renders. The simulators keep their default account limits (RunwayML 2 concurrent renders and
-200 a day, HeyGen 10 concurrent renders). The project's own request budget (by default 20–25
-creates a minute per provider, a design limit: jobs/guards.py) and the users' plans are raised out
-of the way, to find the next limit. One create is sent before the load (its job is not counted), so
-the functions process has served a request, as a running service has; its first request is the cold
-start's. Jobs per minute = completed jobs ÷ time from the first submission to the last terminal job."""
+by the renders. The project's own request budget (by default 20–25 creates a minute per provider, a
+design limit: jobs/guards.py), the users' plans and the HeyGen account's limit of renders at once
+are raised out of the way, to find the next limit in the project's own code. HeyGen's limit (10 at
+once) answers 429 with `Retry-After: 5`: the renders are sped up but those five seconds are real, so
+a create that meets the limit waits five real seconds (the client honours the header) for a slot
+that the sped-up renders free in well under one. Left in, the limit would measure the simulator's
+time scale, not admission. RunwayML's account keeps its defaults (2 renders at once, 200 a day); it
+only sees fallbacks. One create is sent before the load (its job is not counted), so the functions
+process has served a request, as a running service has; its first request is the cold start's. Jobs
+per minute = completed jobs ÷ time from the first submission to the last terminal job."""

@@ -27,7 +27,7 @@ registered endpoint, signed with `signatures.sign_heygen` (Heygen-Signature, Hey
 Heygen-Event-Id), retrying failed deliveries; `webhook_copies=2` delivers each event twice and
 `webhook_delay_s` (simulated seconds) delivers late. `videos_by_key` and `videos` let tests prove one
 video per key. Run alone: `python -m local.heygen_sim --port N [--speed X] [--faults ...] [--seed S]
-[--webhook-url U --webhook-secret S]`.
+[--concurrency N] [--webhook-url U --webhook-secret S]`.
 """
 
 from __future__ import annotations
@@ -510,6 +510,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--api-key", default="sim-heygen-key")
     parser.add_argument("--balance", type=float, default=1000.0, help="wallet in USD")
+    parser.add_argument("--concurrency", type=int, default=SimOptions.max_concurrent, help="renders at once")
     parser.add_argument("--webhook-url")
     parser.add_argument("--webhook-secret")
     args = parser.parse_args(argv)
@@ -519,6 +520,7 @@ def main(argv: list[str] | None = None) -> None:
         clock=SimClock(args.speed),
         api_key=args.api_key,
         balance_usd=args.balance,
+        max_concurrent=args.concurrency,
         webhook_url=args.webhook_url,
         webhook_secret=args.webhook_secret,
     ).start()

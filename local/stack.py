@@ -53,6 +53,8 @@ class StackOptions:
     speed: float = 20.0  # simulated seconds per real second (a 30 s render takes 1.5 s)
     faults: str = ""  # simulator fault spec, e.g. "http_5xx=0.1" (see local.stack_env.fault_mix)
     seed: int = 0
+    # the simulated accounts' renders at once, by provider (absent: the simulator's default)
+    sim_concurrency: Mapping[str, int] = field(default_factory=dict)
     work_dir: Path = DEFAULT_WORK_DIR  # logs and the issuer's key file
     state_file: Path | None = None  # where to write the state file (None: nowhere)
     environ: Mapping[str, str] | None = None  # real provider keys are looked up here (None: os.environ)
@@ -165,7 +167,8 @@ class LocalStack:
         return urls
 
     def _sim_settings(self) -> parts.SimSettings:
-        return parts.SimSettings(self.options.speed, self.options.faults, self.options.seed)
+        opts = self.options
+        return parts.SimSettings(opts.speed, opts.faults, opts.seed, dict(opts.sim_concurrency))
 
     def _start_jobs(self, base_url: str) -> dict[str, Callable[[], Any]]:
         timeout = self.options.startup_timeout_s

@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ class SimSettings:
     speed: float
     faults: str
     seed: int
+    concurrency: Mapping[str, int] = field(default_factory=dict)  # renders at once, by provider
 
 
 def simulator(
@@ -33,6 +34,8 @@ def simulator(
     argv += [f"--speed={sim.speed}", f"--seed={sim.seed}"]
     if sim.faults:
         argv.append(f"--faults={sim.faults}")
+    if name in sim.concurrency:
+        argv.append(f"--concurrency={sim.concurrency[name]}")
     if name == "heygen":
         argv.append(f"--api-key={plan.HEYGEN_SIM_KEY}")
         if webhook is not None:

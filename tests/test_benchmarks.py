@@ -250,6 +250,8 @@ def test_throughput_benchmark_ends_every_job_on_the_local_stack(ctx):
     assert section.data["lost"] == 0
     assert sum(section.data["statuses"].values()) == 4
     assert "functions" in section.data["cpu"]
+    assert section.data["creates_per_s"] > 0
+    assert section.data["lock_timeouts"] == 0
 
 
 @pytest.mark.slow

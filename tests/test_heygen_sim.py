@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import requests
@@ -20,6 +21,7 @@ import requests
 from local.heygen_sim import IDEMPOTENCY_WINDOW_S, HeyGenSim
 from local.procs import ManagedProcess, free_port, http_ready
 from local.simcore import SAMPLE_MP4, Durations, FaultPlan, ManualClock
+from local.stack_parts import SimSettings, simulator
 from providers.heygen import HeyGenEvent, verify_heygen
 from providers.signatures import SignatureError
 
@@ -442,3 +444,18 @@ def test_runs_standalone_from_the_command_line(tmp_path):
     finally:
         process.stop()
     assert json.loads(answer.content)["data"]["billing_type"] == "wallet"
+
+
+def test_the_local_stack_starts_it_with_the_account_limit_it_is_given(tmp_path):
+    settings = SimSettings(speed=1.0, faults="", seed=0, concurrency={"heygen": 1})
+    process, port = simulator("heygen", settings, tmp_path, {}, webhook=None)
+    process.start()
+    try:
+        process.wait_ready(http_ready(f"http://127.0.0.1:{port}/v3/users/me"), timeout_s=30)
+        sim = SimpleNamespace(base_url=f"http://127.0.0.1:{port}")
+        first, second = post_video(sim, key="k1"), post_video(sim, key="k2")
+    finally:
+        process.stop()
+    assert first.status_code == 200
+    assert second.status_code == 429
+    assert second.json()["error"]["code"] == "rate_limit_exceeded"
