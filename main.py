@@ -83,14 +83,15 @@ def generate_video(request: flask.Request) -> flask.Response:
 @functions_framework.http
 @endpoint(_project, _check, Cors("POST", _origins))
 def cancel_video(request: flask.Request) -> flask.Response:
-    from jobs import access as views
-    from jobs import plans
-    from jobs.views import user_view
     from web import deps
     from web.schemas import CancelRequest
 
     require_method(request, "POST")
     caller = _user(request)
+    from jobs import access as views  # the job machinery loads for a request that passed the edge
+    from jobs import plans
+    from jobs.views import user_view
+
     d = deps.get()
     plans.throttle(d.calls, d.settings, caller.uid, caller.tier)
     body = parse(CancelRequest, json_object(request))
@@ -101,8 +102,6 @@ def cancel_video(request: flask.Request) -> flask.Response:
 @functions_framework.http
 @endpoint(_project, _check, Cors("GET", _origins))
 def runwayml_status_check(request: flask.Request) -> flask.Response:
-    from jobs import access, plans
-    from jobs.views import ops_view, user_view
     from web import appcheck, deps
     from web.auth import bearer_token
     from web.schemas import StatusQuery
@@ -113,6 +112,9 @@ def runwayml_status_check(request: flask.Request) -> flask.Response:
         bearer_token(request.headers), d.settings.function_url("runwayml_status_check")
     )
     appcheck.require(d.settings, request.headers, caller)
+    from jobs import access, plans  # the job machinery loads for a request that passed the edge
+    from jobs.views import ops_view, user_view
+
     query = parse(StatusQuery, dict(request.args), "query")
     viewer = caller.viewer(d.settings.ops_service_accounts)
     plans.throttle(d.calls, d.settings, viewer.uid, caller.tier)

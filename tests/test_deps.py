@@ -10,6 +10,8 @@ import sys
 import threading
 from datetime import timedelta
 
+import pytest
+
 from jobs.store import JobStore
 from jobs.txn import utcnow
 from tests.conftest import ROOT, TEST_PROJECT
@@ -47,14 +49,23 @@ print(json.dumps({"status": answer.status_code, "loaded": loaded}))
 """
 
 
-def first_request(stack, target: str, method: str, path: str, body: object, banned: tuple[str, ...]):
-    """The first request of a fresh process: its status and which of `banned` it loaded."""
+def first_request(
+    stack,
+    target: str,
+    method: str,
+    path: str,
+    body: object,
+    banned: tuple[str, ...],
+    token: str | None = None,
+):
+    """The first request of a fresh process (alice's token unless `token`): its status and which of
+    `banned` it loaded."""
     env = {
         **os.environ,
         **environment(stack.runway, stack.heygen, stack.issuer),
         "PYTHONPATH": str(ROOT),
     }
-    token = f"Bearer {stack.issuer.user_token('alice', TEST_PROJECT)}"
+    token = token or f"Bearer {stack.issuer.user_token('alice', TEST_PROJECT)}"
     argv = [str(ROOT / "main.py"), target, method, path, token, json.dumps(body), *banned]
     done = subprocess.run(
         [sys.executable, "-c", FIRST_REQUEST, *argv],
@@ -156,3 +167,12 @@ def test_the_first_status_check_of_a_fresh_process_loads_no_task_worker(stack):
 def test_a_create_refused_at_the_edge_loads_no_job_machinery(stack):
     answer = first_request(stack, "generate_video", "POST", "/", {}, NOT_FOR_A_REFUSED_CREATE)
     assert answer == {"status": 400, "loaded": []}
+
+
+@pytest.mark.parametrize(("target", "method"), [("runwayml_status_check", "GET"), ("cancel_video", "POST")])
+def test_a_caller_refused_at_the_edge_loads_no_job_machinery(stack, target, method):
+    body = {"jobId": "abc"} if method == "POST" else None
+    answer = first_request(
+        stack, target, method, "/?jobId=abc", body, NOT_FOR_A_REFUSED_CREATE, "Bearer forged"
+    )
+    assert answer == {"status": 401, "loaded": []}
