@@ -188,7 +188,7 @@ document and returns it, checking nothing."""
 WHY = """\
 What the status check does beyond the baseline: `jobs.access.status` makes {rpcs} Firestore round
 trip(s) for a finished job: the baseline's `BatchGetDocuments` call, its answer decoded straight
-from the protobuf (`jobs.access.read_job`: no `DocumentSnapshot`, none of its two deep copies) and,
+from the protobuf (`JobStore.get_job`: no `DocumentSnapshot`, none of its two deep copies) and,
 as `DocumentReference.get` does, only its first response read. Checking the ID token (verified at
 its first sight, then remembered while the certificates hold) costs {verify:.2f} ms and the job
 view with its JSON {view:.2f} ms. The rest is per-request work the baseline skips, not timed one by

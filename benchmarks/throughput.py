@@ -346,7 +346,7 @@ def _section(jobs, speed, submitted, refused, ended, docs, wall, cpu, profile, i
     rate = len(submitted) / load["accepted_s"] if load["accepted_s"] else float("nan")
     timeouts = invocations.get("Firestore emulator: transaction lock time-outs", 0)
     admission = judge(rate, ADMISSION_GOAL, at_least=True) if timeouts == 0 else NOT_MET
-    named = bottleneck(len(submitted), tail, load, cpu, wall, profile, invocations)
+    named = bottleneck(rate, timeouts, tail, load, cpu, wall, profile)
     cpu_rows = [
         (name, seconds, seconds / wall * 100) for name, seconds in sorted(cpu.items(), key=lambda kv: -kv[1])
     ]
@@ -433,7 +433,7 @@ def _section(jobs, speed, submitted, refused, ended, docs, wall, cpu, profile, i
     )
 
 
-def bottleneck(accepted: int, tail_s: float, load, cpu, wall, profile, invocations) -> str:
+def bottleneck(rate: float, timeouts: int, tail_s: float, load, cpu, wall, profile) -> str:
     """The limit this run ran into, stated from its own numbers.
 
     CPU when the parts together used most of the machine; else admission when accepting the jobs took
@@ -441,11 +441,9 @@ def bottleneck(accepted: int, tail_s: float, load, cpu, wall, profile, invocatio
     the store's read-decide-write changes saying where admission waits; else the pipeline after it.
     """
     used = sum(cpu.values()) / wall * 100
-    rate = accepted / load["accepted_s"] if load["accepted_s"] else float("nan")
     samples = profile.get("samples") or 0
     in_generate = profile.get("in_generate", 0)
     waiting = profile.get("generate_in_changes", 0) / in_generate if in_generate else float("nan")
-    timeouts = invocations.get("Firestore emulator: transaction lock time-outs", 0)
     measured = (
         f"Jobs were accepted at {rate:.1f} a second over {load['accepted_s']:.0f} s; the last job ended "
         f"{tail_s:.0f} s after the last one was accepted. All parts together used {used:.0f}% of the "

@@ -212,14 +212,14 @@ def batch_get(
     *,
     first_only: bool = False,
 ) -> list[Found]:
-    """What `client.get_all` reads, as a `Found` for each existing document, without its
-    snapshots: the same request to the same GAPIC method (`api`, the client's `_firestore_api`), each
-    document decoded by the client's own decoder straight from the protobuf. `get_all` wraps every
-    response in proto-plus and deep-copies each document into its snapshot, and `to_dict()` copies it
-    again: most of a bulk read's time. Leans on the client's private request builder and decoder;
-    a test pins what it reads to what `get_all` reads. `first_only`: read the first response and
-    no further, as `DocumentReference.get` does for its one document (the stream's end is another
-    wait, and nothing more)."""
+    """What `client.get_all` reads, as a `Found` for each existing document, without its snapshots:
+    the same request to the same GAPIC method (`api`, the client's `_firestore_api`), each document
+    decoded as the client decodes it, straight from the protobuf (`Found.decode`). `get_all` wraps
+    every response in proto-plus and deep-copies each document into its snapshot, and `to_dict()`
+    copies it again: most of a bulk read's time. Leans on the client's private request builder and
+    decoder; a test pins what it reads to what `get_all` reads. `first_only`: read the first
+    response and no further, as `DocumentReference.get` does for its one document (the stream's end
+    is another wait, and nothing more)."""
     request, _, _ = client._prep_get_all(refs, field_paths, None)  # its retry=None: not taken
     responses = api.batch_get_documents(request=request, metadata=client._rpc_metadata)
     found = []

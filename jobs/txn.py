@@ -100,9 +100,8 @@ class Change:
             raise Unconfirmed(", ".join(sorted(self._assumed - set(self._written))))
         if self._written:
             results = self._batch.commit()  # one result per write, in order
-            if len(results) == len(self._written):
-                pairs = zip(self._written, results, strict=True)
-                self.versions = {path: result.update_time for path, result in pairs}
+            pairs = zip(self._written, results, strict=True)
+            self.versions = {path: result.update_time for path, result in pairs}
 
 
 def run_optimistic(
