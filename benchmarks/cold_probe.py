@@ -4,7 +4,8 @@
 
 Prints one JSON line: `import_s` (functions-framework and the source module, `create_app`),
 `first_request_s` (the first request through the app, which builds the lazy clients), `warm_s` (the
-median of WARM_REQUESTS more of the same request, an environment variable, default 0), `status`, and
+median of WARM_REQUESTS more of the same request, an environment variable, default 0), `status` (the
+first request's HTTP status), `warm_statuses` (those the warm requests got), and
 `max_rss_mib` (peak resident memory of this process: VmHWM, which starts afresh at exec, unlike
 `ru_maxrss`, which Linux carries over from the parent that forked the probe).
 """
@@ -30,10 +31,10 @@ def main(argv: list[str]) -> None:
     imported = time.perf_counter()
     answer = app.test_client().open(path, method=method, headers=headers, **body)
     answered = time.perf_counter()
-    warm = []
+    warm, warm_statuses = [], set()
     for _ in range(int(os.environ.get("WARM_REQUESTS", "0"))):
         began = time.perf_counter()
-        app.test_client().open(path, method=method, headers=headers, **body)
+        warm_statuses.add(app.test_client().open(path, method=method, headers=headers, **body).status_code)
         warm.append(time.perf_counter() - began)
     print(
         json.dumps(
@@ -43,6 +44,7 @@ def main(argv: list[str]) -> None:
                 "total_s": answered - STARTED,
                 "warm_s": sorted(warm)[len(warm) // 2] if warm else None,
                 "status": answer.status_code,
+                "warm_statuses": sorted(warm_statuses),
                 "max_rss_mib": peak_rss_mib(),
             }
         ),

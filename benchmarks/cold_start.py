@@ -22,12 +22,15 @@ import math
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from typing import Any
+
+import functions_framework
 
 from benchmarks import cpu_share
 from benchmarks.common import MET, NOT_MET, ROOT, Section, interleave, judge, median, ratio, run_module, table
-from benchmarks.env import PROJECT, Context
+from benchmarks.env import PROJECT, RUNWAY_KEY, Context
 from benchmarks.fixtures import OWNER, finished_job, store_for
 from benchmarks.prices import BILLING_QUANTUM_S, PREVIOUS_SHAPE, PRICES, function_sizes, previous_sizes
 
@@ -38,6 +41,9 @@ USER_FACING = tuple(PREVIOUS_SHAPE)  # generate_video, cancel_video, runwayml_st
 HELLO, READ = "hello world", "baseline: one document read"
 SETTINGS = "baseline + the project's settings"
 BARE, FULL = "main.py, first request without I/O", "main.py, first status check"
+MAIN_PY = str(ROOT / "main.py")
+ACCEPTED = {"generate_video": 202}  # what each first request answers (else 200)
+SCRIPT = "I am a nurse with twelve years on a surgical ward; I train new nurses and lead night shifts."
 
 
 # What deploy.sh puts in every function's environment besides its settings (`write_env_file`): with
@@ -59,13 +65,13 @@ def run(ctx: Context) -> Section:
     store.client.close()
     token = f"Bearer {ctx.issuer().user_token(OWNER, PROJECT)}"
     env = ctx.function_env("http://127.0.0.1:9999") | DEPLOYED_ENV
-    main_py, baseline = str(ROOT / "main.py"), str(ROOT / "benchmarks" / "baseline_fn.py")
+    baseline = str(ROOT / "benchmarks" / "baseline_fn.py")
     probes = {
         HELLO: [baseline, "hello", "GET", "/"],
         READ: [baseline, "read_job", "GET", f"/?jobId={job_id}"],
         SETTINGS: [baseline, "read_job_with_settings", "GET", f"/?jobId={job_id}"],
-        BARE: [main_py, "runwayml_status_check", "GET", f"/?jobId={job_id}"],
-        FULL: [main_py, "runwayml_status_check", "GET", f"/?jobId={job_id}", token],
+        BARE: [MAIN_PY, "runwayml_status_check", "GET", f"/?jobId={job_id}"],
+        FULL: [MAIN_PY, "runwayml_status_check", "GET", f"/?jobId={job_id}", token],
     }
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in probes}
 
@@ -79,7 +85,7 @@ def run(ctx: Context) -> Section:
 
     interleave({name: variant(name) for name in probes}, runs)
     section = _section(results, runs)
-    shaped = deployed_shapes(ctx, job_id, token, env, runs=1 if ctx.quick else 5)
+    shaped = deployed_shapes(ctx, env, runs=1 if ctx.quick else 5)
     return with_shapes(section, shaped)
 
 
@@ -239,20 +245,11 @@ def _no_limit() -> Iterator[None]:
     yield None
 
 
-def deployed_shapes(
-    ctx: Context, job_id: str, token: str, env: dict[str, str], runs: int
-) -> list[dict[str, Any]]:
+def deployed_shapes(ctx: Context, env: dict[str, str], runs: int) -> list[dict[str, Any]]:
     """Each user-facing function's first answer under the CPU quota of its previous and its deployed
     shape, alternating (ABAB); empty when this machine cannot set a CPU quota."""
     if not cpu_share.available():
         return []
-    main_py = str(ROOT / "main.py")
-    env = env | {"WARM_REQUESTS": "1" if ctx.quick else "20"}
-    requests = {  # the first request each one gets: a status read; a create and a cancel refused as 400
-        "runwayml_status_check": [main_py, "runwayml_status_check", "GET", f"/?jobId={job_id}", token],
-        "generate_video": [main_py, "generate_video", "POST", "/", token, "{}"],
-        "cancel_video": [main_py, "cancel_video", "POST", "/", token, "{}"],
-    }
     sizes = {"previous": previous_sizes(), "deployed": function_sizes()}
     shapes = {  # (function, shape) -> (vCPU, memory MiB)
         (n, label): (by_name[n][1], round(by_name[n][0] * 1024))
@@ -260,16 +257,31 @@ def deployed_shapes(
         for label, by_name in sizes.items()
     }
     results: dict[tuple[str, str], list[dict[str, Any]]] = {key: [] for key in shapes}
+    with live_jobs(ctx, env) as (live_env, new_job):
 
-    def variant(key: tuple[str, str]):
-        def call() -> list[float]:
-            outcome = probe(requests[key[0]], env, share=shapes[key][0])
-            results[key].append(outcome)
-            return [outcome["total_s"]]
+        def first_request(function: str) -> list[str]:
+            """A new user's first request: a create, or a cancel or status check of a job just made."""
+            uid = f"cold-{uuid.uuid4().hex[:12]}"
+            token = f"Bearer {ctx.issuer().user_token(uid, PROJECT)}"
+            if function == "generate_video":
+                return [MAIN_PY, function, "POST", "/", token, json.dumps({"script": SCRIPT})]
+            job_id = new_job(uid)
+            if function == "cancel_video":
+                return [MAIN_PY, function, "POST", "/", token, json.dumps({"jobId": job_id})]
+            return [MAIN_PY, function, "GET", f"/?jobId={job_id}", token]
 
-        return call
+        def variant(key: tuple[str, str]):
+            def call() -> list[float]:
+                outcome = probe(first_request(key[0]), live_env, share=shapes[key][0])
+                answered = {outcome["status"], *outcome["warm_statuses"]}
+                if answered != {ACCEPTED.get(key[0], 200)}:
+                    raise RuntimeError(f"{key[0]} answered {sorted(answered)} in the {key[1]} shape")
+                results[key].append(outcome)
+                return [outcome["total_s"]]
 
-    interleave({key: variant(key) for key in shapes}, runs)
+            return call
+
+        interleave({key: variant(key) for key in shapes}, runs)
     return [
         {
             "function": name,
@@ -284,6 +296,55 @@ def deployed_shapes(
         }
         for (name, label), rs in results.items()
     ]
+
+
+@contextlib.contextmanager
+def live_jobs(ctx: Context, env: dict[str, str]) -> Iterator[tuple[dict[str, str], Callable[[str], str]]]:
+    """What lets a create go all the way, as in production: both provider simulators (in this
+    process, no account limits) and a Cloud Tasks emulator with the queue. Yields the functions'
+    environment over them and `new_job(uid)`, which creates a job for `uid` through `generate_video`
+    served in this process (warm, not measured) and returns its id. The tasks are dispatched once to
+    the closed functions URL of `env` and dropped: no poll runs while the probes are measured."""
+    from config import load_settings
+    from local.heygen_sim import HeyGenSim
+    from local.runwayml_sim import RunwayMLSim
+    from local.tasks_emulator import TasksEmulator
+    from tasks.memory import InMemoryQueue
+    from web import deps
+
+    runway = RunwayMLSim(api_key=RUNWAY_KEY, concurrency=10**6, daily_limit=10**6).start()
+    heygen = HeyGenSim(max_concurrent=10**6).start()
+    tasks = TasksEmulator(ctx.work_dir / "logs", max_retries=0)
+    try:
+        tasks.start()
+        live = env | {
+            "RUNWAYML_BASE_URL": runway.base_url,
+            "HEYGEN_BASE_URL": heygen.base_url,
+            "HEYGEN_API_KEY": "sim-heygen-key",
+            "HEYGEN_AVATAR_ID": "avatar-bench",
+            "RUNWAYML_QUOTA": "1000000/60",
+            "HEYGEN_QUOTA": "1000000/60",
+            "CLOUD_TASKS_EMULATOR_HOST": tasks.host,
+        }
+        settings = load_settings(live)
+        tasks.create_queue(settings.project_id, settings.queue_location, settings.tasks_queue)
+        deps.use(deps.build(settings, queue=InMemoryQueue()))
+        create = functions_framework.create_app(target="generate_video", source=MAIN_PY).test_client()
+
+        def new_job(uid: str) -> str:
+            token = ctx.issuer().user_token(uid, PROJECT)
+            answer = create.post("/", json={"script": SCRIPT}, headers={"Authorization": f"Bearer {token}"})
+            if answer.status_code != 202:
+                raise RuntimeError(f"generate_video answered {answer.status_code}: {answer.get_json()}")
+            return str(answer.get_json()["jobId"])
+
+        new_job("cold-warm-up")  # the emulators' first writes, not any probe's
+        yield live | {"WARM_REQUESTS": "1" if ctx.quick else "20"}, new_job
+    finally:
+        deps.use(None)
+        tasks.stop()
+        heygen.stop()
+        runway.stop()
 
 
 def with_shapes(section: Section, shaped: list[dict[str, Any]]) -> Section:
@@ -350,15 +411,18 @@ SHAPES = """\
 **In the deployed shape.** The same probe under a CPU quota equal to the function's vCPU (cgroup v1
 `cpu.cfs_quota_us` over a 100 ms period, `benchmarks/cpu_share.py`), in the shape each user-facing
 function had before (256 MiB = .167 vCPU; generate_video 512 MiB = .333) and the one deploy.sh gives it
-now, alternating; medians of the runs, peak RSS the largest seen. The first request of
-`generate_video` and `cancel_video` is one with the owner's token and an empty body: the token is
-verified (certificates fetched), then it is refused as 400 before any provider call or Firestore
-write; `cancel_video` has built its job store by then, while `generate_video` checks the body
-before it loads the job machinery (Firestore, the prompt builder, the providers), which only a
-valid create loads, on its way to the provider (not measured here). The status check reads a
-finished job. The quota limits CPU time only: a real
+now, alternating; medians of the runs, peak RSS the largest seen. Each probe's first request is
+one a new user makes, and it goes all the way, as in production: `generate_video` creates a video
+(202: the user's ledger read, admission, the job written, the render submitted to the HeyGen
+simulator, the first poll enqueued in the Cloud Tasks emulator); `cancel_video` cancels, and
+`runwayml_status_check` reads, a job the same user created just before (through `generate_video`
+served in the benchmark's process, not measured; the status check may ask the provider for a
+fresher state, as it does in production). The simulators run in the benchmark's process with no
+account limits; the enqueued polls are dispatched once to a closed port and dropped, so no poll
+runs while a probe is measured. The quota limits CPU time only: a real
 instance also starts a container, which this does not measure. *Warm request*: the median of 20 more
-of the same request in the same process; one instance serves one request at a time (concurrency 1),
+of the same request in the same process (20 more videos; cancels of the job already cancelled, which
+answer with it; status checks of the same job); one instance serves one request at a time (concurrency 1),
 so requests/s per instance is its inverse. The cost of 1,000 warm requests bills each at its
 warm time rounded up to 100 ms, at list prices (benchmarks/prices.py: $0.000024 per vCPU-second,
 $0.0000025 per GiB-second, $0.40 per million requests; CPU allocated only during requests)."""
