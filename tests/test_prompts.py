@@ -18,6 +18,7 @@ from providers.prompts import (
     STYLES,
     VOCABULARY,
     build_prompt,
+    extract,
     extract_elements,
     image_prompt,
     problems,
@@ -149,6 +150,35 @@ def test_nothing_recognisable_gives_no_occupation(script):
     elements = extract_elements(script)
     assert elements.occupation is None
     assert elements.confidence < MIN_CONFIDENCE
+
+
+_FINDER_WORDS = [*sorted(extract._TITLE_OWNER)[::7], "nurse", "chef", "lehrer", "head chef", "ab", "a-b"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from(_FINDER_WORDS),
+            st.sampled_from(["es", "s", "in", "innen", "inn", "e", "-", "_", "x", "é", "3", "٣"]),
+            st.sampled_from([" ", "  ", ", ", ".", "\n", "-", "'", "/"]),
+            st.text(max_size=3),
+        ),
+        max_size=12,
+    ).map("".join)
+)
+def test_the_word_finder_finds_what_the_word_regex_finds(text):
+    finder, regex = extract.WordFinder(_FINDER_WORDS), extract._word_regex(_FINDER_WORDS)
+    found = [(hit.start, hit.end, hit.word) for hit in finder.finditer(text)]
+    assert found == [(m.start(), m.end(), m[1]) for m in regex.finditer(text)]
+
+
+def test_the_word_finder_takes_the_longest_entry_and_a_suffix_only_before_a_word_end():
+    finder = extract.WordFinder(["head chef", "head", "chef", "lehrer"])
+    assert [h.word for h in finder.finditer("head chefs, lehrerinnen, chefx, xchef")] == [
+        "head chef",
+        "lehrer",
+    ]
 
 
 def test_keywords_alone_give_a_lower_confidence_than_a_title():
