@@ -7,13 +7,17 @@ configuration is checked before it runs (`web/check.py`: 503 `misconfigured`, na
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import gc
 
-import functions_framework
+gc.disable()  # no cyclic collection while a cold instance loads its modules (web/http.py `_started`)
 
-import logs
-from web.cors import Cors
-from web.http import ApiError, endpoint, json_object, parse, raw_body, require_method, respond
+from typing import TYPE_CHECKING  # noqa: E402 - after the line above, as are the imports below
+
+import functions_framework  # noqa: E402
+
+import logs  # noqa: E402
+from web.cors import Cors  # noqa: E402
+from web.http import ApiError, endpoint, json_object, parse, raw_body, require_method, respond  # noqa: E402
 
 if TYPE_CHECKING:
     import flask
