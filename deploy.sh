@@ -51,8 +51,8 @@ note() { printf '# %s\n' "$*"; }
 # Shape (docs/DEPLOY.md, docs/PERFORMANCE.md): the functions a person waits on get a whole vCPU, so a
 # cold start answers in well under a second (at the .167 vCPU that 256 MiB brings, importing the code
 # alone takes ~4 s); the rest keep the vCPU their memory brings. Below 1 vCPU Cloud Run allows one
-# request per instance; at 1 vCPU the create and the status check serve 8 at once (their paths are
-# proven thread-safe by tests/test_concurrency.py), the others one at a time.
+# request per instance; at 1 vCPU the create, the cancel and the status check serve 8 at once (their
+# paths are proven thread-safe by tests/test_concurrency.py), the others one at a time.
 FUNCTIONS=(
   "runwayml_polling_task|tasks|120s|256Mi|20|worker|yes|0.167|1"
   "finalize_video_task|tasks|540s|1Gi|20|worker|no|0.583|1"
@@ -62,7 +62,7 @@ FUNCTIONS=(
   "runwayml_webhook|public|60s|256Mi|10|hook-runwayml|yes|0.167|1"
   "heygen_webhook|public|60s|256Mi|10|hook-heygen|yes|0.167|1"
   "generate_video|public|120s|512Mi|20|api|yes|1|8"
-  "cancel_video|public|60s|256Mi|10|api|yes|1|1"
+  "cancel_video|public|60s|256Mi|10|api|yes|1|8"
   "runwayml_status_check|public|60s|256Mi|20|api|yes|1|8"
 )
 # One runtime service account per role, with only what its functions use (main.py and web/deps.py:

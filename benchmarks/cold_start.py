@@ -422,11 +422,12 @@ simulator, the first poll enqueued in the Cloud Tasks emulator); `cancel_video` 
 served in the benchmark's process, not measured; the status check may ask the provider for a
 fresher state, as it does in production). The simulators run in the benchmark's process with no
 account limits; the enqueued polls are dispatched once to a closed port and dropped, so no poll
-runs while a probe is measured. The quota limits CPU time only: a real
-instance also starts a container, which this does not measure. *Warm request*: the median of 20 more
-of the same request in the same process (20 more videos; cancels of the job already cancelled, which
-answer with it; status checks of the same job); one instance serves one request at a time (concurrency 1),
-so requests/s per instance is its inverse. The cost of 1,000 warm requests bills each at its
+runs while a probe is measured. The quota limits CPU time only: a real instance also starts a
+container, which this does not measure. *Warm request*: the median of 20 more of the same request in
+the same process (20 more videos; cancels of the job already cancelled, which answer with it;
+status checks of the same job), one at a time, so requests/s per instance is its inverse at
+concurrency 1 (deploy.sh lets these functions serve 8 at once; those requests mostly wait on
+Firestore and the providers). The cost of 1,000 warm requests bills each at its
 warm time rounded up to 100 ms, at list prices (benchmarks/prices.py: $0.000024 per vCPU-second,
 $0.0000025 per GiB-second, $0.40 per million requests; CPU allocated only during requests)."""
 

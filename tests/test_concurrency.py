@@ -94,3 +94,37 @@ def test_concurrent_status_checks_of_one_job_refresh_it_without_losing_a_state(s
     assert [a.status_code for a in answers] == [200] * THREADS, [a.get_json() for a in answers]
     assert store.get_job(job_id).status.value == "completed"
     assert sum(1 for a in answers if a.get_json()["job"]["status"] == "completed") >= 1
+
+
+def test_concurrent_cancels_each_end_their_owners_job(stack):
+    # Given running jobs of different owners
+    owners = [f"owner-{i}" for i in range(THREADS)]
+    jobs = {uid: stack.generate(uid=uid, provider="runwayml").get_json()["jobId"] for uid in owners}
+
+    # When every owner cancels theirs at the same moment
+    def cancel(uid: str) -> Callable[[], Any]:
+        client = _client("cancel_video")
+        return lambda: client.post("/", json={"jobId": jobs[uid]}, headers=stack.user(uid))
+
+    answers = _at_once([cancel(uid) for uid in owners])
+    # Then each answer is the asker's own job, cancelled, and each task was stopped at the provider
+    assert [a.status_code for a in answers] == [200] * THREADS, [a.get_json() for a in answers]
+    assert [a.get_json()["job"]["jobId"] for a in answers] == [jobs[uid] for uid in owners]
+    assert {stack.deps.store.get_job(j).status.value for j in jobs.values()} == {"cancelled"}
+    assert stack.runway.count("DELETE", "/v1/tasks/") == THREADS
+
+
+def test_concurrent_cancels_of_one_job_stop_its_task_once(stack):
+    # Given one running job
+    job_id = stack.generate(uid="alice", provider="runwayml").get_json()["jobId"]
+    headers = stack.user("alice")
+
+    # When its owner's cancel arrives THREADS times at once (a double-tapped button, retries)
+    def cancel() -> Any:
+        return _client("cancel_video").post("/", json={"jobId": job_id}, headers=headers)
+
+    answers = _at_once([cancel for _ in range(THREADS)])
+    # Then all answer with the cancelled job, and the provider was told once
+    assert [a.status_code for a in answers] == [200] * THREADS, [a.get_json() for a in answers]
+    assert {a.get_json()["job"]["status"] for a in answers} == {"cancelled"}
+    assert stack.runway.count("DELETE", "/v1/tasks/") == 1

@@ -272,7 +272,7 @@ def test_the_functions_a_person_waits_on_get_a_whole_vcpu_the_rest_what_their_me
     for name, command in deploys.items():
         cpu = float(flag(command, "--cpu"))
         assert cpu == (1.0 if name in USER_FACING else VCPU_OF_MEMORY[flag(command, "--memory")])
-        concurrent = name in ("generate_video", "runwayml_status_check")  # tests/test_concurrency.py
+        concurrent = name in ("generate_video", "cancel_video", "runwayml_status_check")  # test_concurrency
         assert flag(command, "--concurrency") == ("8" if concurrent else "1")
         assert flag(command, "--min-instances") == "0"  # warm instances only when asked for
 
