@@ -17,10 +17,22 @@ from urllib.parse import urlsplit
 
 import functions_framework
 
-from benchmarks.common import ROOT, Section, interleave, judge, median, ratio, table
+from benchmarks.cold_probe import tree_peak_rss_mib
+from benchmarks.common import (
+    MEMORY_SHARE_GOAL,
+    NOT_MET,
+    ROOT,
+    Section,
+    interleave,
+    judge,
+    median,
+    ratio,
+    table,
+)
 from benchmarks.counting import FirestoreCounter
 from benchmarks.env import OPS_SA, PROJECT, Context
 from benchmarks.fixtures import OWNER, clone_finished, finished_job, store_for
+from benchmarks.prices import function_sizes
 from benchmarks.served import serve
 from config import load_settings
 from jobs.queries import GET_ALL_CHUNK
@@ -43,11 +55,11 @@ def run(ctx: Context) -> Section:
     ops = {"Authorization": f"Bearer {issuer.service_token(OPS_SA, f'{FUNCTIONS_BASE}/{BATCH}')}"}
     user = {"Authorization": f"Bearer {issuer.user_token(OWNER, PROJECT)}"}
     rows, hot = in_process(ctx, sizes, job_ids, ops, user, rounds)
-    served = over_http(ctx, sizes, job_ids, ops, user, rounds)
+    served, peak_mib = over_http(ctx, sizes, job_ids, ops, user, rounds)
     for row in rows:
         row.update(served[row["jobs"]])
         row["speedup"] = ratio(row["single_s"], row["batch_s"])
-    return _section(rows, rounds, hot)
+    return _section(rows, rounds, hot, peak_mib)
 
 
 def in_process(ctx: Context, sizes, job_ids, ops, user, rounds):
@@ -101,8 +113,9 @@ def in_process(ctx: Context, sizes, job_ids, ops, user, rounds):
     return rows, hot
 
 
-def over_http(ctx: Context, sizes, job_ids, ops, user, rounds) -> dict[int, dict[str, float]]:
-    """Times as deployed: each function under functions-framework, called over keep-alive HTTP."""
+def over_http(ctx: Context, sizes, job_ids, ops, user, rounds) -> tuple[dict[int, dict[str, float]], float]:
+    """Times as deployed: each function under functions-framework, called over keep-alive HTTP; and
+    the batch function's peak resident memory over all its calls (MiB)."""
     env = ctx.function_env(FUNCTIONS_BASE)
     procs = []
     try:
@@ -131,7 +144,7 @@ def over_http(ctx: Context, sizes, job_ids, ops, user, rounds) -> dict[int, dict
             out[size] = {"batch_s": median(times["batch"]), "single_s": median(times["single"])}
         batch_conn.close()
         single_conn.close()
-        return out
+        return out, tree_peak_rss_mib(batch_proc.pid)
     finally:
         for proc in procs:
             proc.stop()
@@ -208,12 +221,16 @@ def _counted(counter: FirestoreCounter, fn) -> dict[str, Any]:
     return FirestoreCounter.delta(before, counter.snapshot())
 
 
-def _section(rows: list[dict[str, Any]], rounds: int, hot: list[tuple[str, float, float]]) -> Section:
+def _section(
+    rows: list[dict[str, Any]], rounds: int, hot: list[tuple[str, float, float]], peak_mib: float
+) -> Section:
     largest = rows[-1]
+    memory_mib = function_sizes()[BATCH][0] * 1024
     headline = (
         f"{largest['jobs']:,} jobs: one batch call {largest['batch_s'] * 1000:.0f} ms vs "
         f"{largest['single_s']:.2f} s for single checks = {largest['speedup']:.0f}× faster; "
-        f"{largest['batch_rpcs']} Firestore round trips vs {largest['single_rpcs']:,}"
+        f"{largest['batch_rpcs']} Firestore round trips vs {largest['single_rpcs']:,}; "
+        f"peak RSS {peak_mib:.0f} MiB = {peak_mib / memory_mib:.0%} of its {memory_mib:.0f} MiB"
     )
     table_rows = [
         (
@@ -246,7 +263,12 @@ def _section(rows: list[dict[str, Any]], rounds: int, hot: list[tuple[str, float
         "batch reports firestoreReads",
         "provider calls",
     )
-    parts = [METHOD.format(rounds=rounds), table(header, table_rows), f"Headline: {headline}."]
+    memory = (
+        f"Memory: the served batch function's peak resident memory over all its calls (VmHWM of "
+        f"functions-framework's processes) was {peak_mib:.0f} MiB, {peak_mib / memory_mib:.0%} of the "
+        f"{memory_mib:.0f} MiB deploy.sh gives it (goal ≤ {MEMORY_SHARE_GOAL:.0%})."
+    )
+    parts = [METHOD.format(rounds=rounds), table(header, table_rows), f"Headline: {headline}.", memory]
     if hot:
         parts += [
             f"Where one batch call of {largest['jobs']:,} jobs spends its time (cProfile, which slows Python "
@@ -262,11 +284,14 @@ def _section(rows: list[dict[str, Any]], rounds: int, hot: list[tuple[str, float
     return Section(
         key="batch",
         title="Batch scaling",
-        goal=f"at 1,000 jobs, ≥ {GOAL:.0f}× faster than N single status checks",
-        verdict=judge(largest["speedup"], GOAL, at_least=True),
+        goal=f"at 1,000 jobs, ≥ {GOAL:.0f}× faster than N single status checks; peak RSS ≤ "
+        f"{MEMORY_SHARE_GOAL:.0%} of its memory",
+        verdict=judge(largest["speedup"], GOAL, at_least=True)
+        if peak_mib <= MEMORY_SHARE_GOAL * memory_mib
+        else NOT_MET,
         headline=headline,
         body=body,
-        data={"rows": rows, "profile": hot},
+        data={"rows": rows, "profile": hot, "peak_rss_mib": peak_mib, "memory_mib": memory_mib},
     )
 
 

@@ -52,12 +52,26 @@ def main(argv: list[str]) -> None:
     )
 
 
-def peak_rss_mib() -> float:
-    with open("/proc/self/status") as status:
+def peak_rss_mib(pid: int | str = "self") -> float:
+    """A process's peak resident memory in MiB (VmHWM)."""
+    with open(f"/proc/{pid}/status") as status:
         for line in status:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def tree_peak_rss_mib(pid: int) -> float:
+    """The largest peak resident memory of a running process and its descendants (gunicorn serves
+    from a worker process under its master)."""
+    peaks, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        peaks.append(peak_rss_mib(current))
+        for task in os.listdir(f"/proc/{current}/task"):
+            with open(f"/proc/{current}/task/{task}/children") as children:
+                todo += [int(child) for child in children.read().split()]
+    return max(peaks)
 
 
 if __name__ == "__main__":

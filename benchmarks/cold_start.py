@@ -29,14 +29,25 @@ from typing import Any
 import functions_framework
 
 from benchmarks import cpu_share
-from benchmarks.common import MET, NOT_MET, ROOT, Section, interleave, judge, median, ratio, run_module, table
+from benchmarks.common import (
+    MEMORY_SHARE_GOAL,
+    MET,
+    NOT_MET,
+    ROOT,
+    Section,
+    interleave,
+    judge,
+    median,
+    ratio,
+    run_module,
+    table,
+)
 from benchmarks.env import PROJECT, RUNWAY_KEY, Context
 from benchmarks.fixtures import OWNER, finished_job, store_for
 from benchmarks.prices import BILLING_QUANTUM_S, PREVIOUS_SHAPE, PRICES, function_sizes, previous_sizes
 
 GOAL = 1.15  # the first status check against the one-document-read function, on a full core
 GOAL_DEPLOYED_S = 1.0  # a user-facing function's import + first answer in its deployed shape
-MEMORY_SHARE_GOAL = 0.6  # peak RSS at most this share of the function's memory setting
 USER_FACING = tuple(PREVIOUS_SHAPE)  # generate_video, cancel_video, runwayml_status_check
 HELLO, READ = "hello world", "baseline: one document read"
 SETTINGS = "baseline + the project's settings"

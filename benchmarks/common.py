@@ -42,6 +42,7 @@ class Section:
 
 
 BORDERLINE = 0.2  # a measured ratio this close to its goal is not decisive on a shared machine
+MEMORY_SHARE_GOAL = 0.6  # a function's peak RSS at most this share of its memory setting
 
 
 def judge(value: float, goal: float, *, at_least: bool) -> str:

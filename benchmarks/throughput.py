@@ -27,8 +27,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import NOT_MET, ROOT, MissingCode, Section, judge, percentile, table
+from benchmarks.cold_probe import tree_peak_rss_mib
+from benchmarks.common import MEMORY_SHARE_GOAL, NOT_MET, ROOT, MissingCode, Section, judge, percentile, table
 from benchmarks.env import Context
+from benchmarks.prices import function_sizes
 
 TERMINAL = ("completed", "failed", "cancelled", "timed_out")
 BIG_QUOTA = "100000/60"
@@ -75,13 +77,14 @@ def run(ctx: Context) -> Section:
             ended, docs = watch(stack, submitted, began, limit_s)
         wall = time.monotonic() - began
         profile.stop()
+        peak_mib = tree_peak_rss_mib(pids["functions"])
         cpu = {name: cpu_seconds({name: pid})[name] - cpu_before.get(name, 0.0) for name, pid in pids.items()}
         logs = ctx.work_dir / "stack" / "logs"
         invocations = count_invocations(logs / "functions.log")
         invocations["Firestore emulator: transaction lock time-outs"] = count_lines(
             logs / "firestore.log", LOCK_TIMEOUT
         )
-    load = {"accepted_s": accepted_s, "create_latencies": create_latencies}
+    load = {"accepted_s": accepted_s, "create_latencies": create_latencies, "peak_rss_mib": peak_mib}
     return _section(jobs, speed, submitted, refused, ended, docs, wall, cpu, profile.top(), invocations, load)
 
 
@@ -347,6 +350,8 @@ def _section(jobs, speed, submitted, refused, ended, docs, wall, cpu, profile, i
     timeouts = invocations.get("Firestore emulator: transaction lock time-outs", 0)
     admission = judge(rate, ADMISSION_GOAL, at_least=True) if timeouts == 0 else NOT_MET
     named = bottleneck(rate, timeouts, tail, load, cpu, wall, profile)
+    peak_mib, smallest_mib = load["peak_rss_mib"], min(gib for gib, _ in function_sizes().values()) * 1024
+    memory_ok = peak_mib <= MEMORY_SHARE_GOAL * smallest_mib
     cpu_rows = [
         (name, seconds, seconds / wall * 100) for name, seconds in sorted(cpu.items(), key=lambda kv: -kv[1])
     ]
@@ -354,7 +359,8 @@ def _section(jobs, speed, submitted, refused, ended, docs, wall, cpu, profile, i
         f"{completed} of {jobs} jobs completed in {last:.0f} s = {per_minute:.0f} jobs/min; "
         f"{lost} not terminal{'' if lost else ' (none lost)'}; "
         f"admission {rate:.1f} creates/s with {timeouts} lock time-outs ({admission}); "
-        f"{named.split('**')[1].rstrip('.')}"
+        f"{named.split('**')[1].rstrip('.')}; functions process peak RSS {peak_mib:.0f} MiB = "
+        f"{peak_mib / smallest_mib:.0%} of the smallest function memory ({smallest_mib:.0f} MiB)"
     )
     parts = [
         METHOD.format(jobs=jobs, speed=speed, threads=CLIENT_THREADS, users=USERS),
@@ -397,6 +403,9 @@ def _section(jobs, speed, submitted, refused, ended, docs, wall, cpu, profile, i
         + ".",
         "CPU time by part during the load (a 2-core machine has 200% to give):",
         table(("part", "CPU s", "% of one core"), cpu_rows),
+        MEMORY.format(
+            peak=peak_mib, smallest=smallest_mib, share=peak_mib / smallest_mib, goal=MEMORY_SHARE_GOAL
+        ),
     ]
     parts.append(named)
     if profile.get("samples"):
@@ -414,8 +423,8 @@ def _section(jobs, speed, submitted, refused, ended, docs, wall, cpu, profile, i
         title="Throughput",
         goal="a few hundred concurrent jobs on the local stack: every job terminal; jobs per minute "
         f"and the bottleneck named; admission ≥ {ADMISSION_GOAL:g} accepted creates a second with no "
-        "transaction lock time-out",
-        verdict=admission if lost == 0 and submitted else NOT_MET,
+        f"transaction lock time-out; the functions' peak RSS ≤ {MEMORY_SHARE_GOAL:.0%} of their memory",
+        verdict=admission if lost == 0 and submitted and memory_ok else NOT_MET,
         headline=headline,
         body="\n\n".join(parts),
         data={
@@ -428,6 +437,7 @@ def _section(jobs, speed, submitted, refused, ended, docs, wall, cpu, profile, i
             "submitted": len(submitted),
             "refused": dict(refused),
             "creates_per_s": rate,
+            "peak_rss_mib": peak_mib,
             "lock_timeouts": timeouts,
         },
     )
@@ -485,3 +495,15 @@ time scale, not admission. RunwayML's account keeps its defaults (2 renders at o
 only sees fallbacks. One create is sent before the load (its job is not counted), so the functions
 process has served a request, as a running service has; its first request is the cold start's. Jobs
 per minute = completed jobs ÷ time from the first submission to the last terminal job."""
+
+
+MEMORY = """\
+**Memory.** The functions process's peak resident memory (VmHWM) over the run was {peak:.0f} MiB. It
+serves every function from one process, with all their code loaded, through every step of every job
+(create, webhook, poll, finalize, the ops event), many requests at once. A deployed instance loads
+one function's code and serves one request at a time (8 for the user-facing functions), so this
+bounds each function's peak from above: {share:.0%} of the smallest memory deploy.sh gives a function
+({smallest:.0f} MiB; goal ≤ {goal:.0%}). The cold-start section measures the user-facing functions
+one by one, the cleanup and batch sections their functions at scale. Not covered: a GIF's
+finalize (ffmpeg runs as a child process, its file in /tmp, which is memory on Cloud Functions):
+this run makes MP4s only, and finalize has 1 GiB."""

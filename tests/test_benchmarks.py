@@ -184,6 +184,7 @@ def test_batch_benchmark_counts_round_trips_on_both_sides(ctx):
         assert row["single_rpcs"] >= row["jobs"]
         assert row["batch_reads"] == row["reported_reads"] == row["jobs"]
         assert row["provider_calls"] == 0
+    assert 40 < section.data["peak_rss_mib"] < section.data["memory_mib"] == 512  # the gunicorn worker
 
 
 @pytest.mark.slow
@@ -253,6 +254,7 @@ def test_throughput_benchmark_ends_every_job_on_the_local_stack(ctx):
     assert "functions" in section.data["cpu"]
     assert section.data["creates_per_s"] > 0
     assert section.data["lock_timeouts"] == 0
+    assert 40 < section.data["peak_rss_mib"] < 1024  # the functions process, all functions loaded
 
 
 @pytest.mark.slow
