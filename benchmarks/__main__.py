@@ -18,13 +18,24 @@ from benchmarks.common import NOT_RUN, ROOT, MissingCode, Section, machine
 from benchmarks.env import Context
 from benchmarks.report import code_version, now, render, write
 
-BENCHMARKS = ("polling", "status_check", "batch", "cleanup", "cold_start", "cost", "throughput", "admission")
+BENCHMARKS = (
+    "polling",
+    "status_check",
+    "batch",
+    "cleanup",
+    "cold_start",
+    "finalize",
+    "cost",
+    "throughput",
+    "admission",
+)
 TITLES = {
     "polling": "Polling efficiency",
     "status_check": "Status-check overhead",
     "batch": "Batch scaling",
     "cleanup": "Cleanup scaling",
     "cold_start": "Cold start",
+    "finalize": "Finalize memory",
     "cost": "Cost per job",
     "throughput": "Throughput",
     "admission": "Admission with per-user limits",

@@ -7,7 +7,8 @@ Prints one JSON line: `import_s` (functions-framework and the source module, `cr
 median of WARM_REQUESTS more of the same request, an environment variable, default 0), `status` (the
 first request's HTTP status), `warm_statuses` (those the warm requests got), and
 `max_rss_mib` (peak resident memory of this process: VmHWM, which starts afresh at exec, unlike
-`ru_maxrss`, which Linux carries over from the parent that forked the probe).
+`ru_maxrss`, which Linux carries over from the parent that forked the probe) and
+`children_max_rss_mib` (the largest peak of the processes it ran and waited for, such as ffmpeg).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ STARTED = time.perf_counter()
 
 import json  # noqa: E402 - the clock starts before any import
 import os  # noqa: E402
+import resource  # noqa: E402
 import sys  # noqa: E402
 
 
@@ -46,6 +48,7 @@ def main(argv: list[str]) -> None:
                 "status": answer.status_code,
                 "warm_statuses": sorted(warm_statuses),
                 "max_rss_mib": peak_rss_mib(),
+                "children_max_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
             }
         ),
         flush=True,

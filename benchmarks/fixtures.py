@@ -27,9 +27,17 @@ def store_for(project: str, **env: str) -> JobStore:
     return JobStore(firestore.Client(project=project), settings)
 
 
-def finished_job(store: JobStore, owner: str = OWNER, provider: str = "runwayml") -> str:
-    """A completed job and its task record, written by the store's own transactions; its id."""
-    request = JobRequest(provider=provider, title=uuid.uuid4().hex)
+def finished_job(
+    store: JobStore,
+    owner: str = OWNER,
+    provider: str = "runwayml",
+    *,
+    output_url: str | None = None,
+    video_format: str = "mp4",
+) -> str:
+    """A job whose provider task completed and its task record, written by the store's own
+    transactions; its id. The job is completed, or finalizing when the store's settings name a bucket."""
+    request = JobRequest(provider=provider, title=uuid.uuid4().hex, format=video_format)
     job, _ = store.create_job(NewJob(owner_uid=owner, request=request, candidates=(provider,)))
     attempt = store.begin_attempt(job.job_id, provider)
     assert attempt is not None
@@ -40,7 +48,7 @@ def finished_job(store: JobStore, owner: str = OWNER, provider: str = "runwayml"
         status=Status.COMPLETED,
         provider_status="SUCCEEDED",
         progress=100.0,
-        output_urls=(f"https://dnznrvs05pmza.cloudfront.net/{task_id}.mp4",),
+        output_urls=(output_url or f"https://dnznrvs05pmza.cloudfront.net/{task_id}.mp4",),
         cost_credits=60,
         cost_usd=0.6,
     )

@@ -217,6 +217,19 @@ def test_a_process_in_a_cpu_share_gets_no_more_than_its_share():
 
 
 @pytest.mark.slow
+def test_finalize_benchmark_stores_a_video_and_its_gif_and_adds_up_their_memory(ctx):
+    section = run_one(ctx, "finalize")
+    data = section.data
+    assert data["memory_mib"] == 1024
+    assert data["process_mib"] > 40
+    assert data["ffmpeg_mib"] > 5  # ffmpeg ran, as a child of the probe
+    assert data["mp4_mib"] > 0.1
+    assert data["gif_mib"] > 0
+    parts = data["process_mib"] + data["ffmpeg_mib"] + data["mp4_mib"] + data["gif_mib"]
+    assert data["total_mib"] == pytest.approx(parts)
+
+
+@pytest.mark.slow
 def test_cost_benchmark_prices_completed_jobs_of_both_providers(ctx):
     section = run_one(ctx, "cost")
     jobs = section.data["jobs"]
