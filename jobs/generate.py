@@ -25,6 +25,7 @@ check; each is used again further on rather than read twice.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -46,6 +47,7 @@ from providers.base import Provider, ProviderError, Status, VideoRequest, is_ter
 from providers.circuit import CLOSED
 
 log = get_logger("jobs.generate")
+RETRY_AFTER_S = 60.0  # when to try again after a refusal that names no time of its own
 
 
 @dataclass(frozen=True)
@@ -242,7 +244,7 @@ def _within_budget(
         if decision.allowed:
             return (name, *candidates[:index], *candidates[index + 1 :]), spend
         refusals.append(decision)
-    wait = min(d.retry_after_s if d.retry_after_s is not None else 60.0 for d in refusals)
+    wait = min(d.retry_after_s if d.retry_after_s is not None else RETRY_AFTER_S for d in refusals)
     if all((d.window or "").endswith("spend") for d in refusals):
         message = "the project's spend cap for today is reached; new videos can start again tomorrow (UTC)"
         raise errors.Unavailable(message, code="spend_cap_reached", retry_after=wait)
@@ -266,6 +268,8 @@ def _accepted(intake: Intake, job: Job, status: int) -> Result:
 
 
 def _rejected(job: Job, submission: Submission) -> Result:
+    """503: every provider refused the create. The job, bound to its Idempotency-Key, has failed: a
+    later try is a new request, with a new key, after `Retry-After` (the earliest a refusal named)."""
     reasons = [
         {"provider": e.get("provider"), "code": e.get("code"), "message": e.get("message")}
         for e in submission.errors
@@ -273,6 +277,9 @@ def _rejected(job: Job, submission: Submission) -> Result:
     message = "no provider could take this video: " + "; ".join(
         f"{r['provider']}: {r['code']}" for r in reasons
     )
+    waits = [e["retryAfter"] for e in submission.errors if e.get("retryAfter") is not None]
     return Result(
-        503, {"error": {"code": "no_provider", "message": message, "jobId": job.job_id, "reasons": reasons}}
+        503,
+        {"error": {"code": "no_provider", "message": message, "jobId": job.job_id, "reasons": reasons}},
+        {"Retry-After": str(math.ceil(min(waits, default=RETRY_AFTER_S)))},
     )

@@ -78,6 +78,17 @@ def test_when_no_provider_takes_it_the_caller_gets_503_and_the_job_is_failed(sta
     assert error["code"] == "no_provider"
     assert {r["provider"] for r in error["reasons"]} == {"heygen", "runwayml"}
     assert stack.deps.store.get_job(error["jobId"]).status == "failed"
+    assert answer.headers["Retry-After"] == "60"  # no refusal named a time: the default wait
+
+
+def test_repeating_the_key_of_a_create_no_provider_took_gives_back_its_failed_job(stack_factory):
+    stack = stack_factory(
+        heygen_faults=FaultPlan(rates={"http_5xx": 1.0}), runway_faults=FaultPlan(rates={"http_5xx": 1.0})
+    )
+    assert stack.generate(key="try-1").status_code == 503
+    # the key's job has failed (README: a later try is a new request, with a new key)
+    again = stack.generate(key="try-1")
+    assert (again.status_code, again.get_json()["status"]) == (200, "failed")
 
 
 def test_a_repeated_idempotency_key_returns_the_same_job_without_a_second_create(stack):
