@@ -22,10 +22,9 @@ import uuid
 import functions_framework
 
 from benchmarks.common import ROOT, Section, interleave, judge, mean, percentile, ratio, table
-from benchmarks.env import PROJECT, RUNWAY_KEY, Context
+from benchmarks.env import PROJECT, SCRIPT, Context, simulators
 
 GOAL = 0.8  # accepted creates per second with the limits on, against without them
-SCRIPT = "I am a nurse with twelve years on a surgical ward; I train new nurses and lead night shifts."
 
 
 class AdmitAll:
@@ -40,25 +39,13 @@ class AdmitAll:
 
 def run(ctx: Context) -> Section:
     from config import load_settings
-    from local.heygen_sim import HeyGenSim
-    from local.runwayml_sim import RunwayMLSim
     from tasks.memory import InMemoryQueue
     from web import deps
 
     ctx.wipe()
     rounds, per_round = (2, 3) if ctx.quick else (8, 25)
-    runway = RunwayMLSim(api_key=RUNWAY_KEY, concurrency=10**6, daily_limit=10**6).start()
-    heygen = HeyGenSim(max_concurrent=10**6).start()
-    try:
-        env = ctx.function_env(
-            "http://127.0.0.1:9",
-            RUNWAYML_BASE_URL=runway.base_url,
-            HEYGEN_BASE_URL=heygen.base_url,
-            HEYGEN_API_KEY="sim-heygen-key",
-            HEYGEN_AVATAR_ID="avatar-bench",
-            RUNWAYML_QUOTA="1000000/60",
-            HEYGEN_QUOTA="1000000/60",
-        )
+    with simulators() as providers:
+        env = ctx.function_env("http://127.0.0.1:9", **providers)
         on = deps.build(load_settings(env), queue=InMemoryQueue())
         off = dataclasses.replace(on, users=AdmitAll())
         client = functions_framework.create_app(
@@ -82,12 +69,11 @@ def run(ctx: Context) -> Section:
                     raise RuntimeError(f"generate_video answered {answer.status_code}: {answer.get_json()}")
             return took
 
-        batch(on), batch(off)  # warm: imports, clients, certificate cache
-        pooled = interleave({"limits on": lambda: batch(on), "limits off": lambda: batch(off)}, rounds)
-    finally:
-        deps.use(None)
-        runway.stop()
-        heygen.stop()
+        try:
+            batch(on), batch(off)  # warm: imports, clients, certificate cache
+            pooled = interleave({"limits on": lambda: batch(on), "limits off": lambda: batch(off)}, rounds)
+        finally:
+            deps.use(None)
     return _section(pooled, rounds, per_round)
 
 

@@ -42,7 +42,7 @@ from benchmarks.common import (
     run_module,
     table,
 )
-from benchmarks.env import PROJECT, RUNWAY_KEY, Context
+from benchmarks.env import PROJECT, SCRIPT, Context, simulators
 from benchmarks.fixtures import OWNER, finished_job, store_for
 from benchmarks.prices import BILLING_QUANTUM_S, PREVIOUS_SHAPE, PRICES, function_sizes, previous_sizes
 
@@ -54,7 +54,6 @@ SETTINGS = "baseline + the project's settings"
 BARE, FULL = "main.py, first request without I/O", "main.py, first status check"
 MAIN_PY = str(ROOT / "main.py")
 ACCEPTED = {"generate_video": 202}  # what each first request answers (else 200)
-SCRIPT = "I am a nurse with twelve years on a surgical ward; I train new nurses and lead night shifts."
 
 
 # What deploy.sh puts in every function's environment besides its settings (`write_env_file`): with
@@ -320,45 +319,33 @@ def live_jobs(ctx: Context, env: dict[str, str]) -> Iterator[tuple[dict[str, str
     served in this process (warm, not measured) and returns its id. The tasks are dispatched once to
     the closed functions URL of `env` and dropped: no poll runs while the probes are measured."""
     from config import load_settings
-    from local.heygen_sim import HeyGenSim
-    from local.runwayml_sim import RunwayMLSim
     from local.tasks_emulator import TasksEmulator
     from tasks.memory import InMemoryQueue
     from web import deps
 
-    runway = RunwayMLSim(api_key=RUNWAY_KEY, concurrency=10**6, daily_limit=10**6).start()
-    heygen = HeyGenSim(max_concurrent=10**6).start()
     tasks = TasksEmulator(ctx.work_dir / "logs", max_retries=0)
-    try:
-        tasks.start()
-        live = env | {
-            "RUNWAYML_BASE_URL": runway.base_url,
-            "HEYGEN_BASE_URL": heygen.base_url,
-            "HEYGEN_API_KEY": "sim-heygen-key",
-            "HEYGEN_AVATAR_ID": "avatar-bench",
-            "RUNWAYML_QUOTA": "1000000/60",
-            "HEYGEN_QUOTA": "1000000/60",
-            "CLOUD_TASKS_EMULATOR_HOST": tasks.host,
-        }
-        settings = load_settings(live)
-        tasks.create_queue(settings.project_id, settings.queue_location, settings.tasks_queue)
-        deps.use(deps.build(settings, queue=InMemoryQueue()))
-        create = functions_framework.create_app(target="generate_video", source=MAIN_PY).test_client()
+    with simulators() as providers:
+        try:
+            tasks.start()
+            live = env | providers | {"CLOUD_TASKS_EMULATOR_HOST": tasks.host}
+            settings = load_settings(live)
+            tasks.create_queue(settings.project_id, settings.queue_location, settings.tasks_queue)
+            deps.use(deps.build(settings, queue=InMemoryQueue()))
+            create = functions_framework.create_app(target="generate_video", source=MAIN_PY).test_client()
 
-        def new_job(uid: str) -> str:
-            token = ctx.issuer().user_token(uid, PROJECT)
-            answer = create.post("/", json={"script": SCRIPT}, headers={"Authorization": f"Bearer {token}"})
-            if answer.status_code != 202:
-                raise RuntimeError(f"generate_video answered {answer.status_code}: {answer.get_json()}")
-            return str(answer.get_json()["jobId"])
+            def new_job(uid: str) -> str:
+                token = ctx.issuer().user_token(uid, PROJECT)
+                headers = {"Authorization": f"Bearer {token}"}
+                answer = create.post("/", json={"script": SCRIPT}, headers=headers)
+                if answer.status_code != 202:
+                    raise RuntimeError(f"generate_video answered {answer.status_code}: {answer.get_json()}")
+                return str(answer.get_json()["jobId"])
 
-        new_job("cold-warm-up")  # the emulators' first writes, not any probe's
-        yield live | {"WARM_REQUESTS": "1" if ctx.quick else "20"}, new_job
-    finally:
-        deps.use(None)
-        tasks.stop()
-        heygen.stop()
-        runway.stop()
+            new_job("cold-warm-up")  # the emulators' first writes, not any probe's
+            yield live | {"WARM_REQUESTS": "1" if ctx.quick else "20"}, new_job
+        finally:
+            deps.use(None)
+            tasks.stop()
 
 
 def with_shapes(section: Section, shaped: list[dict[str, Any]]) -> Section:

@@ -5,15 +5,19 @@
     ctx.issuer()                       the loopback token issuer (local/tokens.py)
     ctx.function_env(...)              the environment a functions-framework subprocess needs
     ctx.close()                        stops what was started
+    with simulators() as providers:    both provider simulators, no account limits; `providers` are
+                                       the settings that point the functions at them
 
 A test passes an emulator it already runs (`firestore=`), so the smoke test starts no second one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +32,7 @@ RUNWAY_KEY = "key_" + "cd" * 64
 TASKS_SA = "tasks@cvplus-bench.iam.gserviceaccount.com"
 OPS_SA = "ops@cvplus-bench.iam.gserviceaccount.com"
 CLOSED_URL = "http://127.0.0.1:9"  # providers are configured but never reached where this is used
+SCRIPT = "I am a nurse with twelve years on a surgical ward; I train new nurses and lead night shifts."
 
 
 @dataclass
@@ -100,3 +105,25 @@ class Context:
         for thing in reversed(self._owned):
             thing.stop()
         self._owned.clear()
+
+
+@contextlib.contextmanager
+def simulators() -> Iterator[dict[str, str]]:
+    """Both provider simulators in this process, with no account limits of their own, and the
+    settings that point the functions at them, the project's request budgets raised out of the way."""
+    from local.heygen_sim import HeyGenSim
+    from local.runwayml_sim import RunwayMLSim
+
+    with contextlib.ExitStack() as started:
+        runway = RunwayMLSim(api_key=RUNWAY_KEY, concurrency=10**6, daily_limit=10**6).start()
+        started.callback(runway.stop)
+        heygen = HeyGenSim(max_concurrent=10**6).start()
+        started.callback(heygen.stop)
+        yield {
+            "RUNWAYML_BASE_URL": runway.base_url,
+            "HEYGEN_BASE_URL": heygen.base_url,
+            "HEYGEN_API_KEY": "sim-heygen-key",
+            "HEYGEN_AVATAR_ID": "avatar-bench",
+            "RUNWAYML_QUOTA": "1000000/60",
+            "HEYGEN_QUOTA": "1000000/60",
+        }

@@ -47,6 +47,7 @@ def run(ctx: Context) -> Section:
     video = make_video(ctx.work_dir / f"provider-{seconds}s.mp4", seconds)
     gib, vcpu = function_sizes()[FUNCTION]
     memory_mib = gib * 1024
+    shaped = cpu_share.available()
     storage = StorageEmulator(ctx.work_dir / "logs").start()
     try:
         storage.create_bucket(PROJECT, BUCKET)
@@ -62,8 +63,9 @@ def run(ctx: Context) -> Section:
                 attempt = store.get_job(job_id).current_attempt
                 assert attempt is not None
                 body = json.dumps({"jobId": job_id, "attemptId": attempt.attempt_id})
-                share = vcpu if cpu_share.available() else None
-                outcome = probe([MAIN_PY, FUNCTION, "POST", "/", token, body], env, share=share)
+                outcome = probe(
+                    [MAIN_PY, FUNCTION, "POST", "/", token, body], env, share=vcpu if shaped else None
+                )
                 output = store.get_job(job_id).output
                 if outcome["status"] != 200 or output.get("gifPath") != gif_path(job_id):
                     raise RuntimeError(f"finalize answered {outcome['status']}; output {output}")
@@ -73,7 +75,7 @@ def run(ctx: Context) -> Section:
         store.client.close()
     finally:
         storage.stop()
-    return _section(results, video, memory_mib, vcpu, cpu_share.available())
+    return _section(results, video, memory_mib, vcpu, shaped)
 
 
 def make_video(path: Path, seconds: int) -> Path:

@@ -504,6 +504,6 @@ serves every function from one process, with all their code loaded, through ever
 one function's code and serves one request at a time (8 for the user-facing functions), so this
 bounds each function's peak from above: {share:.0%} of the smallest memory deploy.sh gives a function
 ({smallest:.0f} MiB; goal ≤ {goal:.0%}). The cold-start section measures the user-facing functions
-one by one, the cleanup and batch sections their functions at scale. Not covered: a GIF's
-finalize (ffmpeg runs as a child process, its file in /tmp, which is memory on Cloud Functions):
-this run makes MP4s only, and finalize has 1 GiB."""
+one by one, the cleanup and batch sections their functions at scale, and the finalize section a
+GIF's finalize, which this run does not make (ffmpeg runs as a child process and its files sit in
+/tmp, which is memory on Cloud Functions)."""
