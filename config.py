@@ -6,6 +6,11 @@ polling URL, ...) are optional at load time and checked where they are used with
 `Settings.require(field)`, which fails with a message naming the environment variable. Secrets are
 `SecretStr`, so they never appear in a repr, a log line or an error.
 
+The settings are validated with msgspec rather than pydantic: every function loads them at its cold
+start, and pydantic's import and first schema cost about 180 ms there (docs/PERFORMANCE.md); the
+request bodies stay pydantic models (`web/schemas.py`). Each variable is converted to its field's type
+on its own, so one error names every bad variable.
+
 The README's configuration table lists every variable; `ENV_VARS` below is the single source of
 the names (a test keeps the two in sync).
 """
@@ -14,13 +19,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
-from typing import Any, Literal
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
-from pydantic.alias_generators import to_camel
+import msgspec
+from msgspec import Meta, Struct, field
 
-from errors import AppError
+from errors import AppError, msgspec_problem
 
 
 class ConfigError(AppError):
@@ -43,20 +48,42 @@ DEFAULT_OUTPUT_HOSTS = ("dnznrvs05pmza.cloudfront.net", ".heygen.ai", ".heygen.c
 QUOTA_PATTERN = r"^ *[0-9]+ */ *[1-9][0-9]* *(, *[0-9]+ */ *[1-9][0-9]* *)*$"
 
 
-class TierLimits(BaseModel):
+class SecretStr:
+    """A secret's value: `get_secret_value()` reads it; its repr and str never show it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get_secret_value(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "SecretStr('**********')"
+
+    def __str__(self) -> str:
+        return "**********"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SecretStr) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+class TierLimits(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """What one plan lets a user do (`TIER_LIMITS`; enforced by `jobs/admission.py`)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True)
-
-    jobs_per_minute: int = Field(ge=0)
-    jobs_per_hour: int = Field(ge=0)
-    jobs_per_day: int = Field(ge=0)
-    live_jobs: int = Field(ge=0)  # jobs not yet ended, at once
-    max_script_chars: int = Field(ge=1)
-    max_duration_s: int = Field(ge=1)  # the longest clip (`durationS`) the plan may ask for
+    jobs_per_minute: Annotated[int, Meta(ge=0)]
+    jobs_per_hour: Annotated[int, Meta(ge=0)]
+    jobs_per_day: Annotated[int, Meta(ge=0)]
+    live_jobs: Annotated[int, Meta(ge=0)]  # jobs not yet ended, at once
+    max_script_chars: Annotated[int, Meta(ge=1)]
+    max_duration_s: Annotated[int, Meta(ge=1)]  # the longest clip (`durationS`) the plan may ask for
     qualities: tuple[Literal["standard", "premium"], ...]
-    usd_per_day: float = Field(ge=0)  # estimated at admission, corrected by each job's actual cost
-    status_checks_per_minute: int = Field(ge=1)  # status checks and cancels, per function instance
+    usd_per_day: Annotated[float, Meta(ge=0)]  # estimated at admission, corrected by each job's actual cost
+    status_checks_per_minute: Annotated[int, Meta(ge=1)]  # status checks and cancels, per function instance
 
 
 # The plans of a consumer app: a free user makes a few standard videos a day, one at a time.
@@ -152,12 +179,10 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
 }
 
 
-class Settings(BaseModel):
+class Settings(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """The validated configuration of one process. Immutable."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    project_id: str = Field(min_length=1)
+    project_id: Annotated[str, Meta(min_length=1)]
     region: str = "us-central1"
     firebase_project_id: str | None = None
 
@@ -166,16 +191,16 @@ class Settings(BaseModel):
     runwayml_tasks_collection: str | None = None
     heygen_tasks_collection: str | None = None
     support_collection_prefix: str = "video_"
-    retention_days: int = Field(default=30, ge=1, le=3650)
-    job_deadline_s: int = Field(default=1800, ge=60, le=86400)
+    retention_days: Annotated[int, Meta(ge=1, le=3650)] = 30
+    job_deadline_s: Annotated[int, Meta(ge=60, le=86400)] = 1800
 
     runwayml_api_key: SecretStr | None = None
     runwayml_base_url: str = "https://api.dev.runwayml.com"
     runwayml_api_version: str = "2024-11-06"
-    runwayml_credits_per_second: dict[str, float] = Field(
+    runwayml_credits_per_second: dict[str, float] = field(
         default_factory=lambda: dict(DEFAULT_RUNWAYML_CREDITS_PER_SECOND)
     )
-    runwayml_usd_per_credit: float = Field(default=0.01, ge=0)
+    runwayml_usd_per_credit: Annotated[float, Meta(ge=0)] = 0.01
     runwayml_veo_audio: bool = True  # veo bodies carry `audio`, priced by the `MODEL+audio` rates
     runwayml_webhook_secrets: tuple[SecretStr, ...] = ()
 
@@ -185,7 +210,7 @@ class Settings(BaseModel):
     heygen_voice_id: str | None = None
     # the price follows the avatar type (`providers/heygen/mapping.py` USD_PER_SECOND) unless overridden
     heygen_avatar_type: Literal["photo_avatar", "digital_twin", "studio_avatar"] = "digital_twin"
-    heygen_usd_per_second: float | None = Field(default=None, ge=0)
+    heygen_usd_per_second: Annotated[float, Meta(ge=0)] | None = None
     heygen_webhook_secrets: tuple[SecretStr, ...] = ()
 
     firebase_certs_url: str = (
@@ -200,7 +225,7 @@ class Settings(BaseModel):
     ops_service_accounts: tuple[str, ...] = ()
     storage_bucket: str | None = None
     storage_emulator_host: str | None = None  # http://127.0.0.1:PORT (local and tests only)
-    signed_url_ttl_s: int = Field(default=3600, ge=60, le=7 * 86400)  # V4 signed URLs: at most 7 days
+    signed_url_ttl_s: Annotated[int, Meta(ge=60, le=7 * 86400)] = 3600  # V4 signed URLs: at most 7 days
     # where finished videos may be downloaded from: exact hosts, or ".domain" for any subdomain
     output_hosts: tuple[str, ...] = DEFAULT_OUTPUT_HOSTS
     # web origins allowed to call the user-facing functions from a browser (exact, no wildcard)
@@ -210,31 +235,31 @@ class Settings(BaseModel):
     app_check_jwks_url: str = "https://firebaseappcheck.googleapis.com/v1/jwks"
     # where input images may come from (same form); empty: any public https name (providers/urls.py)
     image_url_hosts: tuple[str, ...] = ()
-    finalize_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024, le=2 * 1024**3)
-    finalize_timeout_s: float = Field(default=300.0, gt=0, le=1800)
-    finalize_max_attempts: int = Field(default=5, ge=1, le=20)
+    finalize_max_bytes: Annotated[int, Meta(ge=1024, le=2 * 1024**3)] = 256 * 1024 * 1024
+    finalize_timeout_s: Annotated[float, Meta(gt=0, le=1800)] = 300.0
+    finalize_max_attempts: Annotated[int, Meta(ge=1, le=20)] = 5
     scheduler_service_account: str | None = None
 
-    http_connect_timeout_s: float = Field(default=5.0, gt=0, le=60)
-    http_read_timeout_s: float = Field(default=30.0, gt=0, le=300)
-    http_max_attempts: int = Field(default=3, ge=1, le=10)
-    retry_after_cap_s: float = Field(default=30.0, ge=0, le=600)
-    webhook_tolerance_s: int = Field(default=300, ge=1, le=3600)
+    http_connect_timeout_s: Annotated[float, Meta(gt=0, le=60)] = 5.0
+    http_read_timeout_s: Annotated[float, Meta(gt=0, le=300)] = 30.0
+    http_max_attempts: Annotated[int, Meta(ge=1, le=10)] = 3
+    retry_after_cap_s: Annotated[float, Meta(ge=0, le=600)] = 30.0
+    webhook_tolerance_s: Annotated[int, Meta(ge=1, le=3600)] = 300
 
     # the project's own request budget per provider: COUNT/SECONDS per fixed window (providers/quota.py);
     # None: the provider's own default (`ProviderSpec.quota(settings)`)
-    runwayml_quota: str | None = Field(default=None, pattern=QUOTA_PATTERN)
-    heygen_quota: str | None = Field(default=None, pattern=QUOTA_PATTERN)
-    circuit_failure_threshold: int = Field(default=5, ge=1, le=1000)
-    circuit_cooldown_s: float = Field(default=60.0, gt=0, le=86400)
+    runwayml_quota: Annotated[str, Meta(pattern=QUOTA_PATTERN)] | None = None
+    heygen_quota: Annotated[str, Meta(pattern=QUOTA_PATTERN)] | None = None
+    circuit_failure_threshold: Annotated[int, Meta(ge=1, le=1000)] = 5
+    circuit_cooldown_s: Annotated[float, Meta(gt=0, le=86400)] = 60.0
     # each budget window is split over this many counter documents, so no one document is hot
-    counter_shards: int = Field(default=8, ge=1, le=64)
+    counter_shards: Annotated[int, Meta(ge=1, le=64)] = 8
 
     # per-user limits by plan (the `tier` custom claim; none: free); TIER_LIMITS overrides per plan
-    tier_limits: dict[str, TierLimits] = Field(default_factory=lambda: dict(DEFAULT_TIER_LIMITS))
+    tier_limits: dict[str, TierLimits] = field(default_factory=lambda: dict(DEFAULT_TIER_LIMITS))
     # the project's estimated spend per UTC day, in total and per provider: new creates stop there
-    spend_cap_usd_per_day: float = Field(default=500.0, ge=0)
-    provider_spend_caps_usd_per_day: dict[str, float] = Field(default_factory=dict)
+    spend_cap_usd_per_day: Annotated[float, Meta(ge=0)] = 500.0
+    provider_spend_caps_usd_per_day: dict[str, float] = field(default_factory=dict)
 
     # local stack only: the emulator sends no OIDC token, so tasks carry one signed with this key
     local_token_key_file: str | None = None
@@ -242,72 +267,10 @@ class Settings(BaseModel):
     # who writes the video prompt: the rules composer, or Gemini on Vertex AI checked against the same
     # rules (providers/prompts/gemini.py); VERTEX_BASE_URL points at a loopback simulator (local/tests only)
     prompt_writer: Literal["rules", "gemini"] = "rules"
-    gemini_model: str = Field(default="gemini-2.5-flash", min_length=1)
-    gemini_location: str = Field(default="global", min_length=1)
-    gemini_timeout_s: float = Field(default=4.0, gt=0, le=30)
+    gemini_model: Annotated[str, Meta(min_length=1)] = "gemini-2.5-flash"
+    gemini_location: Annotated[str, Meta(min_length=1)] = "global"
+    gemini_timeout_s: Annotated[float, Meta(gt=0, le=30)] = 4.0
     vertex_base_url: str | None = None
-
-    @field_validator("tier_limits", mode="before")
-    @classmethod
-    def _over_defaults(cls, value: Any) -> Any:
-        """`{"free": {"jobsPerDay": 5}, "team": {...}}`: each plan's fields over its default (a new
-        plan's over free's); the free plan always exists, since callers without a tier are on it."""
-        if not isinstance(value, Mapping):
-            return value
-        merged = {name: limits.model_dump() for name, limits in DEFAULT_TIER_LIMITS.items()}
-        for name, fields in value.items():
-            if isinstance(fields, TierLimits):
-                fields = fields.model_dump()
-            if not isinstance(fields, Mapping):
-                raise ValueError(f"plan {name!r} must be an object of limits")
-            base = merged.get(name, merged["free"])
-            merged[name] = {**base, **{_snake(k): v for k, v in fields.items()}}
-        return merged
-
-    @field_validator("provider_spend_caps_usd_per_day")
-    @classmethod
-    def _non_negative(cls, value: dict[str, float]) -> dict[str, float]:
-        if any(cap < 0 for cap in value.values()):
-            raise ValueError("spend caps must be 0 or more")
-        return value
-
-    @field_validator("functions_base_url", "vertex_base_url")
-    @classmethod
-    def _optional_url(cls, value: str | None) -> str | None:
-        return None if value is None else cls._no_trailing_slash(value)
-
-    @field_validator("cors_origins")
-    @classmethod
-    def _exact_origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for origin in value:
-            if not re.fullmatch(r"https?://[a-z0-9.-]+(:[0-9]{1,5})?", origin):
-                raise ValueError(
-                    f"{origin!r} is not an exact origin like https://app.example.com (no path, no *)"
-                )
-        return value
-
-    @field_validator("output_hosts", "image_url_hosts")
-    @classmethod
-    def _lower_hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        hosts = tuple(h.strip().lower() for h in value if h.strip())
-        if any("/" in h or "*" in h for h in hosts):
-            raise ValueError("give host names (or .domain for subdomains), not URLs or wildcards")
-        return hosts
-
-    @field_validator("storage_emulator_host")
-    @classmethod
-    def _emulator_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        value = value if value.startswith(("http://", "https://")) else f"http://{value}"
-        return value.rstrip("/")
-
-    @field_validator("runwayml_base_url", "heygen_base_url", "app_check_jwks_url")
-    @classmethod
-    def _no_trailing_slash(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/")
 
     @property
     def queue_location(self) -> str:
@@ -331,7 +294,7 @@ class Settings(BaseModel):
     def secret_values(self) -> list[str]:
         """The plain values of every secret setting (for the log redactor; never to be written)."""
         found: list[str] = []
-        for name in type(self).model_fields:
+        for name in self.__struct_fields__:
             value = getattr(self, name)
             for item in value if isinstance(value, tuple) else (value,):
                 if isinstance(item, SecretStr):
@@ -345,6 +308,98 @@ class Settings(BaseModel):
             names = " (or ".join(ENV_VARS[field]) + ")" * (len(ENV_VARS[field]) - 1)
             raise ConfigError(f"{names} is not set; it is required for this function")
         return value
+
+
+# A setting's own rule beyond its type: each returns the value to keep or raises ValueError.
+
+
+def _exact_origins(value: tuple[str, ...]) -> tuple[str, ...]:
+    for origin in value:
+        if not re.fullmatch(r"https?://[a-z0-9.-]+(:[0-9]{1,5})?", origin):
+            raise ValueError(
+                f"{origin!r} is not an exact origin like https://app.example.com (no path, no *)"
+            )
+    return value
+
+
+def _lower_hosts(value: tuple[str, ...]) -> tuple[str, ...]:
+    hosts = tuple(h.strip().lower() for h in value if h.strip())
+    if any("/" in h or "*" in h for h in hosts):
+        raise ValueError("give host names (or .domain for subdomains), not URLs or wildcards")
+    return hosts
+
+
+def _emulator_url(value: str) -> str:
+    value = value if value.startswith(("http://", "https://")) else f"http://{value}"
+    return value.rstrip("/")
+
+
+def _url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return value.rstrip("/")
+
+
+def _non_negative(value: dict[str, float]) -> dict[str, float]:
+    if any(cap < 0 for cap in value.values()):
+        raise ValueError("spend caps must be 0 or more")
+    return value
+
+
+_RULES: dict[str, Callable[[Any], Any]] = {
+    "cors_origins": _exact_origins,
+    "output_hosts": _lower_hosts,
+    "image_url_hosts": _lower_hosts,
+    "storage_emulator_host": _emulator_url,
+    "runwayml_base_url": _url,
+    "heygen_base_url": _url,
+    "app_check_jwks_url": _url,
+    "functions_base_url": _url,
+    "vertex_base_url": _url,
+    "provider_spend_caps_usd_per_day": _non_negative,
+}
+
+
+class _Invalid(Exception):
+    """A value that fails its field's type or rule; `where` is the place inside it (`free.live_jobs`)."""
+
+    def __init__(self, message: str, where: str = "") -> None:
+        self.message, self.where = message, where
+
+
+def _convert(value: Any, kind: Any) -> Any:
+    """`value` as `kind` (strings become numbers and booleans), or `_Invalid` saying where and why."""
+    try:
+        return msgspec.convert(value, kind, strict=False, dec_hook=_secret)
+    except msgspec.ValidationError as exc:
+        message, where = msgspec_problem(exc)
+        raise _Invalid(message, ".".join(where)) from None
+
+
+def _secret(kind: type, value: Any) -> Any:
+    if kind is SecretStr and isinstance(value, str):
+        return SecretStr(value)
+    raise NotImplementedError
+
+
+def _tier_limits(value: Any) -> dict[str, TierLimits]:
+    """`{"free": {"jobsPerDay": 5}, "team": {...}}`: each plan's fields over its default (a new plan's
+    over free's); the free plan always exists, since callers without a tier are on it."""
+    if not isinstance(value, Mapping):
+        raise _Invalid("must be an object of plans")
+    merged = {name: msgspec.structs.asdict(limits) for name, limits in DEFAULT_TIER_LIMITS.items()}
+    for name, fields in value.items():
+        if not isinstance(fields, Mapping):
+            raise _Invalid(f"plan {name!r} must be an object of limits")
+        base = merged.get(name, merged["free"])
+        merged[name] = {**base, **{_snake(k): v for k, v in fields.items()}}
+    plans = {}
+    for name, fields in merged.items():
+        try:
+            plans[name] = _convert(fields, TierLimits)
+        except _Invalid as exc:
+            raise _Invalid(exc.message, ".".join(filter(None, (name, exc.where)))) from None
+    return plans
 
 
 def _snake(name: str) -> str:
@@ -370,30 +425,28 @@ def _parse(field: str, raw: str) -> Any:
 def load_settings(environ: Mapping[str, str]) -> Settings:
     """Build `Settings` from an environment mapping; raise `ConfigError` naming every bad variable."""
     values: dict[str, Any] = {}
-    source: dict[str, str] = {}
     problems: list[str] = []
-    for field, names in ENV_VARS.items():
+    for spec in msgspec.structs.fields(Settings):
+        names = ENV_VARS[spec.name]
         name = next((n for n in names if (environ.get(n) or "").strip() != ""), None)
         if name is None:
+            if spec.required:
+                problems.append(f"{names[0]} is not set; it is required")
             continue
-        source[field] = name
         try:
-            values[field] = _parse(field, environ[name].strip())
+            raw = _parse(spec.name, environ[name].strip())
+            value = _tier_limits(raw) if spec.name == "tier_limits" else _convert(raw, spec.type)
+            values[spec.name] = _RULES.get(spec.name, _same)(value)
         except ConfigError as exc:
             problems.append(exc.message)
-    try:
-        settings = Settings(**values)
-    except ValidationError as exc:
-        problems += [_problem(error, source) for error in exc.errors()]
+        except _Invalid as exc:
+            problems.append(f"{name} is invalid{f' at {exc.where}' if exc.where else ''}: {exc.message}")
+        except ValueError as exc:
+            problems.append(f"{name} is invalid: {exc}")
     if problems:
         raise ConfigError("; ".join(problems), problems=problems) from None
-    return settings
+    return Settings(**values)
 
 
-def _problem(error: Any, source: Mapping[str, str]) -> str:
-    field = str(error["loc"][0]) if error["loc"] else ""
-    name = source.get(field) or ENV_VARS.get(field, (field,))[0]
-    if error["type"] == "missing":
-        return f"{name} is not set; it is required"
-    where = ".".join(str(part) for part in error["loc"][1:])
-    return f"{name} is invalid{f' at {where}' if where else ''}: {error['msg']}"
+def _same(value: Any) -> Any:
+    return value

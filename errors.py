@@ -90,3 +90,10 @@ class Unavailable(AppError):
 def not_found(what: str = "job") -> Missing:
     """The answer for something that does not exist or is not the caller's (never "forbidden")."""
     return Missing(f"no such {what}, or it is not yours")
+
+
+def msgspec_problem(exc: Exception) -> tuple[str, tuple[str, ...]]:
+    """A msgspec `ValidationError` as its message and the place it names:
+    "Expected `int` >= 1 - at `$.free.live_jobs`" -> ("Expected `int` >= 1", ("free", "live_jobs"))."""
+    message, _, path = str(exc).partition(" - at `")
+    return message, tuple(part for part in path.rstrip("`").removeprefix("$").split(".") if part)

@@ -108,7 +108,7 @@ def cancel_video(request: flask.Request) -> flask.Response:
 def runwayml_status_check(request: flask.Request) -> flask.Response:
     from web import appcheck, deps
     from web.auth import bearer_token
-    from web.schemas import StatusQuery
+    from web.query import StatusQuery
 
     require_method(request, "GET")
     d = deps.get()

@@ -2,7 +2,7 @@
 
 `read_job` does only what every status check must: one read of the job document, answered as JSON.
 It verifies no token and checks no owner. `read_job_with_settings` does the same after loading the
-project's settings (`config.load_settings`, pydantic), as every function of main.py does first: the
+project's settings (`config.load_settings`, msgspec), as every function of main.py does first: the
 cold start's measure of what the settings alone cost. `hello` is the smallest function there is.
 """
 

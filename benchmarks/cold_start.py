@@ -237,20 +237,20 @@ Most of the gap is the Firestore client: a function that reads Firestore loads i
 protobuf), and Flask alone is what the hello-world function loads; the one-document-read baseline,
 which imports it on its first request, already takes {read:.1f}× hello world. main.py imports only
 functions-framework and the HTTP edge at load time; each function imports what it uses on its first
-request. The status check's first request takes {to_read:.2f}× the baseline's: besides the
-Firestore client it loads the token verifier (google-auth), the settings and the request schema
-(pydantic; a schema's validator is built when first used) and the job store with what it imports
-(the job records and views, the provider registry, which imports the provider packages only when
-first asked). The dependency container (`web/deps.py`) builds each collaborator when a request
-first needs it, so a status check of a finished job builds no provider, queue or task worker and
-imports nothing from `tasks/` and no provider's client or wire format. Of that gap, the settings
-alone account for {settings:.2f}×: the baseline that loads them first (`read_job_with_settings`)
-imports pydantic and builds the `Settings` model (config.py), which every function of main.py
-needs before it can answer; the rest is the project's own code (token verification, the owner
-check, the job store, the view). main.py also turns the cyclic garbage collector off until its
-first answer (web/http.py), which the baselines do not: in an A/B of fresh processes that saved
-about 45 ms of the status check's cold start, part of it in the Firestore client's import, which
-the baselines pay with the collector on."""
+request. The status check's first request takes {to_read:.2f}× the baseline's: besides the Firestore
+client it loads the token verifier (google-auth), the settings and its query (msgspec models: the
+status check loads no pydantic, whose import and first schema cost about 180 ms) and the job store
+with what it imports (the job records and views, the provider registry, which imports the provider
+packages only when first asked). The dependency container (`web/deps.py`) builds each collaborator
+when a request first needs it, so a status check of a finished job builds no provider, queue or task
+worker and imports nothing from `tasks/` and no provider's client or wire format. Of that gap, the
+settings alone account for {settings:.2f}×: the baseline that loads them first
+(`read_job_with_settings`) builds the `Settings` (config.py), which every function of main.py needs
+before it can answer; the rest is the project's own code (token verification, the owner check, the
+job store, the view). main.py also turns the cyclic garbage collector off until its first answer
+(web/http.py), which the baselines do not: in an A/B of fresh processes that saved about 45 ms of
+the status check's cold start, part of it in the Firestore client's import, which the baselines pay
+with the collector on."""
 
 
 @contextlib.contextmanager

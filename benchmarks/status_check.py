@@ -68,7 +68,7 @@ def breakdown(ctx: Context, job_id: str, token: str, count: int) -> dict[str, fl
     from jobs.views import user_view
     from web.auth import Verifier
     from web.http import respond
-    from web.schemas import StatusQuery
+    from web.query import StatusQuery
 
     settings = load_settings(ctx.function_env("http://x"))
     store = store_for(PROJECT)
@@ -193,7 +193,7 @@ as `DocumentReference.get` does, only its first response read. Checking the ID t
 its first sight, then remembered while the certificates hold) costs {verify:.2f} ms and the job
 view with its JSON {view:.2f} ms. The rest is per-request work the baseline skips, not timed one by
 one here: the entry point's settings and dependency lookups (the configuration check is worked out
-once per settings object), query parsing with pydantic, the per-user limit, the mapping of the
+once per settings object), query parsing (msgspec), the per-user limit, the mapping of the
 document to a job record, and the structured log line written for every answer (without a lookup
 of the calling source line, and without a credential scan of a line that holds no credential's
 marker)."""

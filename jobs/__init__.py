@@ -15,6 +15,7 @@
     generate.py  admission of a new video request: prompt, ranking, budget, job, first attempt
     access.py    whose job a caller may see and cancel, and the status refresh
     views.py     what the owner sees of a job (user view) and what operators see (ops view)
+    view_models.py  the two views' shapes as pydantic models (openapi.yaml, the tests)
     progress.py  progress that moves and an estimated finish time (pure)
 
 Nothing outside `jobs/` reads or writes Firestore documents; `jobs/` never imports `tasks/` or `web/`.

@@ -1,10 +1,10 @@
-"""Builds `openapi.yaml` from the code: one path per HTTP function, bodies from the pydantic models.
+"""Builds `openapi.yaml` from the code: one path per HTTP function, bodies from the models they parse.
 
     python -m local.openapi            # rewrite openapi.yaml
     python -m local.openapi --check    # exit 1 when openapi.yaml differs from the code
     python -m local.openapi --html     # print the document as one plain HTML page (the stack's /docs)
 
-The request schemas are the models the functions validate with (`web/schemas.py`, `tasks/*`), so the
+The request schemas are the models the functions validate with (`web/schemas.py`, `web/query.py`), so the
 document cannot drift from what is accepted; `tests/test_openapi.py` runs the check. Paths are the
 function names as served locally (`http://127.0.0.1:PORT/<function>`) and deployed
 (`https://REGION-PROJECT.cloudfunctions.net/<function>`).
@@ -18,10 +18,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import yaml
 from pydantic import BaseModel
 
-from jobs.views import OpsView, UserView
+from jobs.view_models import OpsView, UserView
+from providers import registry
+from web.query import DEFAULT_PROVIDER, StatusQuery
 from web.schemas import (
     BatchStatusRequest,
     CancelRequest,
@@ -30,7 +33,6 @@ from web.schemas import (
     GenerateRequest,
     HealthQuery,
     PollPayload,
-    StatusQuery,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,7 +71,7 @@ JOB_ANSWERS: dict[str, tuple[type[BaseModel], ...]] = {
     "runwayml_status_check": (UserView, OpsView),  # OpsView: an operator asks
 }
 # function -> (method, body model or None, query model or None, security, extra responses, summary)
-FUNCTIONS: dict[str, tuple[str, type[BaseModel] | None, type[BaseModel] | None, list, dict, str]] = {
+FUNCTIONS: dict[str, tuple[str, type[BaseModel] | None, type | None, list, dict, str]] = {
     "generate_video": (
         "post",
         GenerateRequest,
@@ -186,13 +188,26 @@ def _responses(extra: dict[str, str]) -> dict[str, Any]:
     return dict(sorted(out.items()))
 
 
-def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
-    schema = model.model_json_schema(by_alias=True)
+def _query_parameters(model: type) -> list[dict[str, Any]]:
+    if issubclass(model, msgspec.Struct):
+        schema = _struct_schema(model)
+    else:
+        schema = model.model_json_schema(by_alias=True)
     required = set(schema.get("required", []))
     return [
         {"name": name, "in": "query", "required": name in required, "schema": _nullable(prop)}
         for name, prop in schema["properties"].items()
     ]
+
+
+def _struct_schema(model: type[msgspec.Struct]) -> dict[str, Any]:
+    """A msgspec model's schema; its `provider` lists the registered names (as `ProviderName` does in
+    the pydantic models) and the default it stands for when left out."""
+    schema = msgspec.json.schema(model)["$defs"][model.__name__]
+    if "provider" in schema["properties"]:
+        names = list(registry.names())
+        schema["properties"]["provider"] = {"default": DEFAULT_PROVIDER, "enum": names, "type": "string"}
+    return schema
 
 
 def _nullable(prop: dict[str, Any]) -> dict[str, Any]:

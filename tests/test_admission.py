@@ -9,6 +9,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from msgspec.structs import replace
 
 from config import DEFAULT_TIER_LIMITS
 from jobs.records import job_from_doc
@@ -259,7 +260,7 @@ def test_one_users_concurrent_admissions_all_land_in_the_ledger_without_waiting_
     from tests.test_job_store import run_in_threads
 
     raised = {"jobs_per_minute": 50, "jobs_per_hour": 50, "jobs_per_day": 50, "live_jobs": 50}
-    limits = FREE.model_copy(update={**raised, "usd_per_day": 1000.0})
+    limits = replace(FREE, **{**raised, "usd_per_day": 1000.0})
     users = UserAdmission(JobStore(firestore_client, settings), settings)
 
     def admit(i: int) -> float:

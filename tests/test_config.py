@@ -61,7 +61,7 @@ def test_require_names_the_variable_and_its_alias():
 
 def test_settings_are_frozen():
     settings = load_settings(BASE)
-    with pytest.raises(ValueError, match="frozen"):
+    with pytest.raises(AttributeError, match="immutable"):
         settings.project_id = "other"
 
 

@@ -111,7 +111,7 @@ def test_the_check_command_names_invalid_values_for_all_functions(tmp_path):
     env = tmp_path / "env.yaml"
     env.write_text(FULL + "RETENTION_DAYS: '0'\n")
     assert check.report(check.read_env_file(env.read_text()), ["cancel_video"]) == [
-        "all functions: RETENTION_DAYS is invalid: Input should be greater than or equal to 1"
+        "all functions: RETENTION_DAYS is invalid: Expected `int` >= 1"
     ]
 
 

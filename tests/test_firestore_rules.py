@@ -26,7 +26,7 @@ from google.cloud import firestore
 from config import load_settings
 from jobs.records import JobRequest
 from jobs.store import JobStore, NewJob
-from jobs.views import USER_VIEW_KEYS
+from jobs.view_models import USER_VIEW_KEYS
 from local.firestore_emulator import FirestoreEmulator
 from providers.base import Status
 

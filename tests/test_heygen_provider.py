@@ -472,7 +472,8 @@ def test_an_unknown_avatar_type_names_the_variable():
 
 
 def test_every_avatar_type_the_settings_accept_has_a_price():
-    assert set(typing.get_args(Settings.model_fields["heygen_avatar_type"].annotation)) == set(USD_PER_SECOND)
+    avatar_type = typing.get_type_hints(Settings)["heygen_avatar_type"]
+    assert set(typing.get_args(avatar_type)) == set(USD_PER_SECOND)
 
 
 def test_health_never_raises_and_never_shows_the_key(sim):

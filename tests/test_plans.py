@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from msgspec.structs import replace
 
 import errors
 from config import ConfigError, load_settings
@@ -16,9 +17,7 @@ from providers.base import Status
 NOW = datetime(2026, 3, 2, 10, 30, 15, tzinfo=UTC)
 SETTINGS = load_settings({"GOOGLE_CLOUD_PROJECT": "p"})
 PLAN, FREE = plans.limits_for(SETTINGS, None)
-LOOSE = FREE.model_copy(
-    update={"jobs_per_minute": 99, "jobs_per_hour": 99, "jobs_per_day": 99, "live_jobs": 99}
-)
+LOOSE = replace(FREE, jobs_per_minute=99, jobs_per_hour=99, jobs_per_day=99, live_jobs=99)
 
 
 def entries(*ages_s: float, usd: float = 0.0, settled: bool = True) -> dict[str, Entry]:
@@ -46,8 +45,14 @@ def test_tier_limits_override_fields_and_add_plans():
 @pytest.mark.parametrize(
     ("raw", "problem"),
     [
-        ('{"free": {"jobsPerDya": 7}}', "TIER_LIMITS is invalid at free.jobs_per_dya"),
-        ('{"free": {"qualities": ["ultra"]}}', "TIER_LIMITS is invalid at free.qualities"),
+        (
+            '{"free": {"jobsPerDya": 7}}',
+            "TIER_LIMITS is invalid at free: Object contains unknown field `jobs_per_dya`",
+        ),
+        (
+            '{"free": {"qualities": ["ultra"]}}',
+            r"TIER_LIMITS is invalid at free.qualities\[0\]: Invalid enum value 'ultra'",
+        ),
         ('{"free": 3}', "TIER_LIMITS is invalid"),
         ("{", "TIER_LIMITS is not valid JSON"),
     ],
@@ -100,25 +105,25 @@ def test_an_empty_ledger_is_allowed():
     ],
 )
 def test_a_full_window_refuses_until_it_ends(field, limit, age_s, wait_s):
-    limits = LOOSE.model_copy(update={field: 2})
+    limits = replace(LOOSE, **{field: 2})
     refusal = plans.decide(PLAN, limits, entries(age_s, age_s), 0.0, NOW)
     assert (refusal.limit, refusal.retry_after_s) == (limit, wait_s)
     assert plans.decide(PLAN, limits, entries(age_s), 0.0, NOW) is None
 
 
 def test_jobs_of_an_earlier_window_do_not_count():
-    limits = LOOSE.model_copy(update={"jobs_per_minute": 1})
+    limits = replace(LOOSE, jobs_per_minute=1)
     assert plans.decide(PLAN, limits, entries(16), 0.0, NOW) is None  # 10:29:59, the minute before
 
 
 def test_live_jobs_count_until_settled():
-    limits = LOOSE.model_copy(update={"live_jobs": 1})
+    limits = replace(LOOSE, live_jobs=1)
     assert plans.decide(PLAN, limits, entries(3600, settled=False), 0.0, NOW).limit == "liveJobs"
     assert plans.decide(PLAN, limits, entries(3600, settled=True), 0.0, NOW) is None
 
 
 def test_spend_counts_todays_jobs_and_the_new_estimate():
-    limits = LOOSE.model_copy(update={"usd_per_day": 10.0})
+    limits = replace(LOOSE, usd_per_day=10.0)
     today = entries(60, 120, usd=4.0)
     assert plans.decide(PLAN, limits, today, 2.0, NOW) is None
     refusal = plans.decide(PLAN, limits, today, 2.01, NOW)
@@ -129,7 +134,7 @@ def test_spend_counts_todays_jobs_and_the_new_estimate():
 
 
 def test_the_limit_that_binds_longest_is_reported():
-    limits = LOOSE.model_copy(update={"jobs_per_minute": 1, "jobs_per_day": 1})
+    limits = replace(LOOSE, jobs_per_minute=1, jobs_per_day=1)
     assert plans.decide(PLAN, limits, entries(5), 0.0, NOW).limit == "jobsPerDay"
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from google.api_core import exceptions as gexc
 from google.auth import exceptions as auth_exc
+from msgspec.structs import replace
 
 import tasks
 from config import ConfigError, Settings, load_settings
@@ -136,7 +137,7 @@ def test_emulator_retries_a_task_whose_target_fails(
 
 
 def test_enqueue_to_a_missing_queue_is_a_queue_error(emulator_queue_settings: Settings):
-    queue = CloudTasksQueue(emulator_queue_settings.model_copy(update={"tasks_queue": "no-such-queue"}))
+    queue = CloudTasksQueue(replace(emulator_queue_settings, tasks_queue="no-such-queue"))
     try:
         with pytest.raises(QueueError) as caught:
             queue.enqueue_poll(**POLL, delay_s=0)
@@ -206,16 +207,14 @@ def test_nan_delay_is_refused():
 
 
 def test_emulator_without_service_account_sends_no_token():
-    settings = cloud_settings(CLOUD_TASKS_EMULATOR_HOST="127.0.0.1:1").model_copy(
-        update={"tasks_service_account": None}
-    )
+    settings = replace(cloud_settings(CLOUD_TASKS_EMULATOR_HOST="127.0.0.1:1"), tasks_service_account=None)
     client = RecordingClient()
     fake_queue(client, settings).enqueue_poll(**POLL, delay_s=0)
     assert "oidc_token" not in client.calls[0]["request"]["task"].http_request
 
 
 def test_real_service_without_service_account_fails_naming_the_variable():
-    settings = cloud_settings().model_copy(update={"tasks_service_account": None})
+    settings = replace(cloud_settings(), tasks_service_account=None)
     with pytest.raises(ConfigError, match="TASKS_SERVICE_ACCOUNT"):
         fake_queue(RecordingClient(), settings).enqueue_poll(**POLL, delay_s=0)
 

@@ -12,7 +12,8 @@ import pytest
 
 from jobs.records import Attempt, AttemptStatus, Job, JobRequest
 from jobs.store import JobStore
-from jobs.views import USER_VIEW_KEYS, OpsView, UserView, ops_view, user_view
+from jobs.view_models import USER_VIEW_KEYS, OpsView, UserView
+from jobs.views import ops_view, user_view
 from providers.base import Status
 from tests.stack import OPS_SA
 from tests.test_job_store import Clock, new_job, snap, submitted_job

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import flask
-import pydantic
+import msgspec
 
 import errors
 import logs
@@ -35,7 +35,7 @@ from logs import get_logger
 from web.cors import Cors
 
 log = get_logger("web")
-M = TypeVar("M", bound=pydantic.BaseModel)
+M = TypeVar("M")
 MAX_BODY_BYTES = 64 * 1024
 TRACE_ID = re.compile(r"[0-9a-fA-F]{1,32}")
 MAX_DEPTH = 32  # no request body needs more; deeper ones only cost recursion further on
@@ -144,12 +144,30 @@ def depth(value: Any) -> int:
 
 
 def parse(model: type[M], data: dict[str, Any], where: str = "body") -> M:
-    """Validate with pydantic; the first problem becomes a 400 naming the field (or `where`: the body
-    or the query, for a problem of the whole)."""
+    """Validate with the model's own library: a msgspec `Struct` (the status check's query, loaded
+    without pydantic: `web/query.py`) or a pydantic model. The first problem becomes a 400 naming the
+    field (or `where`: the body or the query, for a problem of the whole)."""
+    if issubclass(model, msgspec.Struct):
+        return _convert(model, data, where)
+    import pydantic  # loaded by the model's own module already
+
     try:
-        return model.model_validate(data)
+        return model.model_validate(data)  # type: ignore[attr-defined]
     except pydantic.ValidationError as exc:
         raise validation_error(exc.errors(), where) from None
+
+
+def _convert(model: type[M], data: dict[str, Any], where: str) -> M:
+    """A msgspec model from `data`, its strings stripped as the pydantic models strip theirs."""
+    stripped = {key: value.strip() if isinstance(value, str) else value for key, value in data.items()}
+    try:
+        return msgspec.convert(stripped, model)
+    except msgspec.ValidationError as exc:
+        message, _, path = str(exc).partition(" - at `")
+        field = path.rstrip("`").removeprefix("$").lstrip(".")
+        raise validation_error(
+            [{"loc": tuple(filter(None, field.split("."))), "msg": message}], where
+        ) from None
 
 
 def validation_error(problems: Iterable[Any], where: str = "body") -> errors.InvalidInput:

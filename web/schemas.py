@@ -1,4 +1,5 @@
-"""The request bodies and queries of the HTTP functions, validated with pydantic.
+"""The request bodies and queries of the HTTP functions, validated with pydantic (the status check's
+query is the exception: `web/query.py`, with the id and provider rules these models share).
 
 Field names are camelCase on the wire (`durationS`, `aspectRatio`); unknown fields are refused, so a
 typo is a 400 naming it rather than a silently ignored option. `openapi.yaml` describes the same
@@ -24,8 +25,8 @@ from pydantic.alias_generators import to_camel
 
 from jobs.records import JobRequest
 from providers import registry
-from providers.base import is_reserved_id
 from providers.urls import image_url_problem
+from web.query import ID_PATTERN, reserved_id, unregistered
 
 if TYPE_CHECKING:
     from tasks.batch import Selection
@@ -34,21 +35,20 @@ MAX_SCRIPT_CHARS = 20_000
 MAX_BATCH_IDS = 1000
 RESOLUTIONS = {"1280x720": ("720p", "16:9"), "720x1280": ("720p", "9:16")}
 RESOLUTIONS |= {"1920x1080": ("1080p", "16:9"), "1080x1920": ("1080p", "9:16")}
-_ID = r"^[A-Za-z0-9_-]{1,128}$"
 
 
 def _not_reserved(value: str) -> str:
-    if is_reserved_id(value):
-        raise ValueError("ids of the form __...__ are reserved")
+    if problem := reserved_id(value):
+        raise ValueError(problem)
     return value
 
 
-Identifier = Annotated[str, StringConstraints(pattern=_ID), AfterValidator(_not_reserved)]
+Identifier = Annotated[str, StringConstraints(pattern=ID_PATTERN), AfterValidator(_not_reserved)]
 
 
 def _registered(name: str) -> str:
-    if name not in registry.names():
-        raise ValueError(f"must be one of {', '.join(registry.names())}")
+    if problem := unregistered(name):
+        raise ValueError(problem)
     return name
 
 
@@ -131,22 +131,6 @@ class GenerateRequest(Body):
 
 class CancelRequest(Body):
     job_id: Identifier
-
-
-class StatusQuery(Body):
-    job_id: Identifier | None = None
-    task_id: Identifier | None = None
-    provider: ProviderName = "runwayml"
-
-    @model_validator(mode="after")
-    def _one_id(self) -> StatusQuery:
-        if (self.job_id is None) == (self.task_id is None):
-            raise ValueError("give exactly one of jobId or taskId")
-        return self
-
-    def task(self) -> tuple[str, str] | None:
-        """(provider, task id) when the job is asked for by its provider task."""
-        return None if self.task_id is None else (self.provider, self.task_id)
 
 
 class PollPayload(Body):
