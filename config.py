@@ -6,10 +6,11 @@ polling URL, ...) are optional at load time and checked where they are used with
 `Settings.require(field)`, which fails with a message naming the environment variable. Secrets are
 `SecretStr`, so they never appear in a repr, a log line or an error.
 
-The settings are validated with msgspec rather than pydantic: every function loads them at its cold
-start, and pydantic's import and first schema cost about 180 ms there (docs/PERFORMANCE.md); the
-request bodies stay pydantic models (`web/schemas.py`). Each variable is converted to its field's type
-on its own, so one error names every bad variable.
+The settings are validated with msgspec rather than pydantic: every function loads them before its
+first answer, and pydantic's import and first schema cost about 180 ms of a cold start on a full
+core (the status check's, in an A/B of fresh processes); the request bodies stay pydantic models
+(`web/schemas.py`). Each variable is converted to its field's type on its own, so one error names
+every bad variable.
 
 The README's configuration table lists every variable; `ENV_VARS` below is the single source of
 the names (a test keeps the two in sync).
