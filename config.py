@@ -403,6 +403,10 @@ def _tier_limits(value: Any) -> dict[str, TierLimits]:
     return plans
 
 
+# the words a boolean setting may be given as (true/false and 1/0 convert as they are)
+_BOOLEANS = {"yes": True, "y": True, "on": True, "t": True, "no": False, "n": False, "off": False, "f": False}
+
+
 def _snake(name: str) -> str:
     return re.sub(r"(?<!^)([A-Z])", lambda m: "_" + m[1].lower(), name)
 
@@ -436,6 +440,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
             continue
         try:
             raw = _parse(spec.name, environ[name].strip())
+            if spec.type is bool and isinstance(raw, str):
+                raw = _BOOLEANS.get(raw.lower(), raw)
             value = _tier_limits(raw) if spec.name == "tier_limits" else _convert(raw, spec.type)
             values[spec.name] = _RULES.get(spec.name, _same)(value)
         except ConfigError as exc:

@@ -37,6 +37,16 @@ def test_zero_is_a_value_not_a_missing_setting():
     assert settings.retry_after_cap_s == 0
 
 
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [("true", True), ("FALSE", False), ("1", True), ("0", False), ("yes", True), ("off", False)],
+)
+def test_a_boolean_takes_the_usual_words(raw, value):
+    assert load_settings({**BASE, "RUNWAYML_VEO_AUDIO": raw}).runwayml_veo_audio is value
+    with pytest.raises(ConfigError, match="RUNWAYML_VEO_AUDIO is invalid"):
+        load_settings({**BASE, "RUNWAYML_VEO_AUDIO": "maybe"})
+
+
 def test_runwayml_api_secret_is_accepted_as_an_alias():
     settings = load_settings({**BASE, "RUNWAYML_API_SECRET": "key_alias"})
     assert settings.runwayml_api_key.get_secret_value() == "key_alias"
