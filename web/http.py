@@ -163,11 +163,8 @@ def _convert(model: type[M], data: dict[str, Any], where: str) -> M:
     try:
         return msgspec.convert(stripped, model)
     except msgspec.ValidationError as exc:
-        message, _, path = str(exc).partition(" - at `")
-        field = path.rstrip("`").removeprefix("$").lstrip(".")
-        raise validation_error(
-            [{"loc": tuple(filter(None, field.split("."))), "msg": message}], where
-        ) from None
+        message, loc = errors.msgspec_problem(exc)
+        raise validation_error([{"loc": loc, "msg": message}], where) from None
 
 
 def validation_error(problems: Iterable[Any], where: str = "body") -> errors.InvalidInput:
